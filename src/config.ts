@@ -1,0 +1,265 @@
+// Every setting in one schema (name, default, description, what it accepts), validated once at start-up and frozen.
+import { type StaticDecode, type TSchema, Type } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { ConfigError } from './errors.js'
+
+/** The sinks sidelog can deliver to. `sinks/index.ts` must register a factory for each (checked by the compiler). */
+export const SINK_KINDS = ['file', 'stdout'] as const
+export type SinkKind = (typeof SINK_KINDS)[number]
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+const UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kib: 1024,
+  kb: 1000,
+  mib: 1024 ** 2,
+  mb: 1000 ** 2,
+  gib: 1024 ** 3,
+  gb: 1000 ** 3,
+}
+const BYTES_PATTERN = '^\\s*\\d+(\\.\\d+)?\\s*([KMG]i?B|B)?\\s*$'
+
+/** Parses `5242880`, `512KiB`, `5MiB`, `1.5GB` into bytes. */
+export function parseBytes(text: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  const unit = UNITS[(match?.[2] ?? '').toLowerCase()]
+  if (!match?.[1] || unit === undefined) throw new Error(`"${text}" is not a size`)
+  return Math.floor(Number(match[1]) * unit)
+}
+
+function formatBytes(n: number): string {
+  for (const [unit, size] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const) {
+    if (n >= size && n % size === 0) return `${n / size}${unit}`
+  }
+  return String(n)
+}
+
+function bytes(defaultValue: string, minimum: number, maximum: number, description: string) {
+  const accepts = `a size in bytes from ${formatBytes(minimum)} to ${formatBytes(maximum)}: a whole number or one with a unit (KiB, MiB, GiB, KB, MB, GB), e.g. ${defaultValue}`
+  return Type.Transform(Type.String({ pattern: BYTES_PATTERN, default: defaultValue, description, accepts }))
+    .Decode((text) => {
+      const n = parseBytes(text)
+      if (n < minimum || n > maximum) throw new Error(`out of range`)
+      return n
+    })
+    .Encode(formatBytes)
+}
+
+function integer(defaultValue: number, minimum: number, maximum: number, description: string) {
+  return Type.Integer({
+    default: defaultValue,
+    minimum,
+    maximum,
+    description,
+    accepts: `a whole number from ${minimum} to ${maximum}`,
+  })
+}
+
+function seconds(defaultValue: number, maximum: number, description: string) {
+  return Type.Number({
+    default: defaultValue,
+    exclusiveMinimum: 0,
+    maximum,
+    description,
+    accepts: `a number of seconds greater than 0 and at most ${maximum} (fractions allowed, e.g. 0.5)`,
+  })
+}
+
+function text(defaultValue: string, description: string) {
+  return Type.String({ default: defaultValue, minLength: 1, description, accepts: 'a non-empty string' })
+}
+
+const SINKS_ACCEPTS = `a comma-separated list of: ${SINK_KINDS.join(', ')}`
+const LABEL_PATTERN =
+  '^\\s*([A-Za-z_][A-Za-z0-9_.-]*=[^,=]*)?(\\s*,\\s*[A-Za-z_][A-Za-z0-9_.-]*=[^,=]*)*\\s*$'
+
+export const ConfigSchema = Type.Object({
+  SIDELOG_HOST: text(
+    '127.0.0.1',
+    'Address to listen on. The default lets only processes in the same network namespace (the app beside it) reach sidelog.',
+  ),
+  SIDELOG_PORT: integer(
+    9090,
+    0,
+    65535,
+    'Port to listen on (0 picks a free one). PORT is not read: it belongs to the app.',
+  ),
+  SINKS: Type.Transform(
+    Type.String({
+      default: 'file',
+      pattern: `^\\s*(${SINK_KINDS.join('|')})\\s*(,\\s*(${SINK_KINDS.join('|')})\\s*)*$`,
+      description:
+        'Where batches are delivered. Each sink has its own buffer, so a slow sink cannot hold back a fast one.',
+      accepts: SINKS_ACCEPTS,
+    }),
+  )
+    .Decode((list) => [...new Set(list.split(',').map((s) => s.trim() as SinkKind))])
+    .Encode((kinds) => kinds.join(',')),
+  DATA_DIR: text(
+    './data',
+    'Root of the file sink: batches land as <DATA_DIR>/logs/YYYY/MM/DD/HHMMSS-<instance>-<seq>.jsonl.',
+  ),
+  DEAD_LETTER_DIR: text(
+    './data/dead-letter',
+    'Where entries that cannot be delivered are kept, as JSONL with the reason: <DEAD_LETTER_DIR>/<sink>/YYYY/MM/DD/...',
+  ),
+  BATCH_SIZE: integer(100, 1, 100_000, 'Flush a batch when it holds this many entries.'),
+  BATCH_BYTES: bytes(
+    '4MiB',
+    1024,
+    256 * 1024 ** 2,
+    'Flush a batch before it grows past this many bytes of JSONL.',
+  ),
+  FLUSH_INTERVAL: seconds(5, 3600, 'Flush a batch this many seconds after its first entry arrived.'),
+  BUFFER_MAX_EVENTS: integer(
+    50_000,
+    1,
+    10_000_000,
+    'Entries each sink may hold (open, queued and in-flight batches); past it requests get 429.',
+  ),
+  BUFFER_MAX_BYTES: bytes(
+    '32MiB',
+    1024,
+    16 * 1024 ** 3,
+    'Bytes each sink may hold; past it requests get 429.',
+  ),
+  MAX_BODY_BYTES: bytes(
+    '5MiB',
+    1024,
+    1024 ** 3,
+    'Largest request body, measured after gzip decompression; larger bodies get 413.',
+  ),
+  MAX_ENTRY_BYTES: bytes(
+    '256KiB',
+    64,
+    64 * 1024 ** 2,
+    'Largest single entry as JSON; a larger one gets 413.',
+  ),
+  SINK_CONCURRENCY: integer(2, 1, 64, 'Batches each sink writes at the same time.'),
+  SINK_TIMEOUT: seconds(
+    30,
+    3600,
+    'Time one write attempt may take before it counts as failed (and is retried).',
+  ),
+  RETRY_INITIAL_BACKOFF: seconds(
+    0.5,
+    3600,
+    'Upper bound of the first retry delay; it doubles per attempt, with full jitter.',
+  ),
+  RETRY_MAX_BACKOFF: seconds(30, 3600, 'Largest upper bound of one retry delay.'),
+  RETRY_MAX_ELAPSED: seconds(
+    300,
+    86_400,
+    'How long a batch is retried before it goes to the dead-letter store; meanwhile the buffer fills and requests get 429.',
+  ),
+  SHUTDOWN_TIMEOUT: seconds(
+    8,
+    3600,
+    'On SIGTERM/SIGINT, time to flush and deliver before what is left is dead-lettered; Cloud Run kills at 10 s.',
+  ),
+  LABELS: Type.Transform(
+    Type.String({
+      default: '',
+      pattern: LABEL_PATTERN,
+      description: 'Static fields added to every entry that lacks them, e.g. env=prod,team=payments.',
+      accepts: 'a comma-separated list of name=value pairs (names start with a letter or _)',
+    }),
+  )
+    .Decode((list) => {
+      const labels: Record<string, string> = {}
+      for (const pair of list.split(',')) {
+        const eq = pair.indexOf('=')
+        if (eq > 0) labels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim()
+      }
+      return labels
+    })
+    .Encode((labels) =>
+      Object.entries(labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(','),
+    ),
+  LOG_LEVEL: Type.Union(
+    LOG_LEVELS.map((level) => Type.Literal(level)),
+    {
+      default: 'info',
+      description: "Level of sidelog's own logs (pino JSON on stderr).",
+      accepts: `one of ${LOG_LEVELS.join(', ')}`,
+    },
+  ),
+  K_SERVICE: text('unknown', 'Service name added to every entry as `service` (Cloud Run sets it).'),
+  K_REVISION: text('unknown', 'Revision added to every entry as `revision` (Cloud Run sets it).'),
+})
+
+export type Config = Readonly<StaticDecode<typeof ConfigSchema>>
+type SettingName = keyof typeof ConfigSchema.properties
+
+function settingSchemas(): [SettingName, TSchema][] {
+  return Object.entries(ConfigSchema.properties) as [SettingName, TSchema][]
+}
+
+/**
+ * Reads every setting from `env` (unknown variables are ignored; an empty value counts as unset), and throws one
+ * ConfigError listing every bad setting with what it accepts.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const problems: string[] = []
+  const decoded: Record<string, unknown> = {}
+  for (const [name, schema] of settingSchemas()) {
+    const raw = env[name] === '' ? undefined : env[name]
+    const value = Value.Convert(schema, Value.Default(schema, raw))
+    try {
+      if (!Value.Check(schema, value)) throw new Error('invalid')
+      decoded[name] = Value.Decode(schema, value)
+    } catch {
+      problems.push(`${name}=${JSON.stringify(raw)} is not valid: expected ${schema.accepts}`)
+    }
+  }
+  if (problems.length === 0) problems.push(...crossCheck(decoded as Config))
+  if (problems.length > 0) {
+    throw new ConfigError(
+      `invalid configuration:\n  ${problems.join('\n  ')}\nRun sidelog --help for every setting.`,
+    )
+  }
+  return Object.freeze(decoded as Config)
+}
+
+/** Relations between settings that no single field can express. */
+function crossCheck(c: Config): string[] {
+  const problems: string[] = []
+  const order = (small: SettingName, big: SettingName, why: string) => {
+    if ((c[small] as number) > (c[big] as number)) {
+      problems.push(`${small} (${c[small]}) must not exceed ${big} (${c[big]}): ${why}`)
+    }
+  }
+  order('MAX_ENTRY_BYTES', 'BATCH_BYTES', 'one entry must fit in a batch')
+  order('BATCH_BYTES', 'BUFFER_MAX_BYTES', 'one batch must fit in the buffer')
+  order('BATCH_SIZE', 'BUFFER_MAX_EVENTS', 'one batch must fit in the buffer')
+  order('RETRY_INITIAL_BACKOFF', 'RETRY_MAX_BACKOFF', 'the first delay cannot be above the largest')
+  return problems
+}
+
+/** `sidelog --help`: every setting from the same schema, with default, description and accepted values. */
+export function helpText(): string {
+  const lines = [
+    'sidelog: a log-processing sidecar. POST JSON, a JSON array or NDJSON (optionally gzip) to /logs.',
+    '',
+    'Usage: sidelog [--help]     (configuration comes from environment variables)',
+    '',
+    'Settings:',
+  ]
+  for (const [name, schema] of settingSchemas()) {
+    const defaultValue = schema.default === '' ? '(none)' : String(schema.default)
+    lines.push(
+      `  ${name}  (default: ${defaultValue})`,
+      `      ${schema.description}`,
+      `      Accepts ${schema.accepts}.`,
+    )
+  }
+  return lines.join('\n')
+}

@@ -1,0 +1,62 @@
+// Error types with stable `code`s: sinks classify, the retry layer decides, the HTTP source maps to status codes.
+
+/** A failure that retrying cannot fix (bad request, permission denied): the batch goes to the dead-letter store. */
+export class PermanentError extends Error {
+  readonly code = 'PERMANENT'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'PermanentError'
+  }
+}
+
+export function isPermanent(err: unknown): boolean {
+  return err instanceof PermanentError
+}
+
+/** The buffer of at least one sink has no room for the request: the client should retry after `retryAfterMs`. */
+export class QueueFullError extends Error {
+  readonly code = 'BUFFER_FULL'
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message)
+    this.name = 'QueueFullError'
+  }
+}
+
+/** sidelog is draining for shutdown and takes no new entries. */
+export class ShuttingDownError extends Error {
+  readonly code = 'DRAINING'
+  constructor() {
+    super('sidelog is shutting down and accepts no new entries; send them to the next instance')
+    this.name = 'ShuttingDownError'
+  }
+}
+
+/** Input the client must fix: carries the HTTP status and, where known, which NDJSON line or array index. */
+export class InputError extends Error {
+  constructor(
+    readonly statusCode: 400 | 413 | 415,
+    readonly code: string,
+    message: string,
+    readonly where: { line?: number; index?: number; position?: number } = {},
+  ) {
+    super(message)
+    this.name = 'InputError'
+  }
+}
+
+/** A setting that cannot be used: stops the process at start-up, naming the setting and what it accepts. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG'
+  constructor(message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name
+  return String(err)
+}

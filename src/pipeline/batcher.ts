@@ -1,0 +1,100 @@
+// A bounded accumulator for one sink: groups events into batches (flush on count, bytes, age or close) and hands
+// them to `deliver` with bounded concurrency. Everything it holds, open, queued or in flight, counts against its
+// bounds, so a stalled sink turns into 429s rather than unbounded memory.
+import PQueue from 'p-queue'
+import type { Batch, LogEvent } from '../event.js'
+
+export interface BatcherOptions {
+  readonly instanceId: string
+  readonly maxBatchEvents: number
+  readonly maxBatchBytes: number
+  readonly flushIntervalMs: number
+  readonly maxBufferedEvents: number
+  readonly maxBufferedBytes: number
+  readonly concurrency: number
+  /** Delivers or dead-letters the batch; must not reject. The batch stops counting against the bounds after it. */
+  readonly deliver: (batch: Batch) => Promise<void>
+}
+
+export class Batcher {
+  private open: LogEvent[] = []
+  private openBytes = 0
+  private openedAt = new Date(0)
+  private timer: NodeJS.Timeout | undefined
+  private seq = 0
+  private readonly queue: PQueue
+  private held = { events: 0, bytes: 0 }
+
+  constructor(private readonly options: BatcherOptions) {
+    this.queue = new PQueue({ concurrency: options.concurrency })
+  }
+
+  /** Events held: in the open batch, queued, or being written. */
+  get bufferedEvents(): number {
+    return this.held.events
+  }
+
+  get bufferedBytes(): number {
+    return this.held.bytes
+  }
+
+  /** Whether `events` more events of `bytes` total would stay within the bounds. */
+  hasRoomFor(events: number, bytes: number): boolean {
+    return (
+      this.held.events + events <= this.options.maxBufferedEvents &&
+      this.held.bytes + bytes <= this.options.maxBufferedBytes
+    )
+  }
+
+  /** Adds events; the caller checks hasRoomFor first (the pipeline does, for every sink, before offering to any). */
+  offer(events: readonly LogEvent[]): void {
+    const { maxBatchEvents, maxBatchBytes } = this.options
+    for (const event of events) {
+      if (this.open.length > 0 && this.openBytes + event.bytes > maxBatchBytes) this.flush()
+      if (this.open.length === 0) {
+        this.openedAt = new Date()
+        this.timer = setTimeout(() => this.flush(), this.options.flushIntervalMs)
+        this.timer.unref()
+      }
+      this.open.push(event)
+      this.openBytes += event.bytes
+      this.held.events++
+      this.held.bytes += event.bytes
+      if (this.open.length >= maxBatchEvents || this.openBytes >= maxBatchBytes) this.flush()
+    }
+  }
+
+  /** Seals the open batch, if any, and queues it for delivery. */
+  flush(): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    if (this.open.length === 0) return
+    const batch: Batch = {
+      name: `${this.options.instanceId}-${String(++this.seq).padStart(6, '0')}`,
+      openedAt: this.openedAt,
+      events: this.open,
+      bytes: this.openBytes,
+    }
+    this.open = []
+    this.openBytes = 0
+    void this.queue.add(async () => {
+      try {
+        await this.options.deliver(batch)
+      } finally {
+        this.held.events -= batch.events.length
+        this.held.bytes -= batch.bytes
+      }
+    })
+  }
+
+  /** Resolves when nothing is queued or being written (the open batch is not flushed: call flush() first). */
+  onIdle(): Promise<void> {
+    return this.queue.onIdle()
+  }
+
+  /** Flushes the open batch and resolves once every batch is delivered or dead-lettered. */
+  async close(): Promise<void> {
+    this.flush()
+    await this.queue.onIdle()
+  }
+}

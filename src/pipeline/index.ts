@@ -1,0 +1,238 @@
+// The pipeline: one lane per sink (bounded batcher → retrying sink → dead-letter store), all-or-nothing accept(),
+// per-sink counters, and a drain that delivers what it can before a deadline and dead-letters the rest.
+import type { Logger } from 'pino'
+import { errorMessage, InputError, QueueFullError, ShuttingDownError } from '../errors.js'
+import type { Batch, LogEvent } from '../event.js'
+import type { DeadLetterStore } from '../sinks/dead-letter.js'
+import { DeliveryFailedError, type RetryPolicy, withRetry } from '../sinks/retry.js'
+import type { Sink } from '../sinks/sink.js'
+import { Batcher, type BatcherOptions } from './batcher.js'
+
+export interface PipelineOptions {
+  readonly sinks: readonly Sink[]
+  readonly batching: Omit<BatcherOptions, 'deliver'>
+  readonly retry: RetryPolicy
+  readonly deadLetter: DeadLetterStore
+  readonly logger: Logger
+  /** Retry-After given with a 429. */
+  readonly retryAfterMs: number
+}
+
+export interface SinkStats {
+  delivered_events: number
+  delivered_batches: number
+  retries: number
+  dead_lettered_events: number
+  /** Events that could be neither delivered nor written to the dead-letter store (logged at error level). */
+  dead_letter_failed_events: number
+  buffered_events: number
+  buffered_bytes: number
+  /** False from a failed attempt until the next successful write. */
+  healthy: boolean
+  last_error: { message: string; at: string } | null
+  last_delivery_at: string | null
+}
+
+export interface DrainSummary {
+  readonly delivered: number
+  readonly dead_lettered: number
+  readonly dead_letter_failed: number
+  readonly timed_out: boolean
+}
+
+interface Lane {
+  readonly sink: Sink
+  readonly batcher: Batcher
+  readonly stats: Omit<SinkStats, 'buffered_events' | 'buffered_bytes'>
+}
+
+export class Pipeline {
+  private readonly lanes: Lane[]
+  /** Aborted when the drain deadline passes: retries stop and what is left goes to the dead-letter store. */
+  private readonly deadline = new AbortController()
+  private accepting = true
+  private accepted = 0
+
+  constructor(private readonly options: PipelineOptions) {
+    this.lanes = options.sinks.map((sink) => this.createLane(sink))
+  }
+
+  private createLane(sink: Sink): Lane {
+    const { logger } = this.options
+    const stats: Lane['stats'] = {
+      delivered_events: 0,
+      delivered_batches: 0,
+      retries: 0,
+      dead_lettered_events: 0,
+      dead_letter_failed_events: 0,
+      healthy: true,
+      last_error: null,
+      last_delivery_at: null,
+    }
+    const noteError = (err: unknown) => {
+      stats.healthy = false
+      stats.last_error = { message: errorMessage(err), at: new Date().toISOString() }
+    }
+    const retrying = withRetry(sink, this.options.retry, {
+      onRetry(err, attempt, delayMs) {
+        stats.retries++
+        noteError(err)
+        logger.warn(
+          { sink: sink.name, attempt, delay_ms: delayMs, err: errorMessage(err) },
+          'write failed; retrying',
+        )
+      },
+    })
+    const deliver = async (batch: Batch) => {
+      try {
+        await retrying.write(batch, { signal: this.deadline.signal })
+        stats.delivered_events += batch.events.length
+        stats.delivered_batches++
+        stats.healthy = true
+        stats.last_delivery_at = new Date().toISOString()
+      } catch (err) {
+        const failure =
+          err instanceof DeliveryFailedError ? err : new DeliveryFailedError('permanent', 0, err)
+        if (failure.reason !== 'shutdown') noteError(failure.lastError)
+        await this.deadLetter(sink.name, batch, batch.events, failure, stats)
+      }
+    }
+    const batcher = new Batcher({ ...this.options.batching, deliver })
+    return { sink, batcher, stats }
+  }
+
+  private async deadLetter(
+    sink: string,
+    batch: Batch,
+    events: readonly LogEvent[],
+    failure: DeliveryFailedError,
+    stats: Lane['stats'],
+  ) {
+    const log = {
+      sink,
+      batch: batch.name,
+      events: events.length,
+      attempts: failure.attempts,
+      reason: failure.message,
+    }
+    try {
+      const path = await this.options.deadLetter.write(batch, events, {
+        sink,
+        reason: failure.message,
+        attempts: failure.attempts,
+      })
+      stats.dead_lettered_events += events.length
+      this.options.logger.error({ ...log, path }, 'batch not delivered; dead-lettered')
+    } catch (err) {
+      stats.dead_letter_failed_events += events.length
+      this.options.logger.fatal(
+        { ...log, dead_letter_error: errorMessage(err), entries: events.map((e) => e.line) },
+        'batch not delivered and the dead-letter store failed; its entries are in this log line',
+      )
+    }
+  }
+
+  get sinkNames(): string[] {
+    return this.lanes.map((lane) => lane.sink.name)
+  }
+
+  /**
+   * Takes every event of one request, or none: each sink's buffer must have room for all of them first.
+   * Synchronous, so no other request can interleave between the check and the offer.
+   */
+  accept(events: readonly LogEvent[]): void {
+    if (!this.accepting) throw new ShuttingDownError()
+    let bytes = 0
+    for (const event of events) bytes += event.bytes
+    const { maxBufferedEvents, maxBufferedBytes } = this.options.batching
+    if (events.length > maxBufferedEvents || bytes > maxBufferedBytes) {
+      throw new InputError(
+        413,
+        'REQUEST_TOO_LARGE',
+        `request holds ${events.length} entries of ${bytes} bytes; a sink buffers at most ${maxBufferedEvents} entries and ${maxBufferedBytes} bytes (BUFFER_MAX_EVENTS, BUFFER_MAX_BYTES): split it`,
+      )
+    }
+    for (const { sink, batcher } of this.lanes) {
+      if (!batcher.hasRoomFor(events.length, bytes)) {
+        throw new QueueFullError(
+          `the buffer of sink "${sink.name}" is full (${batcher.bufferedEvents} entries, ${batcher.bufferedBytes} bytes held); retry later`,
+          this.options.retryAfterMs,
+        )
+      }
+    }
+    for (const { batcher } of this.lanes) batcher.offer(events)
+    this.accepted += events.length
+  }
+
+  get isAccepting(): boolean {
+    return this.accepting
+  }
+
+  /** Entries accepted since start. */
+  get acceptedEvents(): number {
+    return this.accepted
+  }
+
+  /** The most any one sink holds: entries accepted and not yet delivered or dead-lettered everywhere. */
+  get bufferedEvents(): number {
+    return Math.max(0, ...this.lanes.map((lane) => lane.batcher.bufferedEvents))
+  }
+
+  stats(): Record<string, SinkStats> {
+    return Object.fromEntries(
+      this.lanes.map(({ sink, batcher, stats }) => [
+        sink.name,
+        { ...stats, buffered_events: batcher.bufferedEvents, buffered_bytes: batcher.bufferedBytes },
+      ]),
+    )
+  }
+
+  /** Stops accepting (new requests get 503); what is already accepted is still delivered by drain(). */
+  stopAccepting(): void {
+    this.accepting = false
+  }
+
+  /**
+   * Stops accepting, flushes every batcher and waits for delivery until `deadlineMs` from now; then aborts retries
+   * and in-flight writes so that what is left goes to the dead-letter store, and closes the sinks.
+   */
+  async drain(deadlineMs: number): Promise<DrainSummary> {
+    this.stopAccepting()
+    const idle = Promise.all(this.lanes.map((lane) => lane.batcher.close()))
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = await Promise.race([
+      idle.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), deadlineMs)
+      }),
+    ])
+    clearTimeout(timer)
+    if (timedOut) {
+      this.deadline.abort(new Error(`shutdown deadline reached (SHUTDOWN_TIMEOUT)`))
+      await idle
+    }
+    await Promise.all(
+      this.lanes.map(({ sink }) =>
+        sink
+          .close()
+          .catch((err) =>
+            this.options.logger.error({ sink: sink.name, err: errorMessage(err) }, 'close failed'),
+          ),
+      ),
+    )
+    let delivered = 0
+    let deadLettered = 0
+    let deadLetterFailed = 0
+    for (const { stats } of this.lanes) {
+      delivered += stats.delivered_events
+      deadLettered += stats.dead_lettered_events
+      deadLetterFailed += stats.dead_letter_failed_events
+    }
+    return {
+      delivered,
+      dead_lettered: deadLettered,
+      dead_letter_failed: deadLetterFailed,
+      timed_out: timedOut,
+    }
+  }
+}

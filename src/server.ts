@@ -1,0 +1,109 @@
+// createServer(): the Fastify instance with /health and one error handler that turns every failure into a clear
+// JSON answer. It never listens by itself: tests use inject(), app.ts calls listen().
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+} from 'fastify'
+import type { Logger } from 'pino'
+import { errorMessage, InputError, QueueFullError, ShuttingDownError } from './errors.js'
+
+export interface ServerOptions {
+  readonly logger: Logger
+  /** Largest request body in bytes (after decompression). */
+  readonly bodyLimit: number
+  /** The /health document; `status` decides nothing about the HTTP code, which is 200 while running. */
+  readonly health: () => Record<string, unknown>
+}
+
+export interface ErrorBody {
+  error: string
+  message: string
+  line?: number
+  index?: number
+  position?: number
+}
+
+const ACCEPTED_TYPES =
+  'application/json (one object or an array of objects), or application/x-ndjson, application/jsonl or text/plain (one object per line)'
+
+/** Maps any error raised while handling a request to a status code and a body naming what was wrong. */
+export function toErrorReply(
+  err: unknown,
+  bodyLimit: number,
+): { status: number; body: ErrorBody; retryAfterS?: number } {
+  if (err instanceof InputError) {
+    return { status: err.statusCode, body: { error: err.code, message: err.message, ...err.where } }
+  }
+  if (err instanceof QueueFullError) {
+    return {
+      status: 429,
+      body: { error: err.code, message: err.message },
+      retryAfterS: Math.max(1, Math.ceil(err.retryAfterMs / 1000)),
+    }
+  }
+  if (err instanceof ShuttingDownError)
+    return { status: 503, body: { error: err.code, message: err.message } }
+  const fastifyError = err as Partial<FastifyError>
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return {
+        status: 413,
+        body: {
+          error: 'BODY_TOO_LARGE',
+          message: `request body is over ${bodyLimit} bytes (MAX_BODY_BYTES, measured after gzip decompression): split it`,
+        },
+      }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return {
+        status: 415,
+        body: {
+          error: 'UNSUPPORTED_MEDIA_TYPE',
+          message: `unsupported Content-Type; send ${ACCEPTED_TYPES}`,
+        },
+      }
+    case 'Z_DATA_ERROR':
+    case 'Z_BUF_ERROR':
+    case 'Z_STREAM_ERROR':
+      return {
+        status: 400,
+        body: { error: 'INVALID_GZIP', message: `body is not valid gzip: ${errorMessage(err)}` },
+      }
+  }
+  const status = fastifyError.statusCode ?? 500
+  if (status >= 400 && status < 500) {
+    return { status, body: { error: fastifyError.code ?? 'BAD_REQUEST', message: errorMessage(err) } }
+  }
+  return {
+    status: 500,
+    body: { error: 'INTERNAL', message: 'internal error; nothing from this request was kept' },
+  }
+}
+
+export function createServer(options: ServerOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    // One line per request would cost more than the work it logs; counters are in /health instead.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: options.bodyLimit,
+    return503OnClosing: true,
+  })
+
+  app.setErrorHandler((err, request, reply) => {
+    const { status, body, retryAfterS } = toErrorReply(err, options.bodyLimit)
+    if (status >= 500 && status !== 503) request.log.error({ err }, 'request failed')
+    if (retryAfterS !== undefined) void reply.header('retry-after', String(retryAfterS))
+    return reply.code(status).send(body)
+  })
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({
+      error: 'NOT_FOUND',
+      message: `no route ${request.method} ${request.url}; POST logs to /logs, GET /health`,
+    }),
+  )
+
+  app.get('/health', async () => options.health())
+  return app
+}

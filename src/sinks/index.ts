@@ -1,0 +1,10 @@
+// The registry of sinks: adding a sink is one new file and one line here (and its name in config's SINK_KINDS).
+import type { SinkKind } from '../config.js'
+import { createFileSink } from './file.js'
+import type { SinkFactory } from './sink.js'
+import { createStdoutSink } from './stdout.js'
+
+export const sinkFactories = {
+  file: createFileSink,
+  stdout: createStdoutSink,
+} satisfies Record<SinkKind, SinkFactory>

@@ -1,0 +1,18 @@
+// Stdout sink: one JSON line per entry, which Cloud Run and Kubernetes pick up as structured logs (the line
+// carries `severity` where the entry had a level).
+import { once } from 'node:events'
+import { encodeJsonl } from './jsonl.js'
+import type { Sink, SinkFactory } from './sink.js'
+
+export const createStdoutSink: SinkFactory = async ({ stdout }) => {
+  const sink: Sink = {
+    name: 'stdout',
+    async write(batch) {
+      // A partly written batch cannot be taken back, so the signal is not honoured mid-write: stdout is local
+      // and fast, and a write that completes late is still delivered once.
+      if (!stdout.write(encodeJsonl(batch.events))) await once(stdout, 'drain')
+    },
+    async close() {},
+  }
+  return sink
+}
