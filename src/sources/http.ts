@@ -174,8 +174,9 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       // Refuse before parsing: a draining instance should not spend its shutdown budget on new bodies.
       if (!pipeline.isAccepting) throw new ShuttingDownError()
       const body = request.body as RawBody | undefined
-      if (body === undefined)
+      if (body === undefined || body.text.trim() === '') {
         throw new InputError(400, 'EMPTY_BODY', 'request body is empty; send at least one entry')
+      }
       const receivedAt = new Date().toISOString()
       const events: LogEvent[] = []
       if (body.format === 'json') {

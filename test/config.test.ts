@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigSchema, helpText, loadConfig, parseBytes } from '../src/config.js'
+import { ConfigError } from '../src/errors.js'
+
+describe('loadConfig', () => {
+  it('gives the documented defaults with an empty environment', () => {
+    const config = loadConfig({})
+    expect(config).toMatchObject({
+      SIDELOG_HOST: '127.0.0.1',
+      SIDELOG_PORT: 9090,
+      SINKS: ['file'],
+      DATA_DIR: './data',
+      DEAD_LETTER_DIR: './data/dead-letter',
+      BATCH_SIZE: 100,
+      BATCH_BYTES: 4 * 1024 * 1024,
+      FLUSH_INTERVAL: 5,
+      MAX_BODY_BYTES: 5 * 1024 * 1024,
+      MAX_ENTRY_BYTES: 256 * 1024,
+      SHUTDOWN_TIMEOUT: 8,
+      LABELS: {},
+    })
+    expect(Object.isFrozen(config)).toBe(true)
+  })
+
+  it('converts strings, sizes with units, lists and labels', () => {
+    const config = loadConfig({
+      SIDELOG_PORT: '0',
+      SINKS: ' stdout , file,stdout',
+      BATCH_BYTES: '512KiB',
+      MAX_BODY_BYTES: '1.5MB',
+      FLUSH_INTERVAL: '0.25',
+      LABELS: 'env=prod, team=payments',
+    })
+    expect(config.SIDELOG_PORT).toBe(0)
+    expect(config.SINKS).toEqual(['stdout', 'file'])
+    expect(config.BATCH_BYTES).toBe(512 * 1024)
+    expect(config.MAX_BODY_BYTES).toBe(1_500_000)
+    expect(config.FLUSH_INTERVAL).toBe(0.25)
+    expect(config.LABELS).toEqual({ env: 'prod', team: 'payments' })
+  })
+
+  it('treats an empty value as unset', () => {
+    expect(loadConfig({ BATCH_SIZE: '', SINKS: '' })).toMatchObject({ BATCH_SIZE: 100, SINKS: ['file'] })
+  })
+
+  it('does not read PORT, which belongs to the app', () => {
+    expect(loadConfig({ PORT: '8080' }).SIDELOG_PORT).toBe(9090)
+  })
+
+  it('names every bad setting, its value and what it accepts, in one error', () => {
+    let error: unknown
+    try {
+      loadConfig({
+        BATCH_SIZE: 'abc',
+        SINKS: 'file,kafka',
+        MAX_BODY_BYTES: '5 parsecs',
+        FLUSH_INTERVAL: '-1',
+      })
+    } catch (err) {
+      error = err
+    }
+    expect(error).toBeInstanceOf(ConfigError)
+    const message = (error as Error).message
+    expect(message).toContain('BATCH_SIZE="abc" is not valid: expected a whole number from 1 to 100000')
+    expect(message).toContain(
+      'SINKS="file,kafka" is not valid: expected a comma-separated list of: file, stdout',
+    )
+    expect(message).toContain('MAX_BODY_BYTES="5 parsecs" is not valid: expected a size in bytes')
+    expect(message).toContain('FLUSH_INTERVAL="-1" is not valid: expected a number of seconds greater than 0')
+  })
+
+  it('rejects sizes outside their range', () => {
+    expect(() => loadConfig({ MAX_BODY_BYTES: '2GiB' })).toThrow(
+      /MAX_BODY_BYTES="2GiB" is not valid: .* from 1KiB to 1GiB/,
+    )
+  })
+
+  it('rejects settings that contradict each other', () => {
+    expect(() => loadConfig({ MAX_ENTRY_BYTES: '8MiB' })).toThrow(
+      'MAX_ENTRY_BYTES (8388608) must not exceed BATCH_BYTES (4194304): one entry must fit in a batch',
+    )
+    expect(() => loadConfig({ BATCH_SIZE: '500', BUFFER_MAX_EVENTS: '100' })).toThrow(
+      /BATCH_SIZE \(500\) must not exceed BUFFER_MAX_EVENTS \(100\)/,
+    )
+  })
+
+  it('rejects malformed labels', () => {
+    expect(() => loadConfig({ LABELS: 'novalue' })).toThrow(
+      /LABELS="novalue" is not valid: expected a comma-separated list of name=value/,
+    )
+  })
+})
+
+describe('parseBytes', () => {
+  it.each([
+    ['1024', 1024],
+    ['1KiB', 1024],
+    ['1kb', 1000],
+    ['5MiB', 5 * 1024 ** 2],
+    ['2 GiB', 2 * 1024 ** 3],
+    ['0.5MiB', 512 * 1024],
+  ])('%s is %d bytes', (text, bytes) => {
+    expect(parseBytes(text)).toBe(bytes)
+  })
+
+  it('refuses a unit it does not know', () => {
+    expect(() => parseBytes('5XB')).toThrow('"5XB" is not a size')
+  })
+})
+
+describe('helpText', () => {
+  it('documents every setting with its default and what it accepts', () => {
+    const help = helpText()
+    for (const [name, schema] of Object.entries(ConfigSchema.properties)) {
+      expect(help).toContain(`  ${name}  (default: `)
+      expect(help).toContain(String(schema.description))
+      expect(help).toContain(`Accepts ${schema.accepts}.`)
+    }
+  })
+})

@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest'
+import { InputError } from '../../src/errors.js'
+import { type EnrichContext, enrichEntry, severityOf } from '../../src/pipeline/enrich.js'
+
+const context: EnrichContext = {
+  service: 'checkout',
+  revision: 'checkout-00042',
+  host: 'host-1',
+  labels: { env: 'prod' },
+  maxEntryBytes: 1024,
+  newId: () => 'generated-id',
+}
+const receivedAt = '2026-01-02T03:04:05.678Z'
+
+function enrich(entry: Record<string, unknown>, ctx = context) {
+  const event = enrichEntry(entry, ctx, receivedAt, { index: 3 })
+  return { event, parsed: JSON.parse(event.line) as Record<string, unknown> }
+}
+
+describe('enrichEntry', () => {
+  it('keeps every field the app sent and adds the documented ones', () => {
+    const { event, parsed } = enrich({ message: 'paid', amount: 12.5, nested: { a: [1, 2] } })
+    expect(parsed).toEqual({
+      message: 'paid',
+      amount: 12.5,
+      nested: { a: [1, 2] },
+      event_id: 'generated-id',
+      service: 'checkout',
+      revision: 'checkout-00042',
+      host: 'host-1',
+      processed_at: receivedAt,
+      timestamp: receivedAt,
+      env: 'prod',
+    })
+    expect(event.id).toBe('generated-id')
+    expect(event.bytes).toBe(Buffer.byteLength(event.line) + 1)
+  })
+
+  it('never overwrites a field the app set', () => {
+    const entry = {
+      event_id: 'app-id-1',
+      service: 'mine',
+      revision: 'r',
+      host: 'h',
+      processed_at: 'p',
+      timestamp: 't',
+      severity: 'DEBUG',
+      level: 'error',
+      env: 'staging',
+    }
+    const { event, parsed } = enrich(entry)
+    expect(parsed).toEqual(entry)
+    expect(event.id).toBe('app-id-1')
+  })
+
+  it('makes a new unique id per entry by default', () => {
+    const ctx = { ...context, newId: undefined }
+    const ids = new Set(Array.from({ length: 1000 }, () => enrich({}, ctx).event.id))
+    expect(ids.size).toBe(1000)
+  })
+
+  it('enriches an empty object', () => {
+    expect(enrich({}).parsed).toMatchObject({ event_id: 'generated-id', service: 'checkout' })
+  })
+
+  it("takes the timestamp from pino's epoch-ms time or an ISO time, else the receive time", () => {
+    expect(enrich({ time: 1_700_000_000_000 }).parsed.timestamp).toBe('2023-11-14T22:13:20.000Z')
+    expect(enrich({ time: '2024-05-06T07:08:09Z' }).parsed.timestamp).toBe('2024-05-06T07:08:09.000Z')
+    expect(enrich({ time: 'not a time' }).parsed.timestamp).toBe(receivedAt)
+  })
+
+  it('adds a Cloud Logging severity from the level', () => {
+    expect(enrich({ level: 50 }).parsed.severity).toBe('ERROR')
+    expect(enrich({ level: 'WARN' }).parsed.severity).toBe('WARNING')
+    expect(enrich({ level: 'chatty' }).parsed).not.toHaveProperty('severity')
+    expect(severityOf(30)).toBe('INFO')
+    expect(severityOf({})).toBeUndefined()
+  })
+
+  it('rejects an entry over MAX_ENTRY_BYTES with 413, naming where', () => {
+    const error = catchError(() => enrich({ big: 'x'.repeat(2000) }))
+    expect(error).toBeInstanceOf(InputError)
+    expect(error).toMatchObject({ statusCode: 413, code: 'ENTRY_TOO_LARGE', where: { index: 3 } })
+    expect(error.message).toMatch(/entry is 2\d{3} bytes; the limit is 1024 \(MAX_ENTRY_BYTES\)/)
+  })
+
+  it('rejects an unusable app-supplied event_id', () => {
+    for (const id of [42, '', 'x'.repeat(129)]) {
+      expect(catchError(() => enrich({ event_id: id }))).toMatchObject({
+        statusCode: 400,
+        code: 'INVALID_EVENT_ID',
+      })
+    }
+  })
+
+  it('rejects an entry too deeply nested to serialise with 400, not a crash', () => {
+    const deep: Record<string, unknown> = {}
+    let cursor = deep
+    for (let i = 0; i < 20_000; i++) {
+      const next: Record<string, unknown> = {}
+      cursor.a = next
+      cursor = next
+    }
+    const ctx = { ...context, maxEntryBytes: 10_000_000 }
+    expect(catchError(() => enrich(deep, ctx))).toMatchObject({ statusCode: 400, code: 'ENTRY_TOO_DEEP' })
+  })
+})
+
+function catchError(fn: () => unknown): InputError {
+  try {
+    fn()
+  } catch (err) {
+    return err as InputError
+  }
+  throw new Error('expected an error')
+}

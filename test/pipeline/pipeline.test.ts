@@ -1,0 +1,190 @@
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { describe, expect, it } from 'vitest'
+import { InputError, PermanentError, QueueFullError, ShuttingDownError } from '../../src/errors.js'
+import type { Batch } from '../../src/event.js'
+import { Pipeline, type PipelineOptions } from '../../src/pipeline/index.js'
+import { createDeadLetterStore } from '../../src/sinks/dead-letter.js'
+import type { Sink } from '../../src/sinks/sink.js'
+import { listFiles, makeEvents, readJsonlTree, silentLogger, tempDir } from '../helpers.js'
+
+function recordingSink(name: string, write?: (batch: Batch) => Promise<void>) {
+  const batches: Batch[] = []
+  let closed = false
+  const sink: Sink = {
+    name,
+    async write(batch, options) {
+      await write?.(batch)
+      options.signal.throwIfAborted()
+      batches.push(batch)
+    },
+    async close() {
+      closed = true
+    },
+  }
+  return { sink, batches, isClosed: () => closed }
+}
+
+async function createPipeline(sinks: Sink[], overrides: Partial<PipelineOptions['batching']> = {}) {
+  const dir = await tempDir()
+  const pipeline = new Pipeline({
+    sinks,
+    batching: {
+      instanceId: 'inst',
+      maxBatchEvents: 10,
+      maxBatchBytes: 1_000_000,
+      flushIntervalMs: 60_000,
+      maxBufferedEvents: 100,
+      maxBufferedBytes: 10_000_000,
+      concurrency: 2,
+      ...overrides,
+    },
+    retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
+    deadLetter: createDeadLetterStore(join(dir, 'dead-letter')),
+    logger: silentLogger,
+    retryAfterMs: 1000,
+  })
+  return { pipeline, deadLetterDir: join(dir, 'dead-letter') }
+}
+
+describe('Pipeline', () => {
+  it('delivers every accepted event to every sink, and reports it', async () => {
+    const a = recordingSink('a')
+    const b = recordingSink('b')
+    const { pipeline } = await createPipeline([a.sink, b.sink])
+    pipeline.accept(makeEvents(25))
+    const summary = await pipeline.drain(60_000)
+    for (const sink of [a, b]) {
+      expect(sink.batches.flatMap((batch) => batch.events.map((e) => e.id))).toEqual(
+        makeEvents(25).map((e) => e.id),
+      )
+      expect(sink.isClosed()).toBe(true)
+    }
+    expect(summary).toEqual({ delivered: 50, dead_lettered: 0, dead_letter_failed: 0, timed_out: false })
+    expect(pipeline.stats().a).toMatchObject({
+      delivered_events: 25,
+      delivered_batches: 3,
+      buffered_events: 0,
+    })
+  })
+
+  it('takes a request whole or not at all: one full sink refuses it for every sink', async () => {
+    let release: () => void = () => {}
+    const stalled = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const slow = recordingSink('slow', () => stalled)
+    const fast = recordingSink('fast')
+    const { pipeline } = await createPipeline([fast.sink, slow.sink], { maxBufferedEvents: 30 })
+    pipeline.accept(makeEvents(30, 'first'))
+    await new Promise((resolve) => setImmediate(resolve))
+    // The fast sink has drained; the slow one still holds 30, so 5 more cannot be taken anywhere.
+    expect(pipeline.stats().fast?.buffered_events).toBe(0)
+    const error = catchError(() => pipeline.accept(makeEvents(5, 'second')))
+    expect(error).toBeInstanceOf(QueueFullError)
+    expect(error.message).toMatch(/buffer of sink "slow" is full \(30 entries/)
+    expect((error as QueueFullError).retryAfterMs).toBe(1000)
+    expect(pipeline.acceptedEvents).toBe(30)
+    release()
+    await pipeline.drain(60_000)
+    expect(fast.batches.flatMap((b) => b.events).some((e) => e.id.startsWith('second'))).toBe(false)
+  })
+
+  it('refuses with 413 a request that could never fit the buffer', async () => {
+    const { pipeline } = await createPipeline([recordingSink('a').sink], { maxBufferedEvents: 10 })
+    const error = catchError(() => pipeline.accept(makeEvents(11)))
+    expect(error).toBeInstanceOf(InputError)
+    expect(error).toMatchObject({ statusCode: 413, code: 'REQUEST_TOO_LARGE' })
+  })
+
+  it('dead-letters a batch that fails permanently, with the reason, and keeps delivering the rest', async () => {
+    let calls = 0
+    const flaky = recordingSink('flaky', async () => {
+      if (++calls === 1) throw new PermanentError('bucket is gone')
+    })
+    const { pipeline, deadLetterDir } = await createPipeline([flaky.sink])
+    pipeline.accept(makeEvents(10, 'first'))
+    pipeline.accept(makeEvents(10, 'second'))
+    const summary = await pipeline.drain(60_000)
+    expect(summary).toMatchObject({ delivered: 10, dead_lettered: 10 })
+    const records = await readJsonlTree(deadLetterDir)
+    expect(records).toHaveLength(10)
+    expect(records[0]).toMatchObject({
+      sink: 'flaky',
+      reason: 'permanent after 1 attempt(s): bucket is gone',
+      attempts: 1,
+      entry: { event_id: 'first0' },
+    })
+    expect(pipeline.stats().flaky).toMatchObject({
+      dead_lettered_events: 10,
+      last_error: { message: 'bucket is gone' },
+    })
+    const [file] = await listFiles(deadLetterDir)
+    expect(file).toMatch(/dead-letter\/flaky\/\d{4}\/\d{2}\/\d{2}\/\d{6}-inst-000001\.1\.jsonl$/)
+  })
+
+  it('refuses new entries once draining', async () => {
+    const { pipeline } = await createPipeline([recordingSink('a').sink])
+    pipeline.stopAccepting()
+    expect(() => pipeline.accept(makeEvents(1))).toThrow(ShuttingDownError)
+  })
+
+  it('at the drain deadline, dead-letters what is still undelivered and reports it', async () => {
+    const down = recordingSink('down', async () => {
+      throw new Error('503 service unavailable')
+    })
+    const { pipeline, deadLetterDir } = await createPipeline([down.sink])
+    pipeline.accept(makeEvents(25))
+    const summary = await pipeline.drain(200)
+    expect(summary).toEqual({ delivered: 0, dead_lettered: 25, dead_letter_failed: 0, timed_out: true })
+    const records = await readJsonlTree(deadLetterDir)
+    expect(records.map((r) => (r.entry as { event_id: string }).event_id).sort()).toEqual(
+      makeEvents(25)
+        .map((e) => e.id)
+        .sort(),
+    )
+    expect(String(records[0]?.reason)).toMatch(/^shutdown after \d+ attempt\(s\)/)
+    expect(down.isClosed()).toBe(true)
+  })
+
+  it('logs the entries themselves when even the dead-letter store fails', async () => {
+    const dir = await tempDir()
+    const lines: string[] = []
+    const logger = pino({ level: 'error' }, { write: (line: string) => lines.push(line) })
+    // A dead-letter directory below a regular file cannot be created.
+    const blocker = join(dir, 'file')
+    await writeFile(blocker, 'x')
+    const pipeline = new Pipeline({
+      sinks: [recordingSink('bad', async () => Promise.reject(new PermanentError('no'))).sink],
+      batching: {
+        instanceId: 'inst',
+        maxBatchEvents: 10,
+        maxBatchBytes: 1_000_000,
+        flushIntervalMs: 60_000,
+        maxBufferedEvents: 100,
+        maxBufferedBytes: 10_000_000,
+        concurrency: 1,
+      },
+      retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 1000, attemptTimeoutMs: 1000 },
+      deadLetter: createDeadLetterStore(join(blocker, 'dead-letter')),
+      logger,
+      retryAfterMs: 1000,
+    })
+    pipeline.accept(makeEvents(2, 'kept'))
+    const summary = await pipeline.drain(60_000)
+    expect(summary.dead_letter_failed).toBe(2)
+    const fatal = lines.map((l) => JSON.parse(l)).find((l) => l.level === 60)
+    expect(fatal.entries.map((e: string) => JSON.parse(e).event_id)).toEqual(['kept0', 'kept1'])
+    await expect(readFile(blocker, 'utf8')).resolves.toBe('x')
+  })
+})
+
+function catchError(fn: () => unknown): Error {
+  try {
+    fn()
+  } catch (err) {
+    return err as Error
+  }
+  throw new Error('expected an error')
+}
