@@ -1,0 +1,45 @@
+// The command line: --help, and a bad setting stopping start-up with a message naming it.
+import { execFile } from 'node:child_process'
+import { createServer } from 'node:net'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import { ConfigSchema } from '../../src/config.js'
+import { tempDir } from '../helpers.js'
+import { assertBuilt, MAIN } from './spawn.js'
+
+const run = promisify(execFile)
+
+async function sidelog(args: string[], env: Record<string, string> = {}) {
+  assertBuilt()
+  return run(process.execPath, [MAIN, ...args], { env: { PATH: process.env.PATH, ...env } }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (err: { code: number; stdout: string; stderr: string }) => err,
+  )
+}
+
+describe('sidelog command line', () => {
+  it('--help prints every setting and exits 0', async () => {
+    const { code, stdout } = await sidelog(['--help'])
+    expect(code).toBe(0)
+    for (const name of Object.keys(ConfigSchema.properties)) expect(stdout).toContain(`  ${name}  (default:`)
+  })
+
+  it('a bad setting stops start-up with exit 1, naming the setting and what it accepts', async () => {
+    const { code, stderr } = await sidelog([], { SIDELOG_PORT: '0', FLUSH_INTERVAL: 'soon' })
+    expect(code).toBe(1)
+    expect(stderr).toContain('sidelog: invalid configuration:')
+    expect(stderr).toContain(
+      'FLUSH_INTERVAL="soon" is not valid: expected a number of seconds greater than 0',
+    )
+  })
+
+  it('a port already in use stops start-up with exit 1 and says which', async () => {
+    const blocker = createServer()
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+    const port = (blocker.address() as { port: number }).port
+    const { code, stderr } = await sidelog([], { SIDELOG_PORT: String(port), DATA_DIR: await tempDir() })
+    blocker.close()
+    expect(code).toBe(1)
+    expect(stderr).toContain(`cannot listen on 127.0.0.1:${port}`)
+  })
+})

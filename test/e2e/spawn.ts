@@ -1,0 +1,56 @@
+// Starts the built sidelog (dist/main.js) as a real process on an ephemeral port and follows its JSON logs.
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url))
+
+export interface Exit {
+  code: number | null
+  signal: NodeJS.Signals | null
+}
+
+export interface SidelogProcess {
+  readonly child: ChildProcess
+  readonly url: string
+  /** Every JSON line sidelog wrote to stderr so far. */
+  readonly logs: Record<string, unknown>[]
+  readonly exited: Promise<Exit>
+}
+
+export function assertBuilt(): void {
+  if (!existsSync(MAIN))
+    throw new Error(`${MAIN} is missing: run \`npm run build\` first (\`npm test\` does)`)
+}
+
+/** Runs `node dist/main.js` with `env` (and SIDELOG_PORT=0), resolving once it logs that it listens. */
+export function spawnSidelog(env: Record<string, string>): Promise<SidelogProcess> {
+  assertBuilt()
+  const child = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env.PATH, SIDELOG_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const logs: Record<string, unknown>[] = []
+  const exited = new Promise<Exit>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  )
+  child.stdout?.resume()
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {
+      let record: Record<string, unknown>
+      try {
+        record = JSON.parse(line)
+      } catch {
+        record = { raw: line }
+      }
+      logs.push(record)
+      if (typeof record.port === 'number' && String(record.msg).startsWith('listening')) {
+        resolve({ child, url: `http://127.0.0.1:${record.port}`, logs, exited })
+      }
+    })
+    void exited.then((exit) =>
+      reject(new Error(`sidelog exited before listening (${JSON.stringify(exit)}): ${JSON.stringify(logs)}`)),
+    )
+  })
+}
