@@ -141,7 +141,7 @@ export const ConfigSchema = Type.Object({
     64 * 1024 ** 2,
     'Largest single entry as JSON; a larger one gets 413.',
   ),
-  SINK_CONCURRENCY: integer(2, 1, 64, 'Batches each sink writes at the same time.'),
+  SINK_CONCURRENCY: integer(4, 1, 64, 'Batches each sink writes at the same time.'),
   SINK_TIMEOUT: seconds(
     30,
     3600,

@@ -4,6 +4,9 @@
 import PQueue from 'p-queue'
 import type { Batch, LogEvent } from '../event.js'
 
+/** Fraction of a bound past which the batcher counts as saturated. */
+const HIGH_WATER = 0.9
+
 export interface BatcherOptions {
   readonly instanceId: string
   readonly maxBatchEvents: number
@@ -36,6 +39,17 @@ export class Batcher {
 
   get bufferedBytes(): number {
     return this.held.bytes
+  }
+
+  /**
+   * Above the high-water mark of either bound: new requests are refused before their body is even read, so that
+   * an overloaded sidecar spends its CPU on delivering, not on parsing requests it would refuse anyway.
+   */
+  get isSaturated(): boolean {
+    return (
+      this.held.events > this.options.maxBufferedEvents * HIGH_WATER ||
+      this.held.bytes > this.options.maxBufferedBytes * HIGH_WATER
+    )
   }
 
   /** Whether `events` more events of `bytes` total would stay within the bounds. */

@@ -153,15 +153,24 @@ export class Pipeline {
       )
     }
     for (const { sink, batcher } of this.lanes) {
-      if (!batcher.hasRoomFor(events.length, bytes)) {
-        throw new QueueFullError(
-          `the buffer of sink "${sink.name}" is full (${batcher.bufferedEvents} entries, ${batcher.bufferedBytes} bytes held); retry later`,
-          this.options.retryAfterMs,
-        )
-      }
+      if (!batcher.hasRoomFor(events.length, bytes)) throw this.fullError(sink.name, batcher)
     }
     for (const { batcher } of this.lanes) batcher.offer(events)
     this.accepted += events.length
+  }
+
+  /** Throws QueueFullError if any sink is saturated: lets the HTTP source refuse a request before reading it. */
+  assertNotSaturated(): void {
+    for (const { sink, batcher } of this.lanes) {
+      if (batcher.isSaturated) throw this.fullError(sink.name, batcher)
+    }
+  }
+
+  private fullError(sink: string, batcher: Batcher): QueueFullError {
+    return new QueueFullError(
+      `the buffer of sink "${sink}" is full (${batcher.bufferedEvents} entries, ${batcher.bufferedBytes} bytes held); retry later`,
+      this.options.retryAfterMs,
+    )
   }
 
   get isAccepting(): boolean {

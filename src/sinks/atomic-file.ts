@@ -1,6 +1,6 @@
 // Whole-file writes that a reader never sees half done: temp file, fsync, rename.
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, rename, unlink } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { PermanentError } from '../errors.js'
 
@@ -14,16 +14,48 @@ export function classifyFsError(err: unknown): unknown {
   return err
 }
 
+/** Remembers the directory made last, so that a busy sink writing into one day's directory skips the mkdir. */
+export interface DirCache {
+  ensure(dir: string): Promise<void>
+  forget(dir: string): void
+}
+
+export function createDirCache(): DirCache {
+  let ready = ''
+  return {
+    async ensure(dir) {
+      if (dir === ready) return
+      await mkdir(dir, { recursive: true })
+      ready = dir
+    },
+    forget(dir) {
+      if (dir === ready) ready = ''
+    },
+  }
+}
+
 /**
  * Writes `data` to `path` atomically and durably. Each call uses its own temp name, so two attempts at the same
  * path never interleave; renaming onto an existing file with the same content is harmless, which makes a retried
- * batch land once. If `signal` aborts before the rename, nothing is published.
+ * batch land once. If `signal` aborts before the rename, nothing is published. Pass a long-lived `dirs` to skip repeated mkdirs.
  */
-export async function writeFileAtomic(path: string, data: string, signal?: AbortSignal): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string,
+  options: { signal?: AbortSignal; dirs?: DirCache } = {},
+): Promise<void> {
   const dir = dirname(path)
-  await mkdir(dir, { recursive: true })
+  const dirs = options.dirs ?? createDirCache()
+  await dirs.ensure(dir)
   const temp = join(dir, `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`)
-  const handle = await open(temp, 'wx')
+  let handle: FileHandle
+  try {
+    handle = await open(temp, 'wx')
+  } catch (err) {
+    // The directory may have been removed behind our back: make it again on the next attempt.
+    dirs.forget(dir)
+    throw err
+  }
   try {
     await handle.writeFile(data)
     await handle.sync()
@@ -31,7 +63,7 @@ export async function writeFileAtomic(path: string, data: string, signal?: Abort
     await handle.close()
   }
   try {
-    signal?.throwIfAborted()
+    options.signal?.throwIfAborted()
     await rename(temp, path)
   } catch (err) {
     await unlink(temp).catch(() => {})

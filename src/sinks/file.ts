@@ -2,7 +2,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { ConfigError, errorMessage } from '../errors.js'
-import { classifyFsError, writeFileAtomic } from './atomic-file.js'
+import { classifyFsError, createDirCache, writeFileAtomic } from './atomic-file.js'
 import { encodeJsonl, objectName } from './jsonl.js'
 import type { Sink, SinkFactory } from './sink.js'
 
@@ -17,11 +17,15 @@ export const createFileSink: SinkFactory = async ({ config }) => {
       `DATA_DIR=${config.DATA_DIR}: cannot create ${root}/${LOGS_PREFIX}: ${errorMessage(err)}`,
     )
   }
+  const dirs = createDirCache()
   const sink: Sink = {
     name: 'file',
     async write(batch, { signal }) {
       try {
-        await writeFileAtomic(join(root, objectName(batch, LOGS_PREFIX)), encodeJsonl(batch.events), signal)
+        await writeFileAtomic(join(root, objectName(batch, LOGS_PREFIX)), encodeJsonl(batch.events), {
+          signal,
+          dirs,
+        })
       } catch (err) {
         throw classifyFsError(err)
       }

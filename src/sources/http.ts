@@ -153,6 +153,12 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     scope.addContentTypeParser(JSON_TYPES, { parseAs: 'buffer' }, asRaw('json'))
     scope.addContentTypeParser(NDJSON_TYPES, { parseAs: 'buffer' }, asRaw('ndjson'))
 
+    // Before the body is read: a draining or saturated sidecar refuses at once, at the cost of a header parse.
+    scope.addHook('onRequest', async () => {
+      if (!pipeline.isAccepting) throw new ShuttingDownError()
+      pipeline.assertNotSaturated()
+    })
+
     scope.addHook('preParsing', async (request, _reply, payload) => {
       const encoding = (request.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
       if (encoding === 'identity' || encoding === '') return payload
@@ -171,8 +177,6 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     })
 
     scope.post('/logs', async (request, reply) => {
-      // Refuse before parsing: a draining instance should not spend its shutdown budget on new bodies.
-      if (!pipeline.isAccepting) throw new ShuttingDownError()
       const body = request.body as RawBody | undefined
       if (body === undefined || body.text.trim() === '') {
         throw new InputError(400, 'EMPTY_BODY', 'request body is empty; send at least one entry')

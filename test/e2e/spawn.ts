@@ -24,7 +24,10 @@ export function assertBuilt(): void {
     throw new Error(`${MAIN} is missing: run \`npm run build\` first (\`npm test\` does)`)
 }
 
-/** Runs `node dist/main.js` with `env` (and SIDELOG_PORT=0), resolving once it logs that it listens. */
+/**
+ * Runs `node dist/main.js` with `env` (and SIDELOG_PORT=0), resolving once it logs that it listens, which it does at
+ * LOG_LEVEL info or below.
+ */
 export function spawnSidelog(env: Record<string, string>): Promise<SidelogProcess> {
   assertBuilt()
   const child = spawn(process.execPath, [MAIN], {

@@ -98,6 +98,23 @@ describe('Batcher', () => {
     expect(batcher.hasRoomFor(11, 1)).toBe(false)
   })
 
+  it('counts as saturated above 90% of either bound, and not once it drains below', async () => {
+    const sink = manualDeliver()
+    const batcher = createBatcher({ deliver: sink.deliver, maxBufferedEvents: 100, concurrency: 10 })
+    batcher.offer(makeEvents(90))
+    expect(batcher.isSaturated).toBe(false)
+    batcher.offer(makeEvents(1))
+    expect(batcher.isSaturated).toBe(true)
+    await vi.advanceTimersByTimeAsync(0)
+    sink.pending[0]?.()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(batcher.bufferedEvents).toBe(81)
+    expect(batcher.isSaturated).toBe(false)
+    const byBytes = createBatcher({ deliver: sink.deliver, maxBufferedBytes: 1000, maxBatchEvents: 1000 })
+    byBytes.offer(makeEvents(1, 'big', 950))
+    expect(byBytes.isSaturated).toBe(true)
+  })
+
   it('bounds bytes as well as entries', () => {
     const batcher = createBatcher({ deliver: async () => {}, maxBufferedBytes: 1000 })
     expect(batcher.hasRoomFor(1, 1000)).toBe(true)

@@ -79,6 +79,19 @@ describe('file sink', () => {
     expect(await readdir(join(config.DATA_DIR, 'logs/2026/02/03'))).toEqual(['040506-inst-000007.jsonl'])
   })
 
+  it('makes its directory again if it was removed while running', async () => {
+    const config = testConfig(await tempDir())
+    const sink = await createFileSink({ config, logger: silentLogger, stdout: new PassThrough() })
+    const signal = new AbortController().signal
+    await sink.write(batch, { signal })
+    await rm(join(config.DATA_DIR, 'logs'), { recursive: true })
+    // The first attempt fails on the missing directory (a transient error: the retry layer tries again)...
+    await expect(sink.write(batch, { signal })).rejects.toMatchObject({ code: 'ENOENT' })
+    // ...and the next one recreates it.
+    await sink.write(batch, { signal })
+    expect(await readJsonlTree(config.DATA_DIR)).toHaveLength(3)
+  })
+
   it('publishes nothing when the attempt is aborted before the rename', async () => {
     const config = testConfig(await tempDir())
     const sink = await createFileSink({ config, logger: silentLogger, stdout: new PassThrough() })

@@ -207,6 +207,16 @@ describe('POST /logs: back-pressure and shutdown', () => {
     expect((await readJsonlTree(config.DATA_DIR)).map((r) => r.n)).toEqual([1, 2, 3, 4, 5, 6])
   })
 
+  it('429 before reading the body while a sink is saturated', async () => {
+    const { app } = await startApp({ BATCH_SIZE: '10', BUFFER_MAX_EVENTS: '10', FLUSH_INTERVAL: '3600' })
+    expect((await post(app, '{"n":1}\n'.repeat(10), NDJSON_TYPE)).statusCode).toBe(202)
+    // Malformed on purpose: a 429 rather than a 400 shows the body was never parsed.
+    const res = await post(app, '{not json', NDJSON_TYPE)
+    expect(res.statusCode).toBe(429)
+    expect(res.headers['retry-after']).toBe('1')
+    await app.close()
+  })
+
   it('503 while draining', async () => {
     const { app } = await startApp()
     app.pipeline.stopAccepting()
