@@ -110,6 +110,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       pipeline.stopAccepting()
       const serverClosed = server.close()
       const summary = await pipeline.drain(budgetMs - reserveMs)
+      // Whatever connection is still open (a slow upload) holds nothing accepted: do not wait for it.
+      server.server.closeAllConnections()
       await serverClosed
       return summary
     },

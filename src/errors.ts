@@ -47,6 +47,14 @@ export class InputError extends Error {
   }
 }
 
+export function bodyTooLarge(limit: number): InputError {
+  return new InputError(
+    413,
+    'BODY_TOO_LARGE',
+    `request body is over ${limit} bytes (MAX_BODY_BYTES, measured after gzip decompression): split it`,
+  )
+}
+
 /** A setting that cannot be used: stops the process at start-up, naming the setting and what it accepts. */
 export class ConfigError extends Error {
   readonly code = 'CONFIG'

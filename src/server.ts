@@ -7,7 +7,7 @@ import Fastify, {
   LogController,
 } from 'fastify'
 import type { Logger } from 'pino'
-import { errorMessage, InputError, QueueFullError, ShuttingDownError } from './errors.js'
+import { bodyTooLarge, errorMessage, InputError, QueueFullError, ShuttingDownError } from './errors.js'
 
 export interface ServerOptions {
   readonly logger: Logger
@@ -48,13 +48,7 @@ export function toErrorReply(
   const fastifyError = err as Partial<FastifyError>
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return {
-        status: 413,
-        body: {
-          error: 'BODY_TOO_LARGE',
-          message: `request body is over ${bodyLimit} bytes (MAX_BODY_BYTES, measured after gzip decompression): split it`,
-        },
-      }
+      return toErrorReply(bodyTooLarge(bodyLimit), bodyLimit)
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return {
         status: 415,

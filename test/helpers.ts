@@ -34,3 +34,13 @@ export function makeEvents(count: number, prefix = 'e', payloadBytes = 10): LogE
     return createLogEvent(id, JSON.stringify({ event_id: id, pad: 'x'.repeat(payloadBytes) }))
   })
 }
+
+/** The error `fn` throws; fails the test if it throws none. */
+export function catchError(fn: () => unknown): Error {
+  try {
+    fn()
+  } catch (err) {
+    return err as Error
+  }
+  throw new Error('expected an error')
+}

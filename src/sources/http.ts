@@ -4,7 +4,7 @@ import { pipeline as pipe, Transform, type TransformCallback } from 'node:stream
 import { createGunzip } from 'node:zlib'
 import type { FastifyInstance } from 'fastify'
 import sjson from 'secure-json-parse'
-import { InputError, ShuttingDownError } from '../errors.js'
+import { bodyTooLarge, InputError, ShuttingDownError } from '../errors.js'
 import type { LogEvent } from '../event.js'
 import { type EnrichContext, enrichEntry } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
@@ -54,7 +54,8 @@ function syntaxError(err: unknown, where: { line?: number; index?: number }, pre
   })
 }
 
-function parseJson(text: string): Entry[] {
+/** The entries of a JSON body, and whether it was an array (errors then name the index). */
+function parseJson(text: string): { entries: Entry[]; isArray: boolean } {
   let value: unknown
   try {
     value = sjson.parse(text, undefined, SAFE_PARSE)
@@ -72,7 +73,7 @@ function parseJson(text: string): Entry[] {
     }
     throw syntaxError(err, {}, 'body ')
   }
-  if (isEntry(value)) return [value]
+  if (isEntry(value)) return { entries: [value], isArray: false }
   if (!Array.isArray(value)) {
     throw new InputError(400, 'NOT_AN_OBJECT', 'body must be a JSON object or an array of objects')
   }
@@ -81,7 +82,7 @@ function parseJson(text: string): Entry[] {
       throw new InputError(400, 'NOT_AN_OBJECT', `element ${index} is not a JSON object`, { index })
     }
   }
-  return value as Entry[]
+  return { entries: value as Entry[], isArray: true }
 }
 
 function safeJsonParse(text: string): unknown {
@@ -128,13 +129,7 @@ class ByteLimit extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
     this.seen += chunk.length
     if (this.seen > this.limit) {
-      callback(
-        new InputError(
-          413,
-          'BODY_TOO_LARGE',
-          `request body is over ${this.limit} bytes (MAX_BODY_BYTES, measured after gzip decompression): split it`,
-        ),
-      )
+      callback(bodyTooLarge(this.limit))
       return
     }
     callback(null, chunk)
@@ -178,16 +173,15 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
 
     scope.post('/logs', async (request, reply) => {
       const body = request.body as RawBody | undefined
-      if (body === undefined || body.text.trim() === '') {
+      if (body === undefined || !/\S/.test(body.text)) {
         throw new InputError(400, 'EMPTY_BODY', 'request body is empty; send at least one entry')
       }
       const receivedAt = new Date().toISOString()
       const events: LogEvent[] = []
       if (body.format === 'json') {
-        const entries = parseJson(body.text)
-        const many = entries.length > 1 || body.text.trimStart().startsWith('[')
+        const { entries, isArray } = parseJson(body.text)
         for (let index = 0; index < entries.length; index++) {
-          events.push(enrichEntry(entries[index] as Entry, enrich, receivedAt, many ? { index } : {}))
+          events.push(enrichEntry(entries[index] as Entry, enrich, receivedAt, isArray ? { index } : {}))
         }
       } else {
         const { entries, lines } = parseNdjson(body.text)

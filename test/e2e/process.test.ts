@@ -1,4 +1,5 @@
 // The real process: concurrent clients in every format, then SIGTERM; the file sink must hold each entry once.
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
@@ -117,5 +118,28 @@ describe('sidelog process', () => {
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
     // The entry sat in a batch that only the drain could flush.
     expect((await readJsonlTree(join(dir, 'data'))).map((r) => r.message)).toEqual(['before the signal'])
+  })
+
+  it('does not wait for a client stuck mid-upload: exits 0 inside SHUTDOWN_TIMEOUT', async () => {
+    const dir = await tempDir()
+    const sidelog = await spawnSidelog({
+      DATA_DIR: join(dir, 'data'),
+      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+      SHUTDOWN_TIMEOUT: '2',
+    })
+    const { port } = new URL(sidelog.url)
+    const socket = connect(Number(port), '127.0.0.1')
+    await new Promise((resolve) => socket.once('connect', resolve))
+    // Headers promise 1,000 bytes; only a few arrive, and the rest never will.
+    socket.write(
+      'POST /logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"mes',
+    )
+    socket.on('error', () => {})
+    const health = await fetch(`${sidelog.url}/health`)
+    expect(health.status).toBe(200)
+    sidelog.child.kill('SIGTERM')
+    expect(await sidelog.exited).toEqual({ code: 0, signal: null })
+    socket.destroy()
+    expect(await listFiles(join(dir, 'data'))).toEqual([])
   })
 })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { InputError } from '../../src/errors.js'
 import { type EnrichContext, enrichEntry, severityOf } from '../../src/pipeline/enrich.js'
+import { catchError } from '../helpers.js'
 
 const context: EnrichContext = {
   service: 'checkout',
@@ -78,7 +79,7 @@ describe('enrichEntry', () => {
   })
 
   it('rejects an entry over MAX_ENTRY_BYTES with 413, naming where', () => {
-    const error = catchError(() => enrich({ big: 'x'.repeat(2000) }))
+    const error = catchError(() => enrich({ big: 'x'.repeat(2000) })) as InputError
     expect(error).toBeInstanceOf(InputError)
     expect(error).toMatchObject({ statusCode: 413, code: 'ENTRY_TOO_LARGE', where: { index: 3 } })
     expect(error.message).toMatch(/entry is 2\d{3} bytes; the limit is 1024 \(MAX_ENTRY_BYTES\)/)
@@ -105,12 +106,3 @@ describe('enrichEntry', () => {
     expect(catchError(() => enrich(deep, ctx))).toMatchObject({ statusCode: 400, code: 'ENTRY_TOO_DEEP' })
   })
 })
-
-function catchError(fn: () => unknown): InputError {
-  try {
-    fn()
-  } catch (err) {
-    return err as InputError
-  }
-  throw new Error('expected an error')
-}

@@ -1,13 +1,13 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pino } from 'pino'
+import { type Logger, pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { InputError, PermanentError, QueueFullError, ShuttingDownError } from '../../src/errors.js'
 import type { Batch } from '../../src/event.js'
 import { Pipeline, type PipelineOptions } from '../../src/pipeline/index.js'
 import { createDeadLetterStore } from '../../src/sinks/dead-letter.js'
 import type { Sink } from '../../src/sinks/sink.js'
-import { listFiles, makeEvents, readJsonlTree, silentLogger, tempDir } from '../helpers.js'
+import { catchError, listFiles, makeEvents, readJsonlTree, silentLogger, tempDir } from '../helpers.js'
 
 function recordingSink(name: string, write?: (batch: Batch) => Promise<void>) {
   const batches: Batch[] = []
@@ -26,8 +26,12 @@ function recordingSink(name: string, write?: (batch: Batch) => Promise<void>) {
   return { sink, batches, isClosed: () => closed }
 }
 
-async function createPipeline(sinks: Sink[], overrides: Partial<PipelineOptions['batching']> = {}) {
-  const dir = await tempDir()
+async function createPipeline(
+  sinks: Sink[],
+  overrides: Partial<PipelineOptions['batching']> = {},
+  options: { deadLetterDir?: string; logger?: Logger } = {},
+) {
+  const deadLetterDir = options.deadLetterDir ?? join(await tempDir(), 'dead-letter')
   const pipeline = new Pipeline({
     sinks,
     batching: {
@@ -41,11 +45,11 @@ async function createPipeline(sinks: Sink[], overrides: Partial<PipelineOptions[
       ...overrides,
     },
     retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
-    deadLetter: createDeadLetterStore(join(dir, 'dead-letter')),
-    logger: silentLogger,
+    deadLetter: createDeadLetterStore(deadLetterDir),
+    logger: options.logger ?? silentLogger,
     retryAfterMs: 1000,
   })
-  return { pipeline, deadLetterDir: join(dir, 'dead-letter') }
+  return { pipeline, deadLetterDir }
 }
 
 describe('Pipeline', () => {
@@ -155,22 +159,11 @@ describe('Pipeline', () => {
     // A dead-letter directory below a regular file cannot be created.
     const blocker = join(dir, 'file')
     await writeFile(blocker, 'x')
-    const pipeline = new Pipeline({
-      sinks: [recordingSink('bad', async () => Promise.reject(new PermanentError('no'))).sink],
-      batching: {
-        instanceId: 'inst',
-        maxBatchEvents: 10,
-        maxBatchBytes: 1_000_000,
-        flushIntervalMs: 60_000,
-        maxBufferedEvents: 100,
-        maxBufferedBytes: 10_000_000,
-        concurrency: 1,
-      },
-      retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 1000, attemptTimeoutMs: 1000 },
-      deadLetter: createDeadLetterStore(join(blocker, 'dead-letter')),
-      logger,
-      retryAfterMs: 1000,
-    })
+    const { pipeline } = await createPipeline(
+      [recordingSink('bad', async () => Promise.reject(new PermanentError('no'))).sink],
+      {},
+      { deadLetterDir: join(blocker, 'dead-letter'), logger },
+    )
     pipeline.accept(makeEvents(2, 'kept'))
     const summary = await pipeline.drain(60_000)
     expect(summary.dead_letter_failed).toBe(2)
@@ -179,12 +172,3 @@ describe('Pipeline', () => {
     await expect(readFile(blocker, 'utf8')).resolves.toBe('x')
   })
 })
-
-function catchError(fn: () => unknown): Error {
-  try {
-    fn()
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected an error')
-}
