@@ -4,7 +4,7 @@ import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from './errors.js'
 
 /** The sinks sidelog can deliver to. `sinks/index.ts` must register a factory for each (checked by the compiler). */
-export const SINK_KINDS = ['file', 'stdout'] as const
+export const SINK_KINDS = ['file', 'stdout', 'gcs'] as const
 export type SinkKind = (typeof SINK_KINDS)[number]
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -75,6 +75,9 @@ function text(defaultValue: string, description: string) {
   return Type.String({ default: defaultValue, minLength: 1, description, accepts: 'a non-empty string' })
 }
 
+const BUCKET_PATTERN = '^([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])?$'
+const BUCKET_ACCEPTS =
+  'a Cloud Storage bucket name: 3 to 222 lower-case letters, digits, dots, dashes or underscores'
 const SINKS_ACCEPTS = `a comma-separated list of: ${SINK_KINDS.join(', ')}`
 const LABEL_PATTERN =
   '^\\s*([A-Za-z_][A-Za-z0-9_.-]*=[^,=]*)?(\\s*,\\s*[A-Za-z_][A-Za-z0-9_.-]*=[^,=]*)*\\s*$'
@@ -163,6 +166,49 @@ export const ConfigSchema = Type.Object({
     3600,
     'On SIGTERM/SIGINT, time to flush and deliver before what is left is dead-lettered; Cloud Run kills at 10 s.',
   ),
+  LOG_BUCKET: Type.String({
+    default: '',
+    pattern: BUCKET_PATTERN,
+    description:
+      'Cloud Storage bucket of the gcs sink (the name the seeds use; GCS_BUCKET is the same setting).',
+    accepts: BUCKET_ACCEPTS,
+  }),
+  GCS_BUCKET: Type.String({
+    default: '',
+    pattern: BUCKET_PATTERN,
+    description: 'Same as LOG_BUCKET; set one of them.',
+    accepts: BUCKET_ACCEPTS,
+  }),
+  GCS_PREFIX: Type.String({
+    default: 'logs/',
+    pattern: '^([^/].*/)?$',
+    description: 'Object name prefix of the gcs sink.',
+    accepts: 'an empty string or a prefix ending in / that does not start with /, e.g. logs/ or team/app/',
+  }),
+  GCS_LAYOUT: Type.Union([Type.Literal('date'), Type.Literal('hive')], {
+    default: 'date',
+    description:
+      'Object layout under the prefix: date is YYYY/MM/DD/HHMMSS-<instance>-<seq>.jsonl; hive is dt=YYYY-MM-DD/HHMMSS-<instance>-<seq>.jsonl.',
+    accepts: 'date or hive',
+  }),
+  GCS_COMPRESSION: Type.Union([Type.Literal('none'), Type.Literal('gzip')], {
+    default: 'none',
+    description: 'gzip writes .jsonl.gz objects with Content-Encoding: gzip.',
+    accepts: 'none or gzip',
+  }),
+  GCS_ENDPOINT: Type.String({
+    default: '',
+    pattern: '^(https?://[^\\s/]+)?$',
+    description:
+      'Cloud Storage API endpoint, for an emulator such as fake-gcs-server (the client library also honours STORAGE_EMULATOR_HOST).',
+    accepts: 'an http(s) URL without a path, e.g. http://127.0.0.1:4443',
+  }),
+  GCS_RESUMABLE_THRESHOLD: bytes(
+    '8MiB',
+    0,
+    5 * 1024 ** 4,
+    'Objects larger than this use a resumable upload (an extra request); smaller ones one request.',
+  ),
   LABELS: Type.Transform(
     Type.String({
       default: '',
@@ -229,6 +275,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   return Object.freeze(decoded as Config)
 }
 
+/** The gcs sink's bucket: LOG_BUCKET or its alias GCS_BUCKET ('' when neither is set). */
+export function gcsBucket(config: Pick<Config, 'LOG_BUCKET' | 'GCS_BUCKET'>): string {
+  return config.GCS_BUCKET || config.LOG_BUCKET
+}
+
 /** Relations between settings that no single field can express. */
 function crossCheck(c: Config): string[] {
   const problems: string[] = []
@@ -241,6 +292,12 @@ function crossCheck(c: Config): string[] {
   order('BATCH_BYTES', 'BUFFER_MAX_BYTES', 'one batch must fit in the buffer')
   order('BATCH_SIZE', 'BUFFER_MAX_EVENTS', 'one batch must fit in the buffer')
   order('RETRY_INITIAL_BACKOFF', 'RETRY_MAX_BACKOFF', 'the first delay cannot be above the largest')
+  if (c.LOG_BUCKET && c.GCS_BUCKET && c.LOG_BUCKET !== c.GCS_BUCKET) {
+    problems.push(`LOG_BUCKET (${c.LOG_BUCKET}) and GCS_BUCKET (${c.GCS_BUCKET}) differ: set one of them`)
+  }
+  if (c.SINKS.includes('gcs') && !gcsBucket(c)) {
+    problems.push('SINKS includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
+  }
   return problems
 }
 

@@ -65,8 +65,10 @@ export class Pipeline {
       retries: 0,
       dead_lettered_events: 0,
       dead_letter_failed_events: 0,
-      healthy: true,
-      last_error: null,
+      healthy: sink.startupError === undefined,
+      last_error: sink.startupError
+        ? { message: errorMessage(sink.startupError), at: new Date().toISOString() }
+        : null,
       last_delivery_at: null,
     }
     const noteError = (err: unknown) => {

@@ -9,14 +9,22 @@ export function encodeJsonl(events: readonly LogEvent[]): string {
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0')
 
+export type Layout = 'date' | 'hive'
+
 /**
- * `<prefix>YYYY/MM/DD/HHMMSS-<batch name><extension>`, in UTC by the time the batch was opened. The batch name
- * (instance id and sequence) keeps names unique across instances and across flushes within one second, and the
- * same for every retry of one batch.
+ * `<prefix>YYYY/MM/DD/HHMMSS-<batch name><extension>` (or `<prefix>dt=YYYY-MM-DD/...` for the hive layout), in
+ * UTC by the time the batch was opened. The batch name (instance id and sequence) keeps names unique across
+ * instances and across flushes within one second, and the same for every retry of one batch.
  */
-export function objectName(batch: Batch, prefix: string, extension = '.jsonl'): string {
+export function objectName(
+  batch: Batch,
+  prefix: string,
+  extension = '.jsonl',
+  layout: Layout = 'date',
+): string {
   const t = batch.openedAt
-  const day = `${t.getUTCFullYear()}/${pad(t.getUTCMonth() + 1)}/${pad(t.getUTCDate())}`
+  const [y, m, d] = [t.getUTCFullYear(), pad(t.getUTCMonth() + 1), pad(t.getUTCDate())]
+  const day = layout === 'hive' ? `dt=${y}-${m}-${d}` : `${y}/${m}/${d}`
   const time = `${pad(t.getUTCHours())}${pad(t.getUTCMinutes())}${pad(t.getUTCSeconds())}`
   return `${prefix}${day}/${time}-${batch.name}${extension}`
 }

@@ -17,6 +17,8 @@ export interface WriteOptions {
  */
 export interface Sink {
   readonly name: string
+  /** A transient problem met at start-up (the destination was unreachable): /health shows it until a write works. */
+  readonly startupError?: Error
   write(batch: Batch, options: WriteOptions): Promise<void>
   close(): Promise<void>
 }

@@ -9,6 +9,7 @@ import type { Batch } from '../../src/event.js'
 import { createFileSink } from '../../src/sinks/file.js'
 import { sinkFactories } from '../../src/sinks/index.js'
 import type { SinkContext } from '../../src/sinks/sink.js'
+import { FakeGcsServer } from '../fakes/gcs-server.js'
 import { listFiles, makeEvents, readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
 
 const batch: Batch = {
@@ -21,6 +22,7 @@ const batch: Batch = {
 interface Harness {
   context: SinkContext
   readBack(): Promise<unknown[]>
+  stop?(): Promise<void>
 }
 
 /** How to run each sink against a local destination and read back what it received. */
@@ -46,16 +48,35 @@ const harnesses = {
           .map((line) => JSON.parse(line)),
     }
   },
+  async gcs(config) {
+    const fake = new FakeGcsServer()
+    await fake.start()
+    fake.buckets.add('contract-bucket')
+    const gcsConfig = { ...config, GCS_ENDPOINT: fake.url, LOG_BUCKET: 'contract-bucket' }
+    return {
+      context: { config: gcsConfig, logger: silentLogger, stdout: new PassThrough() },
+      readBack: async () =>
+        fake.list('contract-bucket').flatMap((o) =>
+          o.data
+            .toString()
+            .split('\n')
+            .filter(Boolean)
+            .map((line) => JSON.parse(line)),
+        ),
+      stop: () => fake.stop(),
+    }
+  },
 } satisfies Record<SinkKind, (config: Config) => Promise<Harness>>
 
 describe.each(Object.keys(sinkFactories) as SinkKind[])('sink contract: %s', (kind) => {
   it('writes a batch whole, one JSON object per entry in order, and closes', async () => {
-    const harness = await harnesses[kind](testConfig(await tempDir()))
+    const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
     const sink = await sinkFactories[kind](harness.context)
     expect(sink.name).toBe(kind)
     await sink.write(batch, { signal: new AbortController().signal })
     await sink.close()
     expect(await harness.readBack()).toEqual(batch.events.map((e) => JSON.parse(e.line)))
+    await harness.stop?.()
   })
 })
 

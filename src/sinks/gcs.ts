@@ -1,0 +1,99 @@
+// Cloud Storage sink: each batch becomes one JSONL object (optionally gzip), written with ifGenerationMatch=0 under
+// a name fixed per batch, so a retried batch yields exactly one object and never overwrites another.
+import { promisify } from 'node:util'
+import { gzip } from 'node:zlib'
+import { Storage } from '@google-cloud/storage'
+import { gcsBucket } from '../config.js'
+import { ConfigError, errorMessage, PermanentError } from '../errors.js'
+import { encodeJsonl, objectName } from './jsonl.js'
+import type { Sink, SinkFactory } from './sink.js'
+
+const gzipAsync = promisify(gzip)
+
+/** Answers that retrying will not change: a bad request, no permission, no such bucket. */
+const PERMANENT_STATUSES = new Set([400, 403, 404, 405, 409, 410, 411, 413, 414, 422])
+
+/**
+ * The HTTP status of a client error, whichever shape it comes in: ApiError has `code` (a single-request upload's
+ * 412 among them), GaxiosError has `status` or `response.status` (a resumable upload's 412), and the resumable
+ * uploader's own 'Upload failed' error carries the status in `code`.
+ */
+export function statusOf(err: unknown): number | undefined {
+  const e = err as { code?: unknown; status?: unknown; response?: { status?: unknown } } | undefined
+  for (const value of [e?.code, e?.status, e?.response?.status]) {
+    if (typeof value === 'number') return value
+  }
+  return undefined
+}
+
+/** 408, 429, 5xx, time-outs, resets and anything without a status are transient; other 4xx are permanent. */
+export function classifyGcsError(err: unknown): unknown {
+  const status = statusOf(err)
+  if (status !== undefined && PERMANENT_STATUSES.has(status)) {
+    return new PermanentError(`Cloud Storage answered ${status}: ${errorMessage(err)}`, { cause: err })
+  }
+  return err
+}
+
+export const createGcsSink: SinkFactory = async ({ config, logger }) => {
+  const bucketName = gcsBucket(config)
+  const storage = new Storage({
+    ...(config.GCS_ENDPOINT ? { apiEndpoint: config.GCS_ENDPOINT } : {}),
+    // sidelog's retry layer owns timing and deadlines; the client's own retries (up to 600 s) would hide them.
+    retryOptions: { autoRetry: false, maxRetries: 0 },
+  })
+  const bucket = storage.bucket(bucketName)
+
+  let startupError: Error | undefined
+  try {
+    await withTimeout(bucket.getMetadata(), config.SINK_TIMEOUT * 1000)
+  } catch (err) {
+    const classified = classifyGcsError(err)
+    if (classified instanceof PermanentError) {
+      throw new ConfigError(
+        `LOG_BUCKET=${bucketName}: the bucket cannot be used: ${errorMessage(classified)}`,
+      )
+    }
+    startupError = new Error(`bucket ${bucketName} could not be checked at start-up: ${errorMessage(err)}`)
+    logger.warn(
+      { bucket: bucketName, err: errorMessage(err) },
+      'gcs sink starts unverified; writes will retry',
+    )
+  }
+
+  const compress = config.GCS_COMPRESSION === 'gzip'
+  const extension = compress ? '.jsonl.gz' : '.jsonl'
+  const sink: Sink = {
+    name: 'gcs',
+    ...(startupError ? { startupError } : {}),
+    async write(batch) {
+      const jsonl = Buffer.from(encodeJsonl(batch.events))
+      const data = compress ? await gzipAsync(jsonl) : jsonl
+      const name = objectName(batch, config.GCS_PREFIX, extension, config.GCS_LAYOUT)
+      try {
+        await bucket.file(name).save(data, {
+          resumable: data.length > config.GCS_RESUMABLE_THRESHOLD,
+          // Only create, never overwrite: a retry of a batch whose earlier attempt landed answers 412.
+          preconditionOpts: { ifGenerationMatch: 0 },
+          contentType: 'application/x-ndjson',
+          metadata: compress ? { contentEncoding: 'gzip' } : {},
+          validation: 'crc32c',
+        })
+      } catch (err) {
+        // The object exists under this batch's name, which only this batch writes: an earlier attempt landed.
+        if (statusOf(err) === 412) return
+        throw classifyGcsError(err)
+      }
+    },
+    async close() {},
+  }
+  return sink
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}

@@ -1,0 +1,314 @@
+// A protocol-level fake of the Cloud Storage JSON API subset @google-cloud/storage uses: bucket get/insert,
+// multipart and resumable uploads (honouring ifGenerationMatch), list, media download, delete. Faults can be
+// injected: the next N matching requests answer a status, stall, reset the connection, or store the object and
+// then drop the connection (the answer is lost, so the client retries an upload that already landed).
+import { createHash } from 'node:crypto'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { CRC32C } from '@google-cloud/storage'
+
+export interface StoredObject {
+  readonly bucket: string
+  readonly name: string
+  readonly data: Buffer
+  readonly generation: number
+  readonly contentType: string | undefined
+  readonly contentEncoding: string | undefined
+}
+
+export type Fault =
+  | { readonly kind: 'status'; readonly status: number; readonly reason?: string }
+  | { readonly kind: 'stall' }
+  | { readonly kind: 'reset' }
+  | { readonly kind: 'lost-answer' }
+
+/** Which requests a fault applies to: uploads (both kinds), bucket and object metadata calls, or any. */
+export type FaultTarget = 'upload' | 'metadata' | 'any'
+
+interface PendingFault {
+  readonly fault: Fault
+  readonly target: FaultTarget
+  remaining: number
+}
+
+interface ResumableSession {
+  readonly bucket: string
+  readonly name: string
+  readonly metadata: Record<string, unknown>
+  readonly ifGenerationMatch: string | null
+}
+
+export interface RecordedRequest {
+  readonly method: string
+  readonly path: string
+  readonly query: URLSearchParams
+}
+
+const REASONS: Record<number, string> = {
+  400: 'invalid',
+  401: 'required',
+  403: 'forbidden',
+  404: 'notFound',
+  408: 'requestTimeout',
+  412: 'conditionNotMet',
+  429: 'rateLimitExceeded',
+  500: 'backendError',
+  503: 'backendError',
+}
+
+export class FakeGcsServer {
+  readonly buckets = new Set<string>()
+  readonly requests: RecordedRequest[] = []
+  private readonly objects = new Map<string, StoredObject>()
+  private readonly sessions = new Map<string, ResumableSession>()
+  private readonly faults: PendingFault[] = []
+  private readonly stalled = new Set<ServerResponse>()
+  private server: Server | undefined
+  private nextGeneration = 1_700_000_000_000_000
+  private nextSession = 1
+  url = ''
+
+  async start(): Promise<string> {
+    this.server = createServer((req, res) => {
+      void this.handle(req, res).catch((err: Error) => {
+        if (!res.headersSent) this.sendError(res, 500, err.message)
+      })
+    })
+    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve))
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`
+    return this.url
+  }
+
+  async stop(): Promise<void> {
+    for (const res of this.stalled) res.destroy()
+    this.server?.closeAllConnections()
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()))
+  }
+
+  /** The next `times` requests of `target` suffer `fault`. Faults queue in the order they were injected. */
+  inject(fault: Fault, options: { times?: number; target?: FaultTarget } = {}): void {
+    this.faults.push({ fault, target: options.target ?? 'upload', remaining: options.times ?? 1 })
+  }
+
+  /** Objects of a bucket, by name. */
+  list(bucket: string): StoredObject[] {
+    return [...this.objects.values()]
+      .filter((o) => o.bucket === bucket)
+      .sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  uploads(): RecordedRequest[] {
+    return this.requests.filter((r) => r.path.startsWith('/upload/'))
+  }
+
+  private takeFault(path: string): Fault | undefined {
+    const target: FaultTarget = path.startsWith('/upload/') ? 'upload' : 'metadata'
+    const pending = this.faults.find((f) => f.remaining > 0 && (f.target === 'any' || f.target === target))
+    if (!pending) return undefined
+    pending.remaining--
+    return pending.fault
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', this.url)
+    const path = decodeURIComponent(url.pathname)
+    const body = await readBody(req)
+    this.requests.push({ method: req.method ?? '', path, query: url.searchParams })
+
+    const fault = this.takeFault(path)
+    if (fault?.kind === 'status')
+      return this.sendError(res, fault.status, `injected ${fault.status}`, fault.reason)
+    if (fault?.kind === 'reset') return void req.socket.destroy()
+    if (fault?.kind === 'stall') return void this.stalled.add(res)
+    // A lost answer: the request takes effect, then the connection drops before the client hears about it.
+    const send =
+      fault?.kind === 'lost-answer'
+        ? () => void req.socket.destroy()
+        : (status: number, payload: unknown, headers: Record<string, string> = {}) => {
+            const data = Buffer.isBuffer(payload) ? payload : Buffer.from(JSON.stringify(payload))
+            res.writeHead(status, { 'content-type': 'application/json', ...headers })
+            res.end(data)
+          }
+    this.route(req.method ?? 'GET', path, url.searchParams, req.headers, body, res, send)
+  }
+
+  private route(
+    method: string,
+    path: string,
+    query: URLSearchParams,
+    headers: IncomingMessage['headers'],
+    body: Buffer,
+    res: ServerResponse,
+    send: (status: number, payload: unknown, headers?: Record<string, string>) => void,
+  ): void {
+    let m: RegExpExecArray | null
+    if (method === 'POST' && path === '/storage/v1/b') {
+      const { name } = JSON.parse(body.toString()) as { name: string }
+      if (this.buckets.has(name)) return this.sendError(res, 409, 'bucket exists', 'conflict')
+      this.buckets.add(name)
+      return send(200, bucketResource(name))
+    }
+    if ((m = /^\/storage\/v1\/b\/([^/]+)$/.exec(path)) && method === 'GET') {
+      const bucket = m[1] as string
+      if (!this.buckets.has(bucket)) return this.sendError(res, 404, 'The specified bucket does not exist.')
+      return send(200, bucketResource(bucket))
+    }
+    if ((m = /^\/storage\/v1\/b\/([^/]+)\/o$/.exec(path)) && method === 'GET') {
+      const prefix = query.get('prefix') ?? ''
+      const items = this.list(m[1] as string).filter((o) => o.name.startsWith(prefix))
+      return send(200, { kind: 'storage#objects', items: items.map(objectResource) })
+    }
+    if ((m = /^\/storage\/v1\/b\/([^/]+)\/o\/(.+)$/.exec(path))) {
+      const key = `${m[1]}/${m[2]}`
+      const object = this.objects.get(key)
+      if (!object) return this.sendError(res, 404, 'No such object.')
+      if (method === 'DELETE') {
+        this.objects.delete(key)
+        return send(204, Buffer.alloc(0))
+      }
+      if (query.get('alt') === 'media') {
+        return send(200, object.data, {
+          'content-type': object.contentType ?? 'application/octet-stream',
+          ...(object.contentEncoding ? { 'content-encoding': object.contentEncoding } : {}),
+        })
+      }
+      return send(200, objectResource(object))
+    }
+    if ((m = /^\/upload\/storage\/v1\/b\/([^/]+)\/o$/.exec(path))) {
+      const bucket = m[1] as string
+      if (!this.buckets.has(bucket)) return this.sendError(res, 404, 'The specified bucket does not exist.')
+      const uploadType = query.get('uploadType')
+      if (method === 'POST' && uploadType === 'multipart') {
+        const [metaPart, dataPart] = parseMultipart(body, String(headers['content-type']))
+        const metadata = JSON.parse(metaPart?.body.toString() ?? '{}') as Record<string, unknown>
+        const name = query.get('name') ?? (metadata.name as string)
+        return this.store(
+          res,
+          send,
+          bucket,
+          name,
+          dataPart?.body ?? Buffer.alloc(0),
+          {
+            ...metadata,
+            contentType: metadata.contentType ?? dataPart?.contentType,
+          },
+          query.get('ifGenerationMatch'),
+        )
+      }
+      if (method === 'POST' && uploadType === 'resumable') {
+        const id = String(this.nextSession++)
+        const metadata = body.length > 0 ? (JSON.parse(body.toString()) as Record<string, unknown>) : {}
+        const contentType = headers['x-upload-content-type']
+        this.sessions.set(id, {
+          bucket,
+          name: query.get('name') ?? (metadata.name as string),
+          metadata: { ...metadata, ...(contentType ? { contentType } : {}) },
+          ifGenerationMatch: query.get('ifGenerationMatch'),
+        })
+        return send(
+          200,
+          {},
+          { location: `${this.url}/upload/storage/v1/b/${bucket}/o?uploadType=resumable&upload_id=${id}` },
+        )
+      }
+      if (method === 'PUT' && query.get('upload_id')) {
+        const session = this.sessions.get(query.get('upload_id') as string)
+        if (!session) return this.sendError(res, 404, 'No such upload session.')
+        return this.store(res, send, bucket, session.name, body, session.metadata, session.ifGenerationMatch)
+      }
+    }
+    this.sendError(res, 404, `fake GCS does not implement ${method} ${path}`)
+  }
+
+  private store(
+    res: ServerResponse,
+    send: (status: number, payload: unknown) => void,
+    bucket: string,
+    name: string,
+    data: Buffer,
+    metadata: Record<string, unknown>,
+    ifGenerationMatch: string | null,
+  ): void {
+    const key = `${bucket}/${name}`
+    if (ifGenerationMatch !== null) {
+      const current = this.objects.get(key)?.generation ?? 0
+      if (String(current) !== ifGenerationMatch) {
+        return this.sendError(res, 412, 'At least one of the pre-conditions you specified did not hold.')
+      }
+    }
+    const object: StoredObject = {
+      bucket,
+      name,
+      data,
+      generation: this.nextGeneration++,
+      contentType: metadata.contentType as string | undefined,
+      contentEncoding: metadata.contentEncoding as string | undefined,
+    }
+    this.objects.set(key, object)
+    send(200, objectResource(object))
+  }
+
+  private sendError(
+    res: ServerResponse,
+    status: number,
+    message: string,
+    reason = REASONS[status] ?? 'error',
+  ): void {
+    res.writeHead(status, { 'content-type': 'application/json' })
+    res.end(
+      JSON.stringify({ error: { code: status, message, errors: [{ domain: 'global', reason, message }] } }),
+    )
+  }
+}
+
+function bucketResource(name: string) {
+  return { kind: 'storage#bucket', id: name, name, location: 'US', storageClass: 'STANDARD' }
+}
+
+function objectResource(o: StoredObject) {
+  const crc = new CRC32C()
+  crc.update(o.data)
+  return {
+    kind: 'storage#object',
+    id: `${o.bucket}/${o.name}/${o.generation}`,
+    bucket: o.bucket,
+    name: o.name,
+    generation: String(o.generation),
+    metageneration: '1',
+    size: String(o.data.length),
+    contentType: o.contentType,
+    contentEncoding: o.contentEncoding,
+    md5Hash: createHash('md5').update(o.data).digest('base64'),
+    crc32c: crc.toString(),
+    timeCreated: new Date().toISOString(),
+  }
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of req) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
+}
+
+/** Splits a multipart/related body into parts, binary-safe. */
+function parseMultipart(body: Buffer, contentType: string): { contentType?: string; body: Buffer }[] {
+  const boundary = /boundary="?([^";]+)"?/.exec(contentType)?.[1]
+  if (!boundary) throw new Error(`no boundary in ${contentType}`)
+  const delimiter = Buffer.from(`--${boundary}`)
+  const parts: { contentType?: string; body: Buffer }[] = []
+  let start = body.indexOf(delimiter)
+  while (start !== -1) {
+    const next = body.indexOf(delimiter, start + delimiter.length)
+    if (next === -1) break
+    const part = body.subarray(start + delimiter.length, next)
+    const headerEnd = part.indexOf('\r\n\r\n')
+    if (headerEnd !== -1) {
+      const headers = part.subarray(0, headerEnd).toString()
+      let content = part.subarray(headerEnd + 4)
+      if (content.subarray(-2).toString() === '\r\n') content = content.subarray(0, -2)
+      parts.push({ contentType: /content-type:\s*([^\r\n]+)/i.exec(headers)?.[1], body: content })
+    }
+    start = next
+  }
+  return parts
+}
