@@ -198,6 +198,16 @@ export class Pipeline {
     )
   }
 
+  /** Seals every sink's open batch now, without waiting for its count, bytes or age. */
+  flushAll(): void {
+    for (const { batcher } of this.lanes) batcher.flush()
+  }
+
+  /** Resolves when no sink has a batch queued or being written. */
+  async onIdle(): Promise<void> {
+    await Promise.all(this.lanes.map((lane) => lane.batcher.onIdle()))
+  }
+
   /** Stops accepting (new requests get 503); what is already accepted is still delivered by drain(). */
   stopAccepting(): void {
     this.accepting = false

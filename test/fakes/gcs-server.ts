@@ -22,8 +22,11 @@ export type Fault =
   | { readonly kind: 'reset' }
   | { readonly kind: 'lost-answer' }
 
-/** Which requests a fault applies to: uploads (both kinds), bucket and object metadata calls, or any. */
-export type FaultTarget = 'upload' | 'metadata' | 'any'
+/**
+ * Which requests a fault applies to: any upload request (a resumable session's start included), only the requests
+ * that carry an object's data (a multipart POST or a resumable PUT), bucket and object metadata calls, or any.
+ */
+export type FaultTarget = 'upload' | 'upload-data' | 'metadata' | 'any'
 
 interface PendingFault {
   readonly fault: Fault
@@ -42,6 +45,8 @@ export interface RecordedRequest {
   readonly method: string
   readonly path: string
   readonly query: URLSearchParams
+  /** The status answered; undefined while pending, or when the connection was dropped instead. */
+  status?: number
 }
 
 const REASONS: Record<number, string> = {
@@ -101,9 +106,15 @@ export class FakeGcsServer {
     return this.requests.filter((r) => r.path.startsWith('/upload/'))
   }
 
-  private takeFault(path: string): Fault | undefined {
-    const target: FaultTarget = path.startsWith('/upload/') ? 'upload' : 'metadata'
-    const pending = this.faults.find((f) => f.remaining > 0 && (f.target === 'any' || f.target === target))
+  private takeFault(method: string, path: string, query: URLSearchParams): Fault | undefined {
+    const upload = path.startsWith('/upload/')
+    const carriesData = upload && (query.get('uploadType') === 'multipart' || method === 'PUT')
+    const applies = (target: FaultTarget) =>
+      target === 'any' ||
+      (target === 'upload' && upload) ||
+      (target === 'upload-data' && carriesData) ||
+      (target === 'metadata' && !upload)
+    const pending = this.faults.find((f) => f.remaining > 0 && applies(f.target))
     if (!pending) return undefined
     pending.remaining--
     return pending.fault
@@ -113,9 +124,13 @@ export class FakeGcsServer {
     const url = new URL(req.url ?? '/', this.url)
     const path = decodeURIComponent(url.pathname)
     const body = await readBody(req)
-    this.requests.push({ method: req.method ?? '', path, query: url.searchParams })
+    const record: RecordedRequest = { method: req.method ?? '', path, query: url.searchParams }
+    this.requests.push(record)
+    res.on('finish', () => {
+      record.status = res.statusCode
+    })
 
-    const fault = this.takeFault(path)
+    const fault = this.takeFault(req.method ?? 'GET', path, url.searchParams)
     if (fault?.kind === 'status')
       return this.sendError(res, fault.status, `injected ${fault.status}`, fault.reason)
     if (fault?.kind === 'reset') return void req.socket.destroy()
@@ -196,6 +211,10 @@ export class FakeGcsServer {
         )
       }
       if (method === 'POST' && uploadType === 'resumable') {
+        // Preconditions are checked when the session starts and again when the data arrives.
+        if (this.preconditionFails(bucket, query.get('name') ?? '', query.get('ifGenerationMatch'))) {
+          return this.sendError(res, 412, 'At least one of the pre-conditions you specified did not hold.')
+        }
         const id = String(this.nextSession++)
         const metadata = body.length > 0 ? (JSON.parse(body.toString()) as Record<string, unknown>) : {}
         const contentType = headers['x-upload-content-type']
@@ -230,11 +249,8 @@ export class FakeGcsServer {
     ifGenerationMatch: string | null,
   ): void {
     const key = `${bucket}/${name}`
-    if (ifGenerationMatch !== null) {
-      const current = this.objects.get(key)?.generation ?? 0
-      if (String(current) !== ifGenerationMatch) {
-        return this.sendError(res, 412, 'At least one of the pre-conditions you specified did not hold.')
-      }
+    if (this.preconditionFails(bucket, name, ifGenerationMatch)) {
+      return this.sendError(res, 412, 'At least one of the pre-conditions you specified did not hold.')
     }
     const object: StoredObject = {
       bucket,
@@ -246,6 +262,11 @@ export class FakeGcsServer {
     }
     this.objects.set(key, object)
     send(200, objectResource(object))
+  }
+
+  private preconditionFails(bucket: string, name: string, ifGenerationMatch: string | null): boolean {
+    if (ifGenerationMatch === null) return false
+    return String(this.objects.get(`${bucket}/${name}`)?.generation ?? 0) !== ifGenerationMatch
   }
 
   private sendError(
