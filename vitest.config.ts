@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Containers are not needed by `npm test`: the emulator suites run with `npm run test:emulators`.
+    exclude: ['test/emulators/**', 'node_modules/**'],
     // Deadlines are a safety net for a loaded 2-core machine, not a measure of speed.
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -1,16 +1,23 @@
-// npm run bench: drives the built sidelog (file sink) with autocannon on loopback and prints events/s, latency
-// percentiles and peak RSS per scenario. Each scenario gets a fresh process, so its peak RSS is its own.
-// BENCH_DURATION (seconds, default 10) and BENCH_CONNECTIONS (default 50) tune it; the numbers go in the README.
+// npm run bench: drives the built sidelog with autocannon on loopback and prints events/s, latency percentiles, peak
+// RSS and, for the gcs sink (against the protocol-level fake, in this process), MiB/s delivered. Each scenario
+// gets a fresh process, so its peak RSS is its own, and each checks that the destination holds exactly what
+// sidelog counted as accepted.
+// BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 50), BENCH_RATE (requests/s; unset = saturation),
+// BENCH_ONLY (a substring of scenario names), SIDELOG_NODE_OPTIONS, and any sidelog setting are passed on.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
 import autocannon from 'autocannon'
 import { ConfigSchema } from '../src/config.js'
 import { spawnSidelog } from '../test/e2e/spawn.js'
+import { FakeGcsServer } from '../test/fakes/gcs-server.js'
 import { readJsonlTree } from '../test/jsonl-files.js'
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10)
-/** sidelog settings given to the bench (e.g. `SINK_CONCURRENCY=8 npm run bench`) are passed on to sidelog. */
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
+const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined
+const ONLY = process.env.BENCH_ONLY
 const SETTINGS = Object.fromEntries(
   Object.keys(ConfigSchema.properties).flatMap((name) =>
     process.env[name] ? [[name, process.env[name] as string]] : [],
@@ -18,9 +25,6 @@ const SETTINGS = Object.fromEntries(
 )
 /** Node flags for the sidelog process only (the bench itself runs without them), e.g. a heap cap. */
 const SIDELOG_NODE_OPTIONS = process.env.SIDELOG_NODE_OPTIONS
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
-/** Requests per second across all connections; unset means as fast as sidelog answers (saturation). */
-const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined
 
 /** About 230 bytes, like a typical access-log entry. */
 function entry(i: number): Record<string, unknown> {
@@ -36,32 +40,89 @@ function entry(i: number): Record<string, unknown> {
   }
 }
 
+/** Where a scenario's batches go, and how to count what arrived there. */
+interface Destination {
+  readonly env: Record<string, string>
+  /** Entries delivered, and the bytes stored for them (compressed, if the sink compresses). */
+  delivered(): Promise<{ entries: number; storedBytes: number }>
+  stop(): Promise<void>
+}
+
+async function fileDestination(dir: string): Promise<Destination> {
+  return {
+    env: { SINKS: 'file' },
+    async delivered() {
+      return { entries: (await readJsonlTree(join(dir, 'data'))).length, storedBytes: Number.NaN }
+    },
+    async stop() {},
+  }
+}
+
+async function gcsDestination(compression: 'none' | 'gzip'): Promise<Destination> {
+  const fake = new FakeGcsServer()
+  await fake.start()
+  fake.buckets.add('bench')
+  return {
+    env: { SINKS: 'gcs', LOG_BUCKET: 'bench', GCS_ENDPOINT: fake.url, GCS_COMPRESSION: compression },
+    async delivered() {
+      let entries = 0
+      let storedBytes = 0
+      for (const object of fake.list('bench')) {
+        storedBytes += object.data.length
+        const text = (object.contentEncoding === 'gzip' ? gunzipSync(object.data) : object.data).toString()
+        entries += text.split('\n').filter(Boolean).length
+      }
+      return { entries, storedBytes }
+    },
+    stop: () => fake.stop(),
+  }
+}
+
 interface Scenario {
-  name: string
-  entriesPerRequest: number
-  contentType: string
-  body: string
+  readonly name: string
+  readonly entriesPerRequest: number
+  readonly contentType: string
+  readonly body: string
+  readonly destination: (dir: string) => Promise<Destination>
 }
 
 const hundred = Array.from({ length: 100 }, (_, i) => entry(i))
+const ndjson100 = hundred.map((e) => JSON.stringify(e)).join('\n')
 const scenarios: Scenario[] = [
   {
-    name: '1 entry / request (JSON)',
+    name: 'file: 1 entry / request (JSON)',
     entriesPerRequest: 1,
     contentType: 'application/json',
     body: JSON.stringify(entry(1)),
+    destination: fileDestination,
   },
   {
-    name: '100 entries / request (JSON array)',
+    name: 'file: 100 entries / request (JSON array)',
     entriesPerRequest: 100,
     contentType: 'application/json',
     body: JSON.stringify(hundred),
+    destination: fileDestination,
   },
   {
-    name: '100 entries / request (NDJSON)',
+    name: 'file: 100 entries / request (NDJSON)',
     entriesPerRequest: 100,
     contentType: 'application/x-ndjson',
-    body: hundred.map((e) => JSON.stringify(e)).join('\n'),
+    body: ndjson100,
+    destination: fileDestination,
+  },
+  {
+    name: 'gcs: 100 entries / request (NDJSON)',
+    entriesPerRequest: 100,
+    contentType: 'application/x-ndjson',
+    body: ndjson100,
+    destination: () => gcsDestination('none'),
+  },
+  {
+    name: 'gcs gzip: 100 entries / request (NDJSON)',
+    entriesPerRequest: 100,
+    contentType: 'application/x-ndjson',
+    body: ndjson100,
+    destination: () => gcsDestination('gzip'),
   },
 ]
 
@@ -72,12 +133,17 @@ async function peakRssMiB(pid: number): Promise<number> {
   return kib / 1024
 }
 
+const mib = (bytes: number) => Math.round((bytes / 1024 ** 2 / DURATION_S) * 10) / 10
+
 async function runScenario(scenario: Scenario) {
   const dir = await mkdtemp(join(tmpdir(), 'sidelog-bench-'))
+  const destination = await scenario.destination(dir)
   try {
     const sidelog = await spawnSidelog({
       ...SETTINGS,
+      ...destination.env,
       ...(SIDELOG_NODE_OPTIONS ? { NODE_OPTIONS: SIDELOG_NODE_OPTIONS } : {}),
+      METADATA_SERVER_DETECTION: 'none',
       DATA_DIR: join(dir, 'data'),
       DEAD_LETTER_DIR: join(dir, 'dead-letter'),
     })
@@ -96,33 +162,37 @@ async function runScenario(scenario: Scenario) {
     const accepted = health.lines_processed
     sidelog.child.kill('SIGTERM')
     const exit = await sidelog.exited
-    const delivered = (await readJsonlTree(join(dir, 'data'))).length
-    if (exit.code !== 0 || delivered !== accepted) {
-      throw new Error(`${scenario.name}: exit ${exit.code}, accepted ${accepted}, delivered ${delivered}`)
+    const { entries, storedBytes } = await destination.delivered()
+    if (exit.code !== 0 || entries !== accepted) {
+      throw new Error(`${scenario.name}: exit ${exit.code}, accepted ${accepted}, delivered ${entries}`)
     }
+    const entryBytes = Buffer.byteLength(scenario.body) / scenario.entriesPerRequest
     return {
       scenario: scenario.name,
       'req/s': Math.round(result.requests.average),
       'events/s': Math.round(accepted / DURATION_S),
+      'MiB/s in': mib(accepted * entryBytes),
+      'MiB/s stored': Number.isNaN(storedBytes) ? '' : mib(storedBytes),
       'p50 ms': result.latency.p50,
       'p99 ms': result.latency.p99,
       '429s': result.non2xx,
       errors: result.errors + result.timeouts,
       'peak RSS MiB': Math.round(rss),
-      delivered,
     }
   } finally {
+    await destination.stop()
     await rm(dir, { recursive: true, force: true })
   }
 }
 
 const rows = []
-for (const scenario of scenarios) {
+for (const scenario of scenarios.filter((s) => !ONLY || s.name.includes(ONLY))) {
   process.stderr.write(`running: ${scenario.name} (${DURATION_S} s, ${CONNECTIONS} connections)\n`)
   rows.push(await runScenario(scenario))
 }
 console.log(
-  `\nsidelog bench: file sink, settings ${JSON.stringify({ ...SETTINGS, SIDELOG_NODE_OPTIONS })}, ${CONNECTIONS} connections, ${RATE === undefined ? 'unpaced' : `${RATE} req/s`}, ${DURATION_S} s per scenario, ` +
+  `\nsidelog bench: settings ${JSON.stringify({ ...SETTINGS, SIDELOG_NODE_OPTIONS })}, ${CONNECTIONS} connections, ` +
+    `${RATE === undefined ? 'unpaced' : `${RATE} req/s`}, ${DURATION_S} s per scenario, ` +
     `node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
 )
 console.table(rows)

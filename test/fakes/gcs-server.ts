@@ -28,6 +28,9 @@ export type Fault =
  */
 export type FaultTarget = 'upload' | 'upload-data' | 'metadata' | 'any'
 
+/** Answers a request; returns true so that a route branch can `return` it. */
+type Send = (status: number, payload: unknown, headers?: Record<string, string>) => true
+
 interface PendingFault {
   readonly fault: Fault
   readonly target: FaultTarget
@@ -131,22 +134,34 @@ export class FakeGcsServer {
     })
 
     const fault = this.takeFault(req.method ?? 'GET', path, url.searchParams)
-    if (fault?.kind === 'status')
-      return this.sendError(res, fault.status, `injected ${fault.status}`, fault.reason)
-    if (fault?.kind === 'reset') return void req.socket.destroy()
-    if (fault?.kind === 'stall') return void this.stalled.add(res)
+    switch (fault?.kind) {
+      case 'status':
+        this.sendError(res, fault.status, `injected ${fault.status}`, fault.reason)
+        return
+      case 'reset':
+        req.socket.destroy()
+        return
+      case 'stall':
+        this.stalled.add(res)
+        return
+    }
     // A lost answer: the request takes effect, then the connection drops before the client hears about it.
-    const send =
+    const send: Send =
       fault?.kind === 'lost-answer'
-        ? () => void req.socket.destroy()
-        : (status: number, payload: unknown, headers: Record<string, string> = {}) => {
+        ? () => {
+            req.socket.destroy()
+            return true
+          }
+        : (status, payload, headers = {}) => {
             const data = Buffer.isBuffer(payload) ? payload : Buffer.from(JSON.stringify(payload))
             res.writeHead(status, { 'content-type': 'application/json', ...headers })
             res.end(data)
+            return true
           }
     this.route(req.method ?? 'GET', path, url.searchParams, req.headers, body, res, send)
   }
 
+  /** Dispatches one request; every branch answers (the helpers return true so branches can `return` them). */
   private route(
     method: string,
     path: string,
@@ -154,100 +169,115 @@ export class FakeGcsServer {
     headers: IncomingMessage['headers'],
     body: Buffer,
     res: ServerResponse,
-    send: (status: number, payload: unknown, headers?: Record<string, string>) => void,
-  ): void {
-    let m: RegExpExecArray | null
+    send: Send,
+  ): boolean {
+    const bucketPath = /^\/storage\/v1\/b\/([^/]+)$/.exec(path)
+    const listPath = /^\/storage\/v1\/b\/([^/]+)\/o$/.exec(path)
+    const objectPath = /^\/storage\/v1\/b\/([^/]+)\/o\/(.+)$/.exec(path)
+    const uploadPath = /^\/upload\/storage\/v1\/b\/([^/]+)\/o$/.exec(path)
+
     if (method === 'POST' && path === '/storage/v1/b') {
       const { name } = JSON.parse(body.toString()) as { name: string }
       if (this.buckets.has(name)) return this.sendError(res, 409, 'bucket exists', 'conflict')
       this.buckets.add(name)
       return send(200, bucketResource(name))
     }
-    if ((m = /^\/storage\/v1\/b\/([^/]+)$/.exec(path)) && method === 'GET') {
-      const bucket = m[1] as string
+    if (bucketPath && method === 'GET') {
+      const bucket = bucketPath[1] as string
       if (!this.buckets.has(bucket)) return this.sendError(res, 404, 'The specified bucket does not exist.')
       return send(200, bucketResource(bucket))
     }
-    if ((m = /^\/storage\/v1\/b\/([^/]+)\/o$/.exec(path)) && method === 'GET') {
+    if (listPath && method === 'GET') {
       const prefix = query.get('prefix') ?? ''
-      const items = this.list(m[1] as string).filter((o) => o.name.startsWith(prefix))
+      const items = this.list(listPath[1] as string).filter((o) => o.name.startsWith(prefix))
       return send(200, { kind: 'storage#objects', items: items.map(objectResource) })
     }
-    if ((m = /^\/storage\/v1\/b\/([^/]+)\/o\/(.+)$/.exec(path))) {
-      const key = `${m[1]}/${m[2]}`
-      const object = this.objects.get(key)
-      if (!object) return this.sendError(res, 404, 'No such object.')
-      if (method === 'DELETE') {
-        this.objects.delete(key)
-        return send(204, Buffer.alloc(0))
-      }
-      if (query.get('alt') === 'media') {
-        return send(200, object.data, {
-          'content-type': object.contentType ?? 'application/octet-stream',
-          ...(object.contentEncoding ? { 'content-encoding': object.contentEncoding } : {}),
-        })
-      }
-      return send(200, objectResource(object))
+    if (objectPath) return this.objectRequest(method, `${objectPath[1]}/${objectPath[2]}`, query, res, send)
+    if (uploadPath)
+      return this.uploadRequest(method, uploadPath[1] as string, query, headers, body, res, send)
+    return this.sendError(res, 404, `fake GCS does not implement ${method} ${path}`)
+  }
+
+  private objectRequest(
+    method: string,
+    key: string,
+    query: URLSearchParams,
+    res: ServerResponse,
+    send: Send,
+  ) {
+    const object = this.objects.get(key)
+    if (!object) return this.sendError(res, 404, 'No such object.')
+    if (method === 'DELETE') {
+      this.objects.delete(key)
+      return send(204, Buffer.alloc(0))
     }
-    if ((m = /^\/upload\/storage\/v1\/b\/([^/]+)\/o$/.exec(path))) {
-      const bucket = m[1] as string
-      if (!this.buckets.has(bucket)) return this.sendError(res, 404, 'The specified bucket does not exist.')
-      const uploadType = query.get('uploadType')
-      if (method === 'POST' && uploadType === 'multipart') {
-        const [metaPart, dataPart] = parseMultipart(body, String(headers['content-type']))
-        const metadata = JSON.parse(metaPart?.body.toString() ?? '{}') as Record<string, unknown>
-        const name = query.get('name') ?? (metadata.name as string)
-        return this.store(
-          res,
-          send,
-          bucket,
-          name,
-          dataPart?.body ?? Buffer.alloc(0),
-          {
-            ...metadata,
-            contentType: metadata.contentType ?? dataPart?.contentType,
-          },
-          query.get('ifGenerationMatch'),
-        )
-      }
-      if (method === 'POST' && uploadType === 'resumable') {
-        // Preconditions are checked when the session starts and again when the data arrives.
-        if (this.preconditionFails(bucket, query.get('name') ?? '', query.get('ifGenerationMatch'))) {
-          return this.sendError(res, 412, 'At least one of the pre-conditions you specified did not hold.')
-        }
-        const id = String(this.nextSession++)
-        const metadata = body.length > 0 ? (JSON.parse(body.toString()) as Record<string, unknown>) : {}
-        const contentType = headers['x-upload-content-type']
-        this.sessions.set(id, {
-          bucket,
-          name: query.get('name') ?? (metadata.name as string),
-          metadata: { ...metadata, ...(contentType ? { contentType } : {}) },
-          ifGenerationMatch: query.get('ifGenerationMatch'),
-        })
-        return send(
-          200,
-          {},
-          { location: `${this.url}/upload/storage/v1/b/${bucket}/o?uploadType=resumable&upload_id=${id}` },
-        )
-      }
-      if (method === 'PUT' && query.get('upload_id')) {
-        const session = this.sessions.get(query.get('upload_id') as string)
-        if (!session) return this.sendError(res, 404, 'No such upload session.')
-        return this.store(res, send, bucket, session.name, body, session.metadata, session.ifGenerationMatch)
-      }
+    if (query.get('alt') === 'media') {
+      return send(200, object.data, {
+        'content-type': object.contentType ?? 'application/octet-stream',
+        ...(object.contentEncoding ? { 'content-encoding': object.contentEncoding } : {}),
+      })
     }
-    this.sendError(res, 404, `fake GCS does not implement ${method} ${path}`)
+    return send(200, objectResource(object))
+  }
+
+  private uploadRequest(
+    method: string,
+    bucket: string,
+    query: URLSearchParams,
+    headers: IncomingMessage['headers'],
+    body: Buffer,
+    res: ServerResponse,
+    send: Send,
+  ): boolean {
+    if (!this.buckets.has(bucket)) return this.sendError(res, 404, 'The specified bucket does not exist.')
+    const uploadType = query.get('uploadType')
+    if (method === 'POST' && uploadType === 'multipart') {
+      const [metaPart, dataPart] = parseMultipart(body, String(headers['content-type']))
+      const metadata = JSON.parse(metaPart?.body.toString() ?? '{}') as Record<string, unknown>
+      const name = query.get('name') ?? (metadata.name as string)
+      const contentType = metadata.contentType ?? dataPart?.contentType
+      const data = dataPart?.body ?? Buffer.alloc(0)
+      return this.store(
+        res,
+        send,
+        bucket,
+        name,
+        data,
+        { ...metadata, contentType },
+        query.get('ifGenerationMatch'),
+      )
+    }
+    if (method === 'POST' && uploadType === 'resumable') {
+      // Preconditions are checked when the session starts and again when the data arrives.
+      if (this.preconditionFails(bucket, query.get('name') ?? '', query.get('ifGenerationMatch'))) {
+        return this.sendError(res, 412, 'At least one of the pre-conditions you specified did not hold.')
+      }
+      const id = String(this.nextSession++)
+      const metadata = body.length > 0 ? (JSON.parse(body.toString()) as Record<string, unknown>) : {}
+      const contentType = headers['x-upload-content-type']
+      this.sessions.set(id, {
+        bucket,
+        name: query.get('name') ?? (metadata.name as string),
+        metadata: { ...metadata, ...(contentType ? { contentType } : {}) },
+        ifGenerationMatch: query.get('ifGenerationMatch'),
+      })
+      const location = `${this.url}/upload/storage/v1/b/${bucket}/o?uploadType=resumable&upload_id=${id}`
+      return send(200, {}, { location })
+    }
+    const session = method === 'PUT' ? this.sessions.get(query.get('upload_id') ?? '') : undefined
+    if (!session) return this.sendError(res, 404, `fake GCS has no ${method} upload like this`)
+    return this.store(res, send, bucket, session.name, body, session.metadata, session.ifGenerationMatch)
   }
 
   private store(
     res: ServerResponse,
-    send: (status: number, payload: unknown) => void,
+    send: Send,
     bucket: string,
     name: string,
     data: Buffer,
     metadata: Record<string, unknown>,
     ifGenerationMatch: string | null,
-  ): void {
+  ): boolean {
     const key = `${bucket}/${name}`
     if (this.preconditionFails(bucket, name, ifGenerationMatch)) {
       return this.sendError(res, 412, 'At least one of the pre-conditions you specified did not hold.')
@@ -261,7 +291,7 @@ export class FakeGcsServer {
       contentEncoding: metadata.contentEncoding as string | undefined,
     }
     this.objects.set(key, object)
-    send(200, objectResource(object))
+    return send(200, objectResource(object))
   }
 
   private preconditionFails(bucket: string, name: string, ifGenerationMatch: string | null): boolean {
@@ -274,11 +304,12 @@ export class FakeGcsServer {
     status: number,
     message: string,
     reason = REASONS[status] ?? 'error',
-  ): void {
+  ): true {
     res.writeHead(status, { 'content-type': 'application/json' })
     res.end(
       JSON.stringify({ error: { code: status, message, errors: [{ domain: 'global', reason, message }] } }),
     )
+    return true
   }
 }
 

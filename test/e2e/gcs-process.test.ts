@@ -1,0 +1,69 @@
+// The real process with SINKS=gcs against the fake, under injected faults: every entry lands in the bucket once.
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { FakeGcsServer } from '../fakes/gcs-server.js'
+import { listFiles, tempDir } from '../helpers.js'
+import { spawnSidelog } from './spawn.js'
+
+const TOTAL = 5000
+const CLIENTS = 5
+
+let fake: FakeGcsServer | undefined
+afterEach(async () => {
+  await fake?.stop()
+})
+
+describe('sidelog process with the gcs sink', () => {
+  it('delivers 5,000 entries into the bucket exactly once through 503s, a reset and a lost answer', async () => {
+    fake = new FakeGcsServer()
+    await fake.start()
+    fake.buckets.add('e2e-logs')
+    fake.inject({ kind: 'status', status: 503 }, { times: 2 })
+    fake.inject({ kind: 'lost-answer' }, { times: 1 })
+    fake.inject({ kind: 'reset' }, { times: 1 })
+    fake.inject({ kind: 'status', status: 429 }, { times: 1 })
+    const dir = await tempDir()
+    const sidelog = await spawnSidelog({
+      SINKS: 'gcs',
+      LOG_BUCKET: 'e2e-logs',
+      GCS_ENDPOINT: fake.url,
+      METADATA_SERVER_DETECTION: 'none',
+      RETRY_INITIAL_BACKOFF: '0.05',
+      DATA_DIR: join(dir, 'data'),
+      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    })
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, c) => {
+        for (let sent = 0; sent < TOTAL / CLIENTS; sent += 50) {
+          const body = Array.from({ length: 50 }, (_, i) =>
+            JSON.stringify({ tag: `c${c}-${sent + i}` }),
+          ).join('\n')
+          const res = await fetch(`${sidelog.url}/logs`, {
+            method: 'POST',
+            body,
+            headers: { 'content-type': 'application/x-ndjson' },
+          })
+          expect(res.status).toBe(202)
+        }
+      }),
+    )
+    sidelog.child.kill('SIGTERM')
+    expect(await sidelog.exited).toEqual({ code: 0, signal: null })
+
+    const rows = (fake?.list('e2e-logs') ?? []).flatMap((o) =>
+      o.data
+        .toString()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { tag: string; event_id: string }),
+    )
+    expect(rows).toHaveLength(TOTAL)
+    expect(new Set(rows.map((r) => r.tag)).size).toBe(TOTAL)
+    expect(new Set(rows.map((r) => r.event_id)).size).toBe(TOTAL)
+    expect(await listFiles(join(dir, 'dead-letter'))).toEqual([])
+    // The faults were met: the bucket saw more upload attempts than it holds objects.
+    expect(fake?.uploads().length).toBeGreaterThan(fake?.list('e2e-logs').length ?? 0)
+    const stopped = sidelog.logs.find((l) => String(l.msg).startsWith('stopped'))
+    expect(stopped).toMatchObject({ delivered: TOTAL, dead_lettered: 0 })
+  })
+})
