@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
 import { listFiles, tempDir } from '../helpers.js'
-import { spawnSidelog } from './spawn.js'
+import { postNdjson, spawnSidelog } from './spawn.js'
 
 const TOTAL = 5000
 const CLIENTS = 5
@@ -35,15 +35,8 @@ describe('sidelog process with the gcs sink', () => {
     await Promise.all(
       Array.from({ length: CLIENTS }, async (_, c) => {
         for (let sent = 0; sent < TOTAL / CLIENTS; sent += 50) {
-          const body = Array.from({ length: 50 }, (_, i) =>
-            JSON.stringify({ tag: `c${c}-${sent + i}` }),
-          ).join('\n')
-          const res = await fetch(`${sidelog.url}/logs`, {
-            method: 'POST',
-            body,
-            headers: { 'content-type': 'application/x-ndjson' },
-          })
-          expect(res.status).toBe(202)
+          const entries = Array.from({ length: 50 }, (_, i) => ({ tag: `c${c}-${sent + i}` }))
+          expect((await postNdjson(sidelog.url, entries)).status).toBe(202)
         }
       }),
     )

@@ -57,3 +57,12 @@ export function spawnSidelog(env: Record<string, string>): Promise<SidelogProces
     )
   })
 }
+
+/** POSTs `entries` to a running sidelog as one NDJSON body. */
+export function postNdjson(url: string, entries: readonly object[]): Promise<Response> {
+  return fetch(`${url}/logs`, {
+    method: 'POST',
+    body: entries.map((e) => JSON.stringify(e)).join('\n'),
+    headers: { 'content-type': 'application/x-ndjson' },
+  })
+}

@@ -7,7 +7,7 @@ import {
   type StartedCloudStorageEmulatorContainer,
 } from '@testcontainers/gcloud'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { spawnSidelog } from '../e2e/spawn.js'
+import { postNdjson, spawnSidelog } from '../e2e/spawn.js'
 import { tempDir } from '../helpers.js'
 import { containerEngineUnavailable } from './engine.js'
 
@@ -43,13 +43,8 @@ describe.skipIf(unavailable !== null)('gcs sink against fake-gcs-server', () => 
       DEAD_LETTER_DIR: join(dir, 'dead-letter'),
     })
     for (let sent = 0; sent < TOTAL; sent += 100) {
-      const body = Array.from({ length: 100 }, (_, i) => JSON.stringify({ tag: `t${sent + i}` })).join('\n')
-      const res = await fetch(`${sidelog.url}/logs`, {
-        method: 'POST',
-        body,
-        headers: { 'content-type': 'application/x-ndjson' },
-      })
-      expect(res.status).toBe(202)
+      const entries = Array.from({ length: 100 }, (_, i) => ({ tag: `t${sent + i}` }))
+      expect((await postNdjson(sidelog.url, entries)).status).toBe(202)
     }
     sidelog.child.kill('SIGTERM')
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })

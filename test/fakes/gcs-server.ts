@@ -31,6 +31,17 @@ export type FaultTarget = 'upload' | 'upload-data' | 'metadata' | 'any'
 /** Answers a request; returns true so that a route branch can `return` it. */
 type Send = (status: number, payload: unknown, headers?: Record<string, string>) => true
 
+/** One request being handled: what came in, and how to answer it. */
+interface Exchange {
+  readonly method: string
+  readonly path: string
+  readonly query: URLSearchParams
+  readonly headers: IncomingMessage['headers']
+  readonly body: Buffer
+  readonly res: ServerResponse
+  readonly send: Send
+}
+
 interface PendingFault {
   readonly fault: Fault
   readonly target: FaultTarget
@@ -158,19 +169,13 @@ export class FakeGcsServer {
             res.end(data)
             return true
           }
-    this.route(req.method ?? 'GET', path, url.searchParams, req.headers, body, res, send)
+    const method = req.method ?? 'GET'
+    this.route({ method, path, query: url.searchParams, headers: req.headers, body, res, send })
   }
 
   /** Dispatches one request; every branch answers (the helpers return true so branches can `return` them). */
-  private route(
-    method: string,
-    path: string,
-    query: URLSearchParams,
-    headers: IncomingMessage['headers'],
-    body: Buffer,
-    res: ServerResponse,
-    send: Send,
-  ): boolean {
+  private route(exchange: Exchange): boolean {
+    const { method, path, query, body, res, send } = exchange
     const bucketPath = /^\/storage\/v1\/b\/([^/]+)$/.exec(path)
     const listPath = /^\/storage\/v1\/b\/([^/]+)\/o$/.exec(path)
     const objectPath = /^\/storage\/v1\/b\/([^/]+)\/o\/(.+)$/.exec(path)
@@ -192,19 +197,12 @@ export class FakeGcsServer {
       const items = this.list(listPath[1] as string).filter((o) => o.name.startsWith(prefix))
       return send(200, { kind: 'storage#objects', items: items.map(objectResource) })
     }
-    if (objectPath) return this.objectRequest(method, `${objectPath[1]}/${objectPath[2]}`, query, res, send)
-    if (uploadPath)
-      return this.uploadRequest(method, uploadPath[1] as string, query, headers, body, res, send)
+    if (objectPath) return this.objectRequest(exchange, `${objectPath[1]}/${objectPath[2]}`)
+    if (uploadPath) return this.uploadRequest(exchange, uploadPath[1] as string)
     return this.sendError(res, 404, `fake GCS does not implement ${method} ${path}`)
   }
 
-  private objectRequest(
-    method: string,
-    key: string,
-    query: URLSearchParams,
-    res: ServerResponse,
-    send: Send,
-  ) {
+  private objectRequest({ method, query, res, send }: Exchange, key: string): boolean {
     const object = this.objects.get(key)
     if (!object) return this.sendError(res, 404, 'No such object.')
     if (method === 'DELETE') {
@@ -220,15 +218,7 @@ export class FakeGcsServer {
     return send(200, objectResource(object))
   }
 
-  private uploadRequest(
-    method: string,
-    bucket: string,
-    query: URLSearchParams,
-    headers: IncomingMessage['headers'],
-    body: Buffer,
-    res: ServerResponse,
-    send: Send,
-  ): boolean {
+  private uploadRequest({ method, query, headers, body, res, send }: Exchange, bucket: string): boolean {
     if (!this.buckets.has(bucket)) return this.sendError(res, 404, 'The specified bucket does not exist.')
     const uploadType = query.get('uploadType')
     if (method === 'POST' && uploadType === 'multipart') {
