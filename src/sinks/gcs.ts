@@ -50,8 +50,12 @@ export const createGcsSink: SinkFactory = async ({ config, logger }) => {
   } catch (err) {
     const classified = classifyGcsError(err)
     if (classified instanceof PermanentError) {
+      const hint =
+        statusOf(err) === 403
+          ? ' (the service account needs storage.buckets.get on it, e.g. Storage Legacy Bucket Reader, besides Storage Object Creator)'
+          : ''
       throw new ConfigError(
-        `LOG_BUCKET=${bucketName}: the bucket cannot be used: ${errorMessage(classified)}`,
+        `LOG_BUCKET=${bucketName}: the bucket cannot be used: ${errorMessage(classified)}${hint}`,
       )
     }
     startupError = new Error(`bucket ${bucketName} could not be checked at start-up: ${errorMessage(err)}`)

@@ -188,6 +188,7 @@ describe('gcs sink start-up', () => {
     const error = await startApp().catch((err: unknown) => err)
     expect(error).toBeInstanceOf(ConfigError)
     expect((error as Error).message).toMatch(/^LOG_BUCKET=my-logs: the bucket cannot be used: .*403/)
+    expect((error as Error).message).toContain('needs storage.buckets.get')
   })
 
   it('starts on a transient answer, showing the sink as failing until a write succeeds', async () => {
