@@ -1,4 +1,5 @@
 // Error types with stable `code`s: sinks classify, the retry layer decides, the HTTP source maps to status codes.
+import type { LogEvent } from './event.js'
 
 /** A failure that retrying cannot fix (bad request, permission denied): the batch goes to the dead-letter store. */
 export class PermanentError extends Error {
@@ -11,6 +12,30 @@ export class PermanentError extends Error {
 
 export function isPermanent(err: unknown): boolean {
   return err instanceof PermanentError
+}
+
+/** An event a destination refused for good, with its reason (for the dead-letter record). */
+export interface RejectedEvent {
+  readonly event: LogEvent
+  readonly reason: string
+}
+
+/**
+ * Part of a batch was not written. `rejected` events never will be (they are dead-lettered, each with its reason);
+ * `pending` events may be on another attempt, which re-sends exactly them, with the same ids; every other event of
+ * the batch was delivered. `cause` says whether retrying `pending` can help (transient) or not (PermanentError).
+ */
+export class PartialWriteError extends Error {
+  constructor(
+    readonly rejected: readonly RejectedEvent[],
+    readonly pending: readonly LogEvent[],
+    override readonly cause?: unknown,
+  ) {
+    super(
+      `${rejected.length} event(s) rejected, ${pending.length} pending${cause ? `: ${errorMessage(cause)}` : ''}`,
+    )
+    this.name = 'PartialWriteError'
+  }
 }
 
 /** The buffer of at least one sink has no room for the request: the client should retry after `retryAfterMs`. */

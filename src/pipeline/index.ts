@@ -1,7 +1,7 @@
 // The pipeline: one lane per sink (bounded batcher → retrying sink → dead-letter store), all-or-nothing accept(),
 // per-sink counters, and a drain that delivers what it can before a deadline and dead-letters the rest.
 import type { Logger } from 'pino'
-import { errorMessage, InputError, QueueFullError, ShuttingDownError } from '../errors.js'
+import { errorMessage, InputError, QueueFullError, type RejectedEvent, ShuttingDownError } from '../errors.js'
 import type { Batch, LogEvent } from '../event.js'
 import type { DeadLetterStore } from '../sinks/dead-letter.js'
 import { DeliveryFailedError, type RetryPolicy, withRetry } from '../sinks/retry.js'
@@ -86,18 +86,29 @@ export class Pipeline {
       },
     })
     const deliver = async (batch: Batch) => {
+      let undelivered: RejectedEvent[]
+      let attempts: number
       try {
-        await retrying.write(batch, { signal: this.deadline.signal })
-        stats.delivered_events += batch.events.length
+        const outcome = await retrying.write(batch, { signal: this.deadline.signal })
+        undelivered = [...outcome.rejected]
+        attempts = outcome.attempts
         stats.delivered_batches++
         stats.healthy = true
         stats.last_delivery_at = new Date().toISOString()
       } catch (err) {
         const failure =
-          err instanceof DeliveryFailedError ? err : new DeliveryFailedError('permanent', 0, err)
+          err instanceof DeliveryFailedError
+            ? err
+            : new DeliveryFailedError('permanent', 0, err, batch.events)
         if (failure.reason !== 'shutdown') noteError(failure.lastError)
-        await this.deadLetter(sink.name, batch, batch.events, failure, stats)
+        undelivered = [
+          ...failure.rejected,
+          ...failure.pending.map((event) => ({ event, reason: failure.message })),
+        ]
+        attempts = failure.attempts
       }
+      stats.delivered_events += batch.events.length - undelivered.length
+      if (undelivered.length > 0) await this.deadLetter(sink.name, batch, undelivered, attempts, stats)
     }
     const batcher = new Batcher({ ...this.options.batching, deliver })
     return { sink, batcher, stats }
@@ -106,30 +117,21 @@ export class Pipeline {
   private async deadLetter(
     sink: string,
     batch: Batch,
-    events: readonly LogEvent[],
-    failure: DeliveryFailedError,
+    items: readonly RejectedEvent[],
+    attempts: number,
     stats: Lane['stats'],
   ) {
-    const log = {
-      sink,
-      batch: batch.name,
-      events: events.length,
-      attempts: failure.attempts,
-      reason: failure.message,
-    }
+    const reasons = [...new Set(items.map((item) => item.reason))]
+    const log = { sink, batch: batch.name, events: items.length, attempts, reasons: reasons.slice(0, 5) }
     try {
-      const path = await this.options.deadLetter.write(batch, events, {
-        sink,
-        reason: failure.message,
-        attempts: failure.attempts,
-      })
-      stats.dead_lettered_events += events.length
-      this.options.logger.error({ ...log, path }, 'batch not delivered; dead-lettered')
+      const path = await this.options.deadLetter.write(batch, items, { sink, attempts })
+      stats.dead_lettered_events += items.length
+      this.options.logger.error({ ...log, path }, 'entries not delivered; dead-lettered')
     } catch (err) {
-      stats.dead_letter_failed_events += events.length
+      stats.dead_letter_failed_events += items.length
       this.options.logger.fatal(
-        { ...log, dead_letter_error: errorMessage(err), entries: events.map((e) => e.line) },
-        'batch not delivered and the dead-letter store failed; its entries are in this log line',
+        { ...log, dead_letter_error: errorMessage(err), entries: items.map((item) => item.event.line) },
+        'entries not delivered and the dead-letter store failed; they are in this log line',
       )
     }
   }

@@ -1,7 +1,8 @@
 // withRetry: the one place that sleeps or loops. Exponential backoff with full jitter, a timeout per attempt and a
-// total budget; the same batch (same names, same event ids) is re-sent on every attempt.
-import { errorMessage, isPermanent } from '../errors.js'
-import type { Batch } from '../event.js'
+// total budget; the same batch (same names, same event ids) is re-sent on every attempt, narrowed to the events a
+// partial write left pending.
+import { errorMessage, isPermanent, PartialWriteError, type RejectedEvent } from '../errors.js'
+import type { Batch, LogEvent } from '../event.js'
 import type { Sink } from './sink.js'
 
 export interface RetryPolicy {
@@ -18,12 +19,16 @@ export interface RetryPolicy {
 
 export type GiveUpReason = 'permanent' | 'budget-exhausted' | 'shutdown'
 
-/** Why a batch was not delivered: what the dead-letter record says. */
+/** Why (part of) a batch was not delivered: what the dead-letter records say. */
 export class DeliveryFailedError extends Error {
   constructor(
     readonly reason: GiveUpReason,
     readonly attempts: number,
     readonly lastError: unknown,
+    /** Events still undelivered when retrying stopped: the whole batch, or what a partial write left pending. */
+    readonly pending: readonly LogEvent[],
+    /** Events the destination refused for good along the way, each with its own reason. */
+    readonly rejected: readonly RejectedEvent[] = [],
   ) {
     super(`${reason} after ${attempts} attempt(s): ${errorMessage(lastError)}`)
     this.name = 'DeliveryFailedError'
@@ -41,10 +46,21 @@ export interface RetryHooks {
   onRetry?(error: unknown, attempt: number, delayMs: number): void
 }
 
+/** Every event of the batch was delivered, except `rejected`, which the destination refused for good. */
+export interface RetryOutcome {
+  readonly attempts: number
+  readonly rejected: readonly RejectedEvent[]
+}
+
 export interface RetryingSink {
   readonly name: string
-  /** Resolves with the number of attempts once delivered; rejects with DeliveryFailedError otherwise. */
-  write(batch: Batch, options: { signal: AbortSignal }): Promise<number>
+  /** Resolves once every event is delivered or rejected; rejects with DeliveryFailedError otherwise. */
+  write(batch: Batch, options: { signal: AbortSignal }): Promise<RetryOutcome>
+}
+
+/** The same batch (same name) narrowed to the events a partial write left pending. */
+function narrowed(batch: Batch, events: readonly LogEvent[]): Batch {
+  return { ...batch, events, bytes: events.reduce((sum, e) => sum + e.bytes, 0) }
 }
 
 export function withRetry(sink: Sink, policy: RetryPolicy, hooks: RetryHooks = {}): RetryingSink {
@@ -53,23 +69,33 @@ export function withRetry(sink: Sink, policy: RetryPolicy, hooks: RetryHooks = {
     name: sink.name,
     async write(batch, { signal }) {
       const startedAt = Date.now()
+      const rejected: RejectedEvent[] = []
+      let current = batch
       let lastError: unknown = signal.reason
+      const giveUp = (reason: GiveUpReason, attempts: number, err: unknown) =>
+        new DeliveryFailedError(reason, attempts, err, current.events, rejected)
       for (let attempt = 1; ; attempt++) {
-        if (signal.aborted) throw new DeliveryFailedError('shutdown', attempt - 1, lastError)
+        if (signal.aborted) throw giveUp('shutdown', attempt - 1, lastError)
         try {
-          await attemptWrite(sink, batch, signal, policy.attemptTimeoutMs)
-          return attempt
+          await attemptWrite(sink, current, signal, policy.attemptTimeoutMs)
+          return { attempts: attempt, rejected }
         } catch (err) {
           lastError = err
-          if (signal.aborted) throw new DeliveryFailedError('shutdown', attempt, err)
-          if (isPermanent(err)) throw new DeliveryFailedError('permanent', attempt, err)
+          if (err instanceof PartialWriteError) {
+            rejected.push(...err.rejected)
+            if (err.pending.length === 0) return { attempts: attempt, rejected }
+            current = narrowed(current, err.pending)
+            lastError = err.cause ?? err
+          }
+          if (signal.aborted) throw giveUp('shutdown', attempt, lastError)
+          if (isPermanent(lastError)) throw giveUp('permanent', attempt, lastError)
           const ceiling = Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (attempt - 1))
           const delayMs = Math.floor(random() * ceiling)
           if (Date.now() - startedAt + delayMs >= policy.maxElapsedMs) {
-            throw new DeliveryFailedError('budget-exhausted', attempt, err)
+            throw giveUp('budget-exhausted', attempt, lastError)
           }
-          hooks.onRetry?.(err, attempt, delayMs)
-          if (!(await sleep(delayMs, signal))) throw new DeliveryFailedError('shutdown', attempt, err)
+          hooks.onRetry?.(lastError, attempt, delayMs)
+          if (!(await sleep(delayMs, signal))) throw giveUp('shutdown', attempt, lastError)
         }
       }
     },

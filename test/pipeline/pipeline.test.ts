@@ -2,8 +2,14 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Logger, pino } from 'pino'
 import { describe, expect, it } from 'vitest'
-import { InputError, PermanentError, QueueFullError, ShuttingDownError } from '../../src/errors.js'
-import type { Batch } from '../../src/event.js'
+import {
+  InputError,
+  PartialWriteError,
+  PermanentError,
+  QueueFullError,
+  ShuttingDownError,
+} from '../../src/errors.js'
+import type { Batch, LogEvent } from '../../src/event.js'
 import { Pipeline, type PipelineOptions } from '../../src/pipeline/index.js'
 import { createDeadLetterStore } from '../../src/sinks/dead-letter.js'
 import type { Sink } from '../../src/sinks/sink.js'
@@ -126,6 +132,32 @@ describe('Pipeline', () => {
     })
     const [file] = await listFiles(deadLetterDir)
     expect(file).toMatch(/dead-letter\/flaky\/\d{4}\/\d{2}\/\d{2}\/\d{6}-inst-000001\.1\.jsonl$/)
+  })
+
+  it('dead-letters rows a sink rejected, each with its own reason, and delivers the rest', async () => {
+    let calls = 0
+    const picky = recordingSink('picky', async (batch) => {
+      if (++calls > 1) return
+      const [first, second, ...rest] = batch.events
+      throw new PartialWriteError(
+        [
+          { event: first as LogEvent, reason: 'invalid: no such field: colour' },
+          { event: second as LogEvent, reason: 'row larger than 1 MB' },
+        ],
+        rest,
+        new Error('stopped'),
+      )
+    })
+    const { pipeline, deadLetterDir } = await createPipeline([picky.sink])
+    pipeline.accept(makeEvents(5))
+    const summary = await pipeline.drain(60_000)
+    expect(summary).toMatchObject({ delivered: 3, dead_lettered: 2 })
+    expect(picky.batches[0]?.events.map((e) => e.id)).toEqual(['e2', 'e3', 'e4'])
+    const records = await readJsonlTree(deadLetterDir)
+    expect(records.map((r) => [(r.entry as { event_id: string }).event_id, r.reason])).toEqual([
+      ['e0', 'invalid: no such field: colour'],
+      ['e1', 'row larger than 1 MB'],
+    ])
   })
 
   it('refuses new entries once draining', async () => {

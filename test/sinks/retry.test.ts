@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { PermanentError } from '../../src/errors.js'
-import type { Batch } from '../../src/event.js'
+import { PartialWriteError, PermanentError } from '../../src/errors.js'
+import type { Batch, LogEvent } from '../../src/event.js'
 import {
   AttemptTimeoutError,
   DeliveryFailedError,
@@ -55,7 +55,7 @@ describe('withRetry', () => {
     const retrying = withRetry(sink, policy, { onRetry: (_err, _attempt, delay) => retries.push(delay) })
     const result = settle(retrying.write(batch, { signal: new AbortController().signal }))
     await vi.runAllTimersAsync()
-    expect(await result).toEqual({ value: 4 })
+    expect(await result).toEqual({ value: { attempts: 4, rejected: [] } })
     expect(seen).toHaveLength(4)
     for (const b of seen) expect(b).toBe(batch)
     // Full jitter at 0.5 of a ceiling that doubles: 100, 200, 400 ms ceilings.
@@ -72,7 +72,7 @@ describe('withRetry', () => {
     )
     const result = settle(retrying.write(batch, { signal: new AbortController().signal }))
     await vi.runAllTimersAsync()
-    expect((await result).value).toBe(9)
+    expect((await result).value?.attempts).toBe(9)
     expect(Math.max(...retries)).toBe(999)
   })
 
@@ -123,7 +123,7 @@ describe('withRetry', () => {
     await vi.advanceTimersByTimeAsync(1999)
     expect(calls).toBe(1)
     await vi.runAllTimersAsync()
-    expect(await result).toEqual({ value: 2 })
+    expect(await result).toEqual({ value: { attempts: 2, rejected: [] } })
     expect(signals[0]?.aborted).toBe(true)
     expect(errors[0]).toBeInstanceOf(AttemptTimeoutError)
   })
@@ -146,5 +146,41 @@ describe('withRetry', () => {
     const { error } = await settle(withRetry(sink, policy).write(batch, { signal: shutdown.signal }))
     expect(error).toMatchObject({ reason: 'shutdown', attempts: 0 })
     expect(seen).toHaveLength(0)
+  })
+
+  it('after a partial write, keeps what was rejected and re-sends only what is pending, same name and ids', async () => {
+    const [a, , c] = batch.events as [LogEvent, LogEvent, LogEvent]
+    const { sink, seen } = scriptedSink([
+      new PartialWriteError([{ event: a, reason: 'invalid: no such field' }], [c], new Error('stopped')),
+    ])
+    const result = settle(withRetry(sink, policy).write(batch, { signal: new AbortController().signal }))
+    await vi.runAllTimersAsync()
+    expect(await result).toEqual({
+      value: { attempts: 2, rejected: [{ event: a, reason: 'invalid: no such field' }] },
+    })
+    expect(seen[1]?.events).toEqual([c])
+    expect(seen[1]?.name).toBe(batch.name)
+    expect(seen[1]?.bytes).toBe(c.bytes)
+  })
+
+  it('a partial write with nothing pending is done at once', async () => {
+    const [a] = batch.events as [LogEvent]
+    const { sink, seen } = scriptedSink([new PartialWriteError([{ event: a, reason: 'too big' }], [])])
+    const { value } = await settle(
+      withRetry(sink, policy).write(batch, { signal: new AbortController().signal }),
+    )
+    expect(value).toEqual({ attempts: 1, rejected: [{ event: a, reason: 'too big' }] })
+    expect(seen).toHaveLength(1)
+  })
+
+  it('a permanent cause ends it: what was pending is reported with what was rejected', async () => {
+    const [a, b] = batch.events as [LogEvent, LogEvent]
+    const { sink } = scriptedSink([
+      new PartialWriteError([{ event: a, reason: 'invalid' }], [b], new PermanentError('403 access denied')),
+    ])
+    const { error } = await settle(
+      withRetry(sink, policy).write(batch, { signal: new AbortController().signal }),
+    )
+    expect(error).toMatchObject({ reason: 'permanent', attempts: 1, pending: [b], rejected: [{ event: a }] })
   })
 })
