@@ -5,34 +5,15 @@ import { gzip } from 'node:zlib'
 import { Storage } from '@google-cloud/storage'
 import { gcsBucket } from '../config.js'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
+import { classifyGoogleError, statusOf } from './google-errors.js'
 import { encodeJsonl, objectName } from './jsonl.js'
 import type { Sink, SinkFactory } from './sink.js'
 
 const gzipAsync = promisify(gzip)
 
-/** Answers that retrying will not change: a bad request, no permission, no such bucket. */
-const PERMANENT_STATUSES = new Set([400, 403, 404, 405, 409, 410, 411, 413, 414, 422])
-
-/**
- * The HTTP status of a client error, whichever shape it comes in: ApiError has `code` (a single-request upload's
- * 412 among them), GaxiosError has `status` or `response.status` (a resumable upload's 412), and the resumable
- * uploader's own 'Upload failed' error carries the status in `code`.
- */
-export function statusOf(err: unknown): number | undefined {
-  const e = err as { code?: unknown; status?: unknown; response?: { status?: unknown } } | undefined
-  for (const value of [e?.code, e?.status, e?.response?.status]) {
-    if (typeof value === 'number') return value
-  }
-  return undefined
-}
-
-/** 408, 429, 5xx, time-outs, resets and anything without a status are transient; other 4xx are permanent. */
+/** 408, 429, 5xx, time-outs and resets are transient; other 4xx are permanent. */
 export function classifyGcsError(err: unknown): unknown {
-  const status = statusOf(err)
-  if (status !== undefined && PERMANENT_STATUSES.has(status)) {
-    return new PermanentError(`Cloud Storage answered ${status}: ${errorMessage(err)}`, { cause: err })
-  }
-  return err
+  return classifyGoogleError(err, 'Cloud Storage')
 }
 
 export const createGcsSink: SinkFactory = async ({ config, logger }) => {

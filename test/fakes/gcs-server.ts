@@ -1,11 +1,12 @@
 // A protocol-level fake of the Cloud Storage JSON API subset @google-cloud/storage uses: bucket get/insert,
-// multipart and resumable uploads (honouring ifGenerationMatch), list, media download, delete. Faults can be
-// injected: the next N matching requests answer a status, stall, reset the connection, or store the object and
-// then drop the connection (the answer is lost, so the client retries an upload that already landed).
+// multipart and resumable uploads (honouring ifGenerationMatch), list, media download, delete. Faults (from
+// FakeGoogleServer) target uploads, only the requests carrying an object's data, or metadata calls.
 import { createHash } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { ServerResponse } from 'node:http'
 import { CRC32C } from '@google-cloud/storage'
+import { type Exchange, FakeGoogleServer, type RecordedRequest, type Send } from './fake-server.js'
+
+export type { Fault, RecordedRequest } from './fake-server.js'
 
 export interface StoredObject {
   readonly bucket: string
@@ -16,37 +17,11 @@ export interface StoredObject {
   readonly contentEncoding: string | undefined
 }
 
-export type Fault =
-  | { readonly kind: 'status'; readonly status: number; readonly reason?: string }
-  | { readonly kind: 'stall' }
-  | { readonly kind: 'reset' }
-  | { readonly kind: 'lost-answer' }
-
 /**
  * Which requests a fault applies to: any upload request (a resumable session's start included), only the requests
  * that carry an object's data (a multipart POST or a resumable PUT), bucket and object metadata calls, or any.
  */
-export type FaultTarget = 'upload' | 'upload-data' | 'metadata' | 'any'
-
-/** Answers a request; returns true so that a route branch can `return` it. */
-type Send = (status: number, payload: unknown, headers?: Record<string, string>) => true
-
-/** One request being handled: what came in, and how to answer it. */
-interface Exchange {
-  readonly method: string
-  readonly path: string
-  readonly query: URLSearchParams
-  readonly headers: IncomingMessage['headers']
-  readonly body: Buffer
-  readonly res: ServerResponse
-  readonly send: Send
-}
-
-interface PendingFault {
-  readonly fault: Fault
-  readonly target: FaultTarget
-  remaining: number
-}
+export type FaultTarget = 'upload' | 'upload-data' | 'metadata'
 
 interface ResumableSession {
   readonly bucket: string
@@ -55,59 +30,13 @@ interface ResumableSession {
   readonly ifGenerationMatch: string | null
 }
 
-export interface RecordedRequest {
-  readonly method: string
-  readonly path: string
-  readonly query: URLSearchParams
-  /** The status answered; undefined while pending, or when the connection was dropped instead. */
-  status?: number
-}
-
-const REASONS: Record<number, string> = {
-  400: 'invalid',
-  401: 'required',
-  403: 'forbidden',
-  404: 'notFound',
-  408: 'requestTimeout',
-  412: 'conditionNotMet',
-  429: 'rateLimitExceeded',
-  500: 'backendError',
-  503: 'backendError',
-}
-
-export class FakeGcsServer {
+export class FakeGcsServer extends FakeGoogleServer<FaultTarget> {
   readonly buckets = new Set<string>()
-  readonly requests: RecordedRequest[] = []
+  protected readonly defaultTarget = 'upload'
   private readonly objects = new Map<string, StoredObject>()
   private readonly sessions = new Map<string, ResumableSession>()
-  private readonly faults: PendingFault[] = []
-  private readonly stalled = new Set<ServerResponse>()
-  private server: Server | undefined
   private nextGeneration = 1_700_000_000_000_000
   private nextSession = 1
-  url = ''
-
-  async start(): Promise<string> {
-    this.server = createServer((req, res) => {
-      void this.handle(req, res).catch((err: Error) => {
-        if (!res.headersSent) this.sendError(res, 500, err.message)
-      })
-    })
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve))
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`
-    return this.url
-  }
-
-  async stop(): Promise<void> {
-    for (const res of this.stalled) res.destroy()
-    this.server?.closeAllConnections()
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()))
-  }
-
-  /** The next `times` requests of `target` suffer `fault`. Faults queue in the order they were injected. */
-  inject(fault: Fault, options: { times?: number; target?: FaultTarget } = {}): void {
-    this.faults.push({ fault, target: options.target ?? 'upload', remaining: options.times ?? 1 })
-  }
 
   /** Objects of a bucket, by name. */
   list(bucket: string): StoredObject[] {
@@ -120,61 +49,16 @@ export class FakeGcsServer {
     return this.requests.filter((r) => r.path.startsWith('/upload/'))
   }
 
-  private takeFault(method: string, path: string, query: URLSearchParams): Fault | undefined {
+  protected isTarget(target: FaultTarget, { method, path, query }: RecordedRequest): boolean {
     const upload = path.startsWith('/upload/')
-    const carriesData = upload && (query.get('uploadType') === 'multipart' || method === 'PUT')
-    const applies = (target: FaultTarget) =>
-      target === 'any' ||
-      (target === 'upload' && upload) ||
-      (target === 'upload-data' && carriesData) ||
-      (target === 'metadata' && !upload)
-    const pending = this.faults.find((f) => f.remaining > 0 && applies(f.target))
-    if (!pending) return undefined
-    pending.remaining--
-    return pending.fault
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', this.url)
-    const path = decodeURIComponent(url.pathname)
-    const body = await readBody(req)
-    const record: RecordedRequest = { method: req.method ?? '', path, query: url.searchParams }
-    this.requests.push(record)
-    res.on('finish', () => {
-      record.status = res.statusCode
-    })
-
-    const fault = this.takeFault(req.method ?? 'GET', path, url.searchParams)
-    switch (fault?.kind) {
-      case 'status':
-        this.sendError(res, fault.status, `injected ${fault.status}`, fault.reason)
-        return
-      case 'reset':
-        req.socket.destroy()
-        return
-      case 'stall':
-        this.stalled.add(res)
-        return
-    }
-    // A lost answer: the request takes effect, then the connection drops before the client hears about it.
-    const send: Send =
-      fault?.kind === 'lost-answer'
-        ? () => {
-            req.socket.destroy()
-            return true
-          }
-        : (status, payload, headers = {}) => {
-            const data = Buffer.isBuffer(payload) ? payload : Buffer.from(JSON.stringify(payload))
-            res.writeHead(status, { 'content-type': 'application/json', ...headers })
-            res.end(data)
-            return true
-          }
-    const method = req.method ?? 'GET'
-    this.route({ method, path, query: url.searchParams, headers: req.headers, body, res, send })
+    if (target === 'upload') return upload
+    if (target === 'upload-data')
+      return upload && (query.get('uploadType') === 'multipart' || method === 'PUT')
+    return !upload
   }
 
   /** Dispatches one request; every branch answers (the helpers return true so branches can `return` them). */
-  private route(exchange: Exchange): boolean {
+  protected route(exchange: Exchange): boolean {
     const { method, path, query, body, res, send } = exchange
     const bucketPath = /^\/storage\/v1\/b\/([^/]+)$/.exec(path)
     const listPath = /^\/storage\/v1\/b\/([^/]+)\/o$/.exec(path)
@@ -288,19 +172,6 @@ export class FakeGcsServer {
     if (ifGenerationMatch === null) return false
     return String(this.objects.get(`${bucket}/${name}`)?.generation ?? 0) !== ifGenerationMatch
   }
-
-  private sendError(
-    res: ServerResponse,
-    status: number,
-    message: string,
-    reason = REASONS[status] ?? 'error',
-  ): true {
-    res.writeHead(status, { 'content-type': 'application/json' })
-    res.end(
-      JSON.stringify({ error: { code: status, message, errors: [{ domain: 'global', reason, message }] } }),
-    )
-    return true
-  }
 }
 
 function bucketResource(name: string) {
@@ -324,12 +195,6 @@ function objectResource(o: StoredObject) {
     crc32c: crc.toString(),
     timeCreated: new Date().toISOString(),
   }
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const chunk of req) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
 }
 
 /** Splits a multipart/related body into parts, binary-safe. */
