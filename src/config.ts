@@ -4,7 +4,7 @@ import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from './errors.js'
 
 /** The sinks sidelog can deliver to. `sinks/index.ts` must register a factory for each (checked by the compiler). */
-export const SINK_KINDS = ['file', 'stdout', 'gcs'] as const
+export const SINK_KINDS = ['file', 'stdout', 'gcs', 'bigquery'] as const
 export type SinkKind = (typeof SINK_KINDS)[number]
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -209,6 +209,38 @@ export const ConfigSchema = Type.Object({
     5 * 1024 ** 4,
     'Objects larger than this use a resumable upload (an extra request); smaller ones one request.',
   ),
+  BQ_PROJECT: Type.String({
+    default: '',
+    pattern: '^([a-z][a-z0-9-]{4,28}[a-z0-9])?$',
+    description: "Project of the bigquery sink's dataset (default: the credentials' project).",
+    accepts:
+      'a Google Cloud project id: 6 to 30 lower-case letters, digits or dashes, starting with a letter',
+  }),
+  BQ_DATASET: Type.String({
+    default: '',
+    pattern: '^[A-Za-z0-9_]{0,1024}$',
+    description: 'Dataset of the bigquery sink.',
+    accepts: 'a dataset id: letters, digits and underscores',
+  }),
+  BQ_TABLE: Type.String({
+    default: '',
+    pattern: '^[A-Za-z0-9_-]{0,1024}$',
+    description:
+      'Table of the bigquery sink; created with the default schema when missing and BQ_CREATE is true.',
+    accepts: 'a table id: letters, digits, underscores and dashes',
+  }),
+  BQ_CREATE: Type.Boolean({
+    default: true,
+    description: 'Create the dataset and table at start-up when they are missing.',
+    accepts: 'true or false',
+  }),
+  BQ_ENDPOINT: Type.String({
+    default: '',
+    pattern: '^(https?://[^\\s/]+)?$',
+    description:
+      'BigQuery API endpoint, for an emulator such as bigquery-emulator; sidelog then sends a placeholder token.',
+    accepts: 'an http(s) URL without a path, e.g. http://127.0.0.1:9050',
+  }),
   LABELS: Type.Transform(
     Type.String({
       default: '',
@@ -294,6 +326,14 @@ function crossCheck(c: Config): string[] {
   order('RETRY_INITIAL_BACKOFF', 'RETRY_MAX_BACKOFF', 'the first delay cannot be above the largest')
   if (c.LOG_BUCKET && c.GCS_BUCKET && c.LOG_BUCKET !== c.GCS_BUCKET) {
     problems.push(`LOG_BUCKET (${c.LOG_BUCKET}) and GCS_BUCKET (${c.GCS_BUCKET}) differ: set one of them`)
+  }
+  if (c.SINKS.includes('bigquery') && (!c.BQ_DATASET || !c.BQ_TABLE)) {
+    problems.push('SINKS includes bigquery, so BQ_DATASET and BQ_TABLE must be set')
+  }
+  if (c.BQ_ENDPOINT && !c.BQ_PROJECT) {
+    problems.push(
+      'BQ_ENDPOINT is set, so BQ_PROJECT must be too: an emulator has no credentials to take it from',
+    )
   }
   if (c.SINKS.includes('gcs') && !gcsBucket(c)) {
     problems.push('SINKS includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')

@@ -191,11 +191,16 @@ export class Pipeline {
     return Math.max(0, ...this.lanes.map((lane) => lane.batcher.bufferedEvents))
   }
 
-  stats(): Record<string, SinkStats> {
+  stats(): Record<string, SinkStats & Record<string, unknown>> {
     return Object.fromEntries(
       this.lanes.map(({ sink, batcher, stats }) => [
         sink.name,
-        { ...stats, buffered_events: batcher.bufferedEvents, buffered_bytes: batcher.bufferedBytes },
+        {
+          ...stats,
+          ...sink.stats?.(),
+          buffered_events: batcher.bufferedEvents,
+          buffered_bytes: batcher.bufferedBytes,
+        },
       ]),
     )
   }

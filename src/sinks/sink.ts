@@ -11,7 +11,8 @@ export interface WriteOptions {
 
 /**
  * A destination for batches. A sink never sleeps or retries: `write` delivers the whole batch or throws, a
- * PermanentError when retrying cannot help, any other error when it can. Retries re-send the same batch, so a
+ * PermanentError when retrying cannot help, any other error when it can, or a PartialWriteError when only some
+ * events failed (the retry then re-sends just the pending ones, under the same batch name). Retries re-send the same batch, so a
  * write must be idempotent per `batch.name` (the file sink renames onto the same path; a cloud sink uses
  * preconditions or insertIds) or it must not have written anything when it throws.
  */
@@ -20,6 +21,8 @@ export interface Sink {
   /** A transient problem met at start-up (the destination was unreachable): /health shows it until a write works. */
   readonly startupError?: Error
   write(batch: Batch, options: WriteOptions): Promise<void>
+  /** Counters of the sink's own, shown with its entry in /health. */
+  stats?(): Record<string, number>
   close(): Promise<void>
 }
 

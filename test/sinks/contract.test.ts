@@ -9,6 +9,7 @@ import type { Batch } from '../../src/event.js'
 import { createFileSink } from '../../src/sinks/file.js'
 import { sinkFactories } from '../../src/sinks/index.js'
 import type { SinkContext } from '../../src/sinks/sink.js'
+import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
 import { listFiles, makeEvents, readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
 
@@ -63,6 +64,22 @@ const harnesses = {
             .filter(Boolean)
             .map((line) => JSON.parse(line)),
         ),
+      stop: () => fake.stop(),
+    }
+  },
+  async bigquery(config) {
+    const fake = new FakeBigQueryServer()
+    await fake.start()
+    const bqConfig = {
+      ...config,
+      BQ_ENDPOINT: fake.url,
+      BQ_PROJECT: 'test-project',
+      BQ_DATASET: 'logs',
+      BQ_TABLE: 'entries',
+    }
+    return {
+      context: { config: bqConfig, logger: silentLogger, stdout: new PassThrough() },
+      readBack: async () => fake.rowsOf('logs', 'entries').map((row) => JSON.parse(row.payload as string)),
       stop: () => fake.stop(),
     }
   },

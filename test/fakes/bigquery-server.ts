@@ -1,0 +1,189 @@
+// A protocol-level fake of the BigQuery v2 REST subset @google-cloud/bigquery uses for streaming: datasets and
+// tables (get, insert) and tabledata.insertAll. insertAll checks each row against the table's schema; with
+// skipInvalidRows false (the default) one bad row stores nothing and marks every other row `stopped`, as BigQuery
+// does. Rows are de-duplicated by insertId. Faults (from FakeGoogleServer) target inserts or metadata calls.
+import { type Exchange, FakeGoogleServer, type RecordedRequest } from './fake-server.js'
+
+export interface SchemaField {
+  readonly name: string
+  readonly type: string
+  readonly mode?: string
+}
+
+export interface TableResource {
+  readonly tableReference: { projectId: string; datasetId: string; tableId: string }
+  readonly schema: { fields: SchemaField[] }
+  readonly timePartitioning?: { type: string; field?: string }
+  readonly clustering?: { fields: string[] }
+}
+
+interface InsertError {
+  index: number
+  errors: { reason: string; location: string; message: string }[]
+}
+
+export type FaultTarget = 'insert' | 'metadata'
+
+export class FakeBigQueryServer extends FakeGoogleServer<FaultTarget> {
+  readonly datasets = new Set<string>()
+  readonly tables = new Map<string, TableResource>()
+  /** Rows stored per table (`dataset.table`), in arrival order. */
+  readonly rows = new Map<string, { insertId?: string; json: Record<string, unknown> }[]>()
+  /** insertIds seen per table: a row whose id was already stored is acknowledged and dropped. */
+  private readonly seenIds = new Map<string, Set<string>>()
+  protected readonly defaultTarget = 'insert'
+
+  /** Creates a table directly, as an operator would have before sidelog starts. */
+  createTable(datasetId: string, tableId: string, fields: SchemaField[]): void {
+    this.datasets.add(datasetId)
+    this.tables.set(`${datasetId}.${tableId}`, {
+      tableReference: { projectId: 'test-project', datasetId, tableId },
+      schema: { fields },
+    })
+  }
+
+  rowsOf(datasetId: string, tableId: string): Record<string, unknown>[] {
+    return (this.rows.get(`${datasetId}.${tableId}`) ?? []).map((r) => r.json)
+  }
+
+  inserts(): RecordedRequest[] {
+    return this.requests.filter((r) => r.path.endsWith('/insertAll'))
+  }
+
+  protected isTarget(target: FaultTarget, { path }: RecordedRequest): boolean {
+    return (target === 'insert') === path.endsWith('/insertAll')
+  }
+
+  protected route({ method, path, body, res, send }: Exchange): boolean {
+    const parts =
+      /^\/bigquery\/v2\/projects\/([^/]+)\/datasets(?:\/([^/]+))?(?:\/tables(?:\/([^/]+))?)?(\/insertAll)?$/.exec(
+        path,
+      )
+    if (!parts) return this.sendError(res, 404, `fake BigQuery does not implement ${method} ${path}`)
+    const [, project, datasetId, tableId, insertAll] = parts as unknown as (string | undefined)[]
+    const json = body.length > 0 ? (JSON.parse(body.toString()) as Record<string, unknown>) : {}
+
+    if (!datasetId) {
+      if (method !== 'POST') return this.sendError(res, 404, 'listing datasets is not implemented')
+      const id = (json.datasetReference as { datasetId: string }).datasetId
+      if (this.datasets.has(id)) return this.sendError(res, 409, `Already Exists: Dataset ${project}:${id}`)
+      this.datasets.add(id)
+      return send(200, { datasetReference: { projectId: project, datasetId: id }, id: `${project}:${id}` })
+    }
+    if (!this.datasets.has(datasetId))
+      return this.sendError(res, 404, `Not found: Dataset ${project}:${datasetId}`)
+    if (tableId === undefined && !path.endsWith('/tables')) {
+      return send(200, { datasetReference: { projectId: project, datasetId }, id: `${project}:${datasetId}` })
+    }
+    if (tableId === undefined) {
+      const table = json as unknown as TableResource
+      const key = `${datasetId}.${table.tableReference.tableId}`
+      if (this.tables.has(key)) return this.sendError(res, 409, `Already Exists: Table ${project}:${key}`)
+      this.tables.set(key, {
+        ...table,
+        tableReference: { ...table.tableReference, projectId: String(project) },
+      })
+      return send(200, this.tables.get(key))
+    }
+    const key = `${datasetId}.${tableId}`
+    const table = this.tables.get(key)
+    if (!table) return this.sendError(res, 404, `Not found: Table ${project}:${key}`)
+    if (!insertAll) return send(200, table)
+    return send(200, this.insertAll(key, table, json))
+  }
+
+  private insertAll(key: string, table: TableResource, request: Record<string, unknown>) {
+    const rows = request.rows as { insertId?: string; json: Record<string, unknown> }[]
+    const errors: InsertError[] = []
+    rows.forEach((row, index) => {
+      const problems = checkRow(row.json, table.schema.fields)
+      if (problems.length > 0) errors.push({ index, errors: problems })
+    })
+    if (errors.length > 0 && !request.skipInvalidRows) {
+      const bad = new Set(errors.map((e) => e.index))
+      rows.forEach((_, index) => {
+        if (!bad.has(index))
+          errors.push({ index, errors: [{ reason: 'stopped', location: '', message: '' }] })
+      })
+      return {
+        kind: 'bigquery#tableDataInsertAllResponse',
+        insertErrors: errors.sort((a, b) => a.index - b.index),
+      }
+    }
+    const bad = new Set(errors.map((e) => e.index))
+    const stored = this.rows.get(key) ?? []
+    const seen = this.seenIds.get(key) ?? new Set<string>()
+    rows.forEach((row, index) => {
+      if (bad.has(index)) return
+      if (row.insertId !== undefined) {
+        if (seen.has(row.insertId)) return
+        seen.add(row.insertId)
+      }
+      stored.push(row)
+    })
+    this.rows.set(key, stored)
+    this.seenIds.set(key, seen)
+    return {
+      kind: 'bigquery#tableDataInsertAllResponse',
+      ...(errors.length > 0 ? { insertErrors: errors } : {}),
+    }
+  }
+}
+
+/** What BigQuery would say about a row: unknown fields, missing required ones, values of the wrong type. */
+function checkRow(json: Record<string, unknown>, fields: SchemaField[]) {
+  const problems: { reason: string; location: string; message: string }[] = []
+  const byName = new Map(fields.map((f) => [f.name, f]))
+  for (const [name, value] of Object.entries(json)) {
+    const field = byName.get(name)
+    if (!field) {
+      problems.push({ reason: 'invalid', location: name, message: `no such field: ${name}.` })
+    } else if (value !== null && !fits(value, field.type)) {
+      problems.push({
+        reason: 'invalid',
+        location: name,
+        message: `Cannot convert value to ${field.type.toLowerCase()}: ${JSON.stringify(value).slice(0, 40)}`,
+      })
+    }
+  }
+  for (const field of fields) {
+    if (field.mode === 'REQUIRED' && json[field.name] === undefined) {
+      problems.push({
+        reason: 'invalid',
+        location: field.name,
+        message: `Missing required field: ${field.name}.`,
+      })
+    }
+  }
+  return problems
+}
+
+function fits(value: unknown, type: string): boolean {
+  switch (type) {
+    case 'STRING':
+      return typeof value === 'string'
+    case 'TIMESTAMP':
+      return (
+        (typeof value === 'string' || typeof value === 'number') && !Number.isNaN(new Date(value).getTime())
+      )
+    case 'JSON':
+      if (typeof value !== 'string') return false
+      try {
+        JSON.parse(value)
+        return true
+      } catch {
+        return false
+      }
+    case 'INTEGER':
+    case 'INT64':
+      return Number.isInteger(Number(value)) && (typeof value === 'number' || typeof value === 'string')
+    case 'FLOAT':
+    case 'FLOAT64':
+      return typeof value === 'number' || (typeof value === 'string' && !Number.isNaN(Number(value)))
+    case 'BOOLEAN':
+    case 'BOOL':
+      return typeof value === 'boolean'
+    default:
+      return true
+  }
+}

@@ -1,0 +1,217 @@
+// The bigquery sink through the whole app, with the real @google-cloud/bigquery client over HTTP against the fake.
+import { PassThrough } from 'node:stream'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { type App, createApp } from '../../src/app.js'
+import { ConfigError } from '../../src/errors.js'
+import { DEFAULT_SCHEMA, planRows, toRow } from '../../src/sinks/bigquery.js'
+import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
+import { readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
+
+let fake: FakeBigQueryServer
+
+beforeEach(async () => {
+  fake = new FakeBigQueryServer()
+  await fake.start()
+})
+
+afterEach(async () => {
+  await fake.stop()
+})
+
+async function startApp(env: Record<string, string> = {}) {
+  const config = testConfig(await tempDir(), {
+    SINKS: 'bigquery',
+    BQ_ENDPOINT: fake.url,
+    BQ_PROJECT: 'test-project',
+    BQ_DATASET: 'app_logs',
+    BQ_TABLE: 'request_logs',
+    RETRY_INITIAL_BACKOFF: '0.01',
+    RETRY_MAX_BACKOFF: '0.05',
+    FLUSH_INTERVAL: '3600',
+    ...env,
+  })
+  const app = await createApp(config, { logger: silentLogger, stdout: new PassThrough() })
+  return { app, config }
+}
+
+async function post(app: App, entries: object[]) {
+  const res = await app.server.inject({
+    method: 'POST',
+    url: '/logs',
+    payload: entries.map((e) => JSON.stringify(e)).join('\n'),
+    headers: { 'content-type': 'application/x-ndjson' },
+  })
+  expect(res.statusCode).toBe(202)
+}
+
+const entries = (count: number, prefix = 'e') =>
+  Array.from({ length: count }, (_, i) => ({ tag: `${prefix}${i}`, message: `hello ${i}`, level: 'info' }))
+
+const tags = () => fake.rowsOf('app_logs', 'request_logs').map((r) => JSON.parse(r.payload as string).tag)
+
+describe('bigquery sink', () => {
+  it('creates the dataset and a day-partitioned, clustered table with the default schema', async () => {
+    const { app } = await startApp()
+    const table = fake.tables.get('app_logs.request_logs')
+    expect(table?.schema.fields).toEqual(DEFAULT_SCHEMA)
+    expect(table?.timePartitioning).toEqual({ type: 'DAY', field: 'timestamp' })
+    expect(table?.clustering).toEqual({ fields: ['service'] })
+    await app.close()
+  })
+
+  it("fills the columns and payload, with each row's insertId its event_id", async () => {
+    const { app } = await startApp()
+    await post(app, [{ message: 'paid', level: 'warn', order: 7 }])
+    await app.close()
+    const [stored] = fake.rows.get('app_logs.request_logs') ?? []
+    const payload = JSON.parse(stored?.json.payload as string)
+    expect(stored?.insertId).toBe(payload.event_id)
+    expect(stored?.json).toMatchObject({
+      event_id: payload.event_id,
+      message: 'paid',
+      severity: 'WARNING',
+      service: 'unknown',
+      timestamp: payload.timestamp,
+    })
+    expect(payload).toMatchObject({ order: 7, level: 'warn' })
+  })
+
+  it('delivers 498 of 500 rows once and dead-letters the 2 invalid ones with reason and location', async () => {
+    const { app, config } = await startApp({ BATCH_SIZE: '500' })
+    const batch = entries(500)
+    Object.assign(batch[17] as object, { timestamp: 'not a time' })
+    Object.assign(batch[401] as object, { timestamp: 'yesterday' })
+    await post(app, batch)
+    const summary = await app.close()
+    expect(summary).toMatchObject({ delivered: 498, dead_lettered: 2 })
+    expect(tags()).toHaveLength(498)
+    expect(new Set(tags()).size).toBe(498)
+    expect(tags()).not.toContain('e17')
+    const records = await readJsonlTree(config.DEAD_LETTER_DIR)
+    expect(records.map((r) => (r.entry as { tag: string }).tag)).toEqual(['e17', 'e401'])
+    expect(String(records[0]?.reason)).toMatch(
+      /^invalid: Cannot convert value to timestamp.*\(at timestamp\)$/,
+    )
+    // The first request was stopped by the bad rows; the retry sent only the 498 good ones.
+    expect(fake.inserts()).toHaveLength(2)
+  })
+
+  it('after a 503, re-sends with the same insertIds and stores no duplicate', async () => {
+    fake.inject({ kind: 'status', status: 503 })
+    const { app } = await startApp()
+    await post(app, entries(10))
+    const summary = await app.close()
+    expect(summary).toMatchObject({ delivered: 10, dead_lettered: 0 })
+    expect(tags().sort()).toEqual(
+      entries(10)
+        .map((e) => e.tag)
+        .sort(),
+    )
+    expect(fake.inserts().map((r) => r.status)).toEqual([503, 200])
+  })
+
+  it('when the answer is lost, the retry is de-duplicated by insertId: each row once', async () => {
+    fake.inject({ kind: 'lost-answer' })
+    const { app } = await startApp()
+    await post(app, entries(20))
+    const summary = await app.close()
+    expect(summary).toMatchObject({ delivered: 20, dead_lettered: 0 })
+    expect(fake.inserts()).toHaveLength(2)
+    expect(tags()).toHaveLength(20)
+  })
+
+  it('splits 1,200 rows into requests of at most 500', async () => {
+    const { app } = await startApp({ BATCH_SIZE: '1200' })
+    await post(app, entries(1200))
+    await app.close()
+    expect(fake.inserts()).toHaveLength(3)
+    expect(tags()).toHaveLength(1200)
+  })
+
+  it('dead-letters a row over 1 MB alone; its neighbours are delivered', async () => {
+    const { app, config } = await startApp({ MAX_ENTRY_BYTES: '2MiB', BATCH_BYTES: '8MiB' })
+    await post(app, [{ tag: 'small-1' }, { tag: 'huge', blob: 'x'.repeat(1_100_000) }, { tag: 'small-2' }])
+    const summary = await app.close()
+    expect(summary).toMatchObject({ delivered: 2, dead_lettered: 1 })
+    expect(tags().sort()).toEqual(['small-1', 'small-2'])
+    const [record] = await readJsonlTree(config.DEAD_LETTER_DIR)
+    expect(record?.reason).toMatch(/^row is \d+ bytes; BigQuery streaming takes rows of at most 1 MB$/)
+  })
+
+  it('dead-letters a batch refused with 403, with the reason', async () => {
+    fake.inject({ kind: 'status', status: 403 })
+    const { app, config } = await startApp()
+    await post(app, entries(3))
+    const summary = await app.close()
+    expect(summary).toMatchObject({ delivered: 0, dead_lettered: 3 })
+    const records = await readJsonlTree(config.DEAD_LETTER_DIR)
+    expect(String(records[0]?.reason)).toMatch(/^permanent after 1 attempt\(s\): BigQuery answered 403/)
+  })
+
+  it('maps onto an existing table: unknown fields go into its JSON column', async () => {
+    fake.createTable('app_logs', 'request_logs', [
+      { name: 'event_id', type: 'STRING' },
+      { name: 'message', type: 'STRING' },
+      { name: 'extra', type: 'JSON' },
+    ])
+    const { app } = await startApp()
+    await post(app, [{ message: 'hi', user: { id: 3 } }])
+    await app.close()
+    const [row] = fake.rowsOf('app_logs', 'request_logs')
+    expect(row?.message).toBe('hi')
+    expect(JSON.parse(row?.extra as string)).toMatchObject({ user: { id: 3 }, service: 'unknown' })
+  })
+
+  it('maps onto an existing table without a JSON column: unknown fields are dropped and counted', async () => {
+    fake.createTable('app_logs', 'request_logs', [
+      { name: 'event_id', type: 'STRING' },
+      { name: 'message', type: 'STRING' },
+    ])
+    const { app } = await startApp()
+    await post(app, [{ message: 'hi', user: 'ann' }])
+    app.pipeline.flushAll()
+    await app.pipeline.onIdle()
+    const health = (await app.server.inject({ method: 'GET', url: '/health' })).json()
+    // user, plus the enriched fields without a column: service, revision, host, processed_at, timestamp, severity
+    expect(health.sinks.bigquery.dropped_fields).toBe(6)
+    await app.close()
+    expect(fake.rowsOf('app_logs', 'request_logs')).toEqual([{ event_id: expect.any(String), message: 'hi' }])
+  })
+})
+
+describe('bigquery sink start-up', () => {
+  it('stops when the dataset is missing and BQ_CREATE=false', async () => {
+    const error = await startApp({ BQ_CREATE: 'false' }).catch((err: unknown) => err)
+    expect(error).toBeInstanceOf(ConfigError)
+    expect((error as Error).message).toMatch(
+      /^BQ_DATASET=app_logs BQ_TABLE=request_logs: the dataset cannot be used \(BQ_CREATE=false/,
+    )
+  })
+
+  it('stops when the table is missing and BQ_CREATE=false', async () => {
+    fake.datasets.add('app_logs')
+    const error = await startApp({ BQ_CREATE: 'false' }).catch((err: unknown) => err)
+    expect(error).toBeInstanceOf(ConfigError)
+    expect((error as Error).message).toMatch(
+      /the table cannot be used: table .* does not exist and BQ_CREATE=false/,
+    )
+  })
+
+  it('needs the dataset and table when the sink is chosen', () => {
+    expect(() => testConfig('/tmp', { SINKS: 'bigquery' })).toThrow(/BQ_DATASET and BQ_TABLE must be set/)
+    expect(() => testConfig('/tmp', { BQ_ENDPOINT: 'http://127.0.0.1:1' })).toThrow(/BQ_PROJECT must be too/)
+  })
+})
+
+describe('row mapping', () => {
+  it('the default schema keeps the whole entry in payload and coerces non-string values for STRING columns', () => {
+    const plan = planRows(DEFAULT_SCHEMA)
+    const { row, dropped } = toRow({ event_id: 'x', message: { text: 'obj' }, extra: 1 }, plan)
+    expect(row).toEqual({
+      event_id: 'x',
+      message: '{"text":"obj"}',
+      payload: '{"event_id":"x","message":{"text":"obj"},"extra":1}',
+    })
+    expect(dropped).toBe(0)
+  })
+})
