@@ -11,6 +11,7 @@ import { gunzipSync } from 'node:zlib'
 import autocannon from 'autocannon'
 import { ConfigSchema } from '../src/config.js'
 import { spawnSidelog } from '../test/e2e/spawn.js'
+import { FakeBigQueryServer } from '../test/fakes/bigquery-server.js'
 import { FakeGcsServer } from '../test/fakes/gcs-server.js'
 import { readJsonlTree } from '../test/jsonl-files.js'
 
@@ -43,8 +44,8 @@ function entry(i: number): Record<string, unknown> {
 /** Where a scenario's batches go, and how to count what arrived there. */
 interface Destination {
   readonly env: Record<string, string>
-  /** Entries delivered, and the bytes stored for them (compressed, if the sink compresses). */
-  delivered(): Promise<{ entries: number; storedBytes: number }>
+  /** Entries delivered, the bytes stored for them (compressed, if the sink compresses), requests it took. */
+  delivered(): Promise<{ entries: number; storedBytes: number; requests?: number }>
   stop(): Promise<void>
 }
 
@@ -73,6 +74,25 @@ async function gcsDestination(compression: 'none' | 'gzip'): Promise<Destination
         entries += text.split('\n').filter(Boolean).length
       }
       return { entries, storedBytes }
+    },
+    stop: () => fake.stop(),
+  }
+}
+
+async function bigqueryDestination(): Promise<Destination> {
+  const fake = new FakeBigQueryServer()
+  await fake.start()
+  return {
+    env: {
+      SINKS: 'bigquery',
+      BQ_ENDPOINT: fake.url,
+      BQ_PROJECT: 'bench-project',
+      BQ_DATASET: 'bench',
+      BQ_TABLE: 'logs',
+    },
+    async delivered() {
+      const rows = fake.rowsOf('bench', 'logs')
+      return { entries: rows.length, storedBytes: Number.NaN, requests: fake.inserts().length }
     },
     stop: () => fake.stop(),
   }
@@ -124,6 +144,13 @@ const scenarios: Scenario[] = [
     body: ndjson100,
     destination: () => gcsDestination('gzip'),
   },
+  {
+    name: 'bigquery stream: 100 entries / request (NDJSON)',
+    entriesPerRequest: 100,
+    contentType: 'application/x-ndjson',
+    body: ndjson100,
+    destination: bigqueryDestination,
+  },
 ]
 
 /** Peak resident set size of a process, from the kernel's high-water mark. */
@@ -162,7 +189,7 @@ async function runScenario(scenario: Scenario) {
     const accepted = health.lines_processed
     sidelog.child.kill('SIGTERM')
     const exit = await sidelog.exited
-    const { entries, storedBytes } = await destination.delivered()
+    const { entries, storedBytes, requests } = await destination.delivered()
     if (exit.code !== 0 || entries !== accepted) {
       throw new Error(`${scenario.name}: exit ${exit.code}, accepted ${accepted}, delivered ${entries}`)
     }
@@ -173,6 +200,7 @@ async function runScenario(scenario: Scenario) {
       'events/s': Math.round(accepted / DURATION_S),
       'MiB/s in': mib(accepted * entryBytes),
       'MiB/s stored': Number.isNaN(storedBytes) ? '' : mib(storedBytes),
+      'requests / 10k rows': requests === undefined ? '' : Math.round((requests / entries) * 10_000),
       'p50 ms': result.latency.p50,
       'p99 ms': result.latency.p99,
       '429s': result.non2xx,
