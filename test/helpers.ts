@@ -23,6 +23,13 @@ export async function tempDir(): Promise<string> {
   return dir
 }
 
+/** Settings for sink tests: retries in milliseconds, and batches that flush only when a test or close says so. */
+export const QUICK_RETRIES_MANUAL_FLUSH = {
+  RETRY_INITIAL_BACKOFF: '0.01',
+  RETRY_MAX_BACKOFF: '0.05',
+  FLUSH_INTERVAL: '3600',
+} as const
+
 /** A validated configuration: the defaults, with data under `dir`, and the given settings as env strings. */
 export function testConfig(dir: string, env: Record<string, string> = {}): Config {
   return loadConfig({ DATA_DIR: join(dir, 'data'), DEAD_LETTER_DIR: join(dir, 'dead-letter'), ...env })

@@ -113,6 +113,8 @@ interface PreparedRow {
   readonly event: LogEvent
   readonly json: Record<string, unknown>
   readonly bytes: number
+  /** Fields of the entry the table has no place for. */
+  readonly dropped: number
 }
 
 /** Requests of at most MAX_ROWS_PER_REQUEST rows and MAX_REQUEST_BYTES. */
@@ -205,7 +207,6 @@ export const createBigQuerySink: SinkFactory = async ({ config, logger }) => {
       const rows: PreparedRow[] = []
       for (const event of batch.events) {
         const { row, dropped } = toRow(JSON.parse(event.line) as Record<string, unknown>, plan)
-        droppedFields += dropped
         const bytes = Buffer.byteLength(JSON.stringify(row))
         if (bytes > MAX_ROW_BYTES) {
           rejected.push({
@@ -213,7 +214,7 @@ export const createBigQuerySink: SinkFactory = async ({ config, logger }) => {
             reason: `row is ${bytes} bytes; BigQuery streaming takes rows of at most 1 MB`,
           })
         } else {
-          rows.push({ event, json: row, bytes })
+          rows.push({ event, json: row, bytes, dropped })
         }
       }
 
@@ -230,6 +231,8 @@ export const createBigQuerySink: SinkFactory = async ({ config, logger }) => {
             requestRows.map((r) => ({ insertId: r.event.id, json: r.json })),
             { raw: true, partialRetries: 0 },
           )
+          // Counted once the rows are stored, so a retried batch does not count twice.
+          for (const row of requestRows) droppedFields += row.dropped
         } catch (err) {
           const insertErrors = (err as { response?: { insertErrors?: InsertError[] } }).response?.insertErrors
           if (!insertErrors) {

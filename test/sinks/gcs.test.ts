@@ -7,7 +7,7 @@ import { ConfigError, PermanentError } from '../../src/errors.js'
 import { classifyGcsError } from '../../src/sinks/gcs.js'
 import { statusOf } from '../../src/sinks/google-errors.js'
 import { FakeGcsServer, type StoredObject } from '../fakes/gcs-server.js'
-import { readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
+import { QUICK_RETRIES_MANUAL_FLUSH, readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
 
 const BUCKET = 'my-logs'
 let fake: FakeGcsServer
@@ -30,9 +30,7 @@ async function startApp(env: Record<string, string> = {}) {
     SINKS: 'gcs',
     LOG_BUCKET: BUCKET,
     GCS_ENDPOINT: fake.url,
-    RETRY_INITIAL_BACKOFF: '0.01',
-    RETRY_MAX_BACKOFF: '0.05',
-    FLUSH_INTERVAL: '3600',
+    ...QUICK_RETRIES_MANUAL_FLUSH,
     ...env,
   })
   const app = await createApp(config, { logger: silentLogger, stdout: new PassThrough() })
