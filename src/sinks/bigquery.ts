@@ -14,7 +14,7 @@ import {
   type RejectedEvent,
 } from '../errors.js'
 import type { LogEvent } from '../event.js'
-import { classifyGoogleError } from './google-errors.js'
+import { classifyGoogleError, TRANSIENT_REASONS } from './google-errors.js'
 import type { Sink, SinkFactory } from './sink.js'
 
 export interface SchemaField {
@@ -243,7 +243,10 @@ export const createBigQuerySink: SinkFactory = async ({ config, logger }) => {
           for (const { index, errors } of insertErrors) {
             const row = requestRows[index]
             if (!row) continue
-            const real = errors.filter((e) => e.reason !== 'stopped')
+            // `stopped` rows and rows with a passing reason are fine: only the others are refused for good.
+            const real = errors.filter(
+              (e) => e.reason !== 'stopped' && !TRANSIENT_REASONS.has(e.reason ?? ''),
+            )
             if (real.length === 0) {
               pending.push(row.event)
             } else {
@@ -257,7 +260,7 @@ export const createBigQuerySink: SinkFactory = async ({ config, logger }) => {
       }
       if (rejected.length > 0 || pending.length > 0) {
         const cause =
-          requestFailure ?? new Error('rows stopped because other rows of their request were invalid')
+          requestFailure ?? new Error('rows stopped by invalid neighbours, or refused for a passing reason')
         throw new PartialWriteError(rejected, pending, pending.length > 0 ? cause : undefined)
       }
     },

@@ -4,7 +4,12 @@ import { errorMessage, PermanentError } from '../errors.js'
 /** Answers that retrying will not change: a bad request, no permission, no such resource. */
 const PERMANENT_STATUSES = new Set([400, 403, 404, 405, 409, 410, 411, 413, 414, 422])
 /** Reasons Google APIs give for failures that pass (BigQuery's list), whatever the status says. */
-const TRANSIENT_REASONS = new Set(['backendError', 'internalError', 'rateLimitExceeded', 'timeout'])
+export const TRANSIENT_REASONS: ReadonlySet<string> = new Set([
+  'backendError',
+  'internalError',
+  'rateLimitExceeded',
+  'timeout',
+])
 
 /**
  * The HTTP status of a client error, whichever shape it comes in: ApiError has `code` (a single-request upload's

@@ -32,6 +32,12 @@ export class FakeBigQueryServer extends FakeGoogleServer<FaultTarget> {
   /** insertIds seen per table: a row whose id was already stored is acknowledged and dropped. */
   private readonly seenIds = new Map<string, Set<string>>()
   protected readonly defaultTarget = 'insert'
+  private rowFailures: { reason: string; times: number } | undefined
+
+  /** The next `times` insertAll requests store nothing and answer `reason` for every row (e.g. backendError). */
+  failRows(reason: string, times = 1): void {
+    this.rowFailures = { reason, times }
+  }
 
   /** Creates a table directly, as an operator would have before sidelog starts. */
   createTable(datasetId: string, tableId: string, fields: SchemaField[]): void {
@@ -94,6 +100,14 @@ export class FakeBigQueryServer extends FakeGoogleServer<FaultTarget> {
 
   private insertAll(key: string, table: TableResource, request: Record<string, unknown>) {
     const rows = request.rows as { insertId?: string; json: Record<string, unknown> }[]
+    if (this.rowFailures && this.rowFailures.times-- > 0) {
+      const reason = this.rowFailures.reason
+      const insertErrors = rows.map((_, index) => ({
+        index,
+        errors: [{ reason, location: '', message: reason }],
+      }))
+      return { kind: 'bigquery#tableDataInsertAllResponse', insertErrors }
+    }
     const errors: InsertError[] = []
     rows.forEach((row, index) => {
       const problems = checkRow(row.json, table.schema.fields)

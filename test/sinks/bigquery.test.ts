@@ -118,6 +118,16 @@ describe('bigquery sink', () => {
     expect(tags()).toHaveLength(20)
   })
 
+  it('retries rows BigQuery refused for a passing reason (backendError) instead of dead-lettering them', async () => {
+    fake.failRows('backendError')
+    const { app } = await startApp()
+    await post(app, entries(5))
+    const summary = await app.close()
+    expect(summary).toMatchObject({ delivered: 5, dead_lettered: 0 })
+    expect(tags()).toHaveLength(5)
+    expect(fake.inserts()).toHaveLength(2)
+  })
+
   it('splits 1,200 rows into requests of at most 500', async () => {
     const { app } = await startApp({ BATCH_SIZE: '1200' })
     await post(app, entries(1200))
