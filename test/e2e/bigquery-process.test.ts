@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { listFiles, tempDir } from '../helpers.js'
-import { postNdjson, spawnSidelog } from './spawn.js'
+import { sendTaggedEntries, spawnSidelog } from './spawn.js'
 
 const TOTAL = 5000
 const CLIENTS = 5
@@ -32,14 +32,12 @@ describe('sidelog process with the bigquery sink', () => {
       DATA_DIR: join(dir, 'data'),
       DEAD_LETTER_DIR: join(dir, 'dead-letter'),
     })
-    await Promise.all(
-      Array.from({ length: CLIENTS }, async (_, c) => {
-        for (let sent = 0; sent < TOTAL / CLIENTS; sent += 50) {
-          const entries = Array.from({ length: 50 }, (_, i) => ({ tag: `c${c}-${sent + i}`, message: 'hi' }))
-          expect((await postNdjson(sidelog.url, entries)).status).toBe(202)
-        }
-      }),
-    )
+    await sendTaggedEntries(sidelog.url, {
+      clients: CLIENTS,
+      total: TOTAL,
+      perRequest: 50,
+      extra: { message: 'hi' },
+    })
     sidelog.child.kill('SIGTERM')
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
 

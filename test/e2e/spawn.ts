@@ -66,3 +66,27 @@ export function postNdjson(url: string, entries: readonly object[]): Promise<Res
     headers: { 'content-type': 'application/x-ndjson' },
   })
 }
+
+/**
+ * `clients` concurrent clients POST `total` entries between them, tagged `c<client>-<n>` (plus `extra` fields), in
+ * NDJSON bodies of `perRequest`; throws unless every answer is 202.
+ */
+export async function sendTaggedEntries(
+  url: string,
+  {
+    clients,
+    total,
+    perRequest,
+    extra = {},
+  }: { clients: number; total: number; perRequest: number; extra?: object },
+): Promise<void> {
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let sent = 0; sent < total / clients; sent += perRequest) {
+        const entries = Array.from({ length: perRequest }, (_, i) => ({ tag: `c${c}-${sent + i}`, ...extra }))
+        const res = await postNdjson(url, entries)
+        if (res.status !== 202) throw new Error(`expected 202, got ${res.status}: ${await res.text()}`)
+      }
+    }),
+  )
+}
