@@ -136,10 +136,6 @@ export class Pipeline {
     }
   }
 
-  get sinkNames(): string[] {
-    return this.lanes.map((lane) => lane.sink.name)
-  }
-
   /**
    * Takes every event of one request, or none: each sink's buffer must have room for all of them first.
    * Synchronous, so no other request can interleave between the check and the offer.
