@@ -2,7 +2,7 @@
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
-import { listFiles, tempDir } from '../helpers.js'
+import { listFiles, readJsonlTree, tempDir } from '../helpers.js'
 import { sendTaggedEntries, spawnSidelog } from './spawn.js'
 
 const TOTAL = 5000
@@ -51,5 +51,35 @@ describe('sidelog process with the gcs sink', () => {
     expect(fake?.uploads().length).toBeGreaterThan(fake?.list('e2e-logs').length ?? 0)
     const stopped = sidelog.logs.find((l) => String(l.msg).startsWith('stopped'))
     expect(stopped).toMatchObject({ delivered: TOTAL, dead_lettered: 0 })
+  })
+
+  it('on SIGTERM with the sink down, exits 0 inside SHUTDOWN_TIMEOUT with every entry dead-lettered', async () => {
+    fake = new FakeGcsServer()
+    await fake.start()
+    fake.buckets.add('down-logs')
+    fake.inject({ kind: 'status', status: 503 }, { times: 1_000_000 })
+    const dir = await tempDir()
+    const sidelog = await spawnSidelog({
+      SINKS: 'gcs',
+      LOG_BUCKET: 'down-logs',
+      GCS_ENDPOINT: fake.url,
+      METADATA_SERVER_DETECTION: 'none',
+      RETRY_INITIAL_BACKOFF: '0.05',
+      SHUTDOWN_TIMEOUT: '3',
+      DATA_DIR: join(dir, 'data'),
+      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    })
+    await sendTaggedEntries(sidelog.url, { clients: 2, total: 1000, perRequest: 50 })
+    sidelog.child.kill('SIGTERM')
+    // Exit 0 is the proof of timing: past SHUTDOWN_TIMEOUT + 1.5 s the hard timeout would exit 1.
+    expect(await sidelog.exited).toEqual({ code: 0, signal: null })
+    expect(fake.list('down-logs')).toEqual([])
+    const records = await readJsonlTree(join(dir, 'dead-letter'))
+    const tags = records.map((r) => (r.entry as { tag: string }).tag)
+    expect(tags).toHaveLength(1000)
+    expect(new Set(tags).size).toBe(1000)
+    expect(String(records[0]?.reason)).toMatch(/^shutdown after \d+ attempt\(s\)/)
+    const stopped = sidelog.logs.find((l) => String(l.msg).startsWith('stopped'))
+    expect(stopped).toMatchObject({ delivered: 0, dead_lettered: 1000, timed_out: true })
   })
 })
