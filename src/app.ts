@@ -6,6 +6,7 @@ import type { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
+import { createEnricher } from './pipeline/enrich.js'
 import { type DrainSummary, Pipeline } from './pipeline/index.js'
 import { createServer } from './server.js'
 import { createDeadLetterStore } from './sinks/dead-letter.js'
@@ -86,13 +87,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   registerHttpSource(server, {
     pipeline,
     maxBodyBytes: config.MAX_BODY_BYTES,
-    enrich: {
+    enrich: createEnricher({
       service: config.K_SERVICE,
       revision: config.K_REVISION,
       host: hostname(),
       labels: config.LABELS,
       maxEntryBytes: config.MAX_ENTRY_BYTES,
-    },
+    }),
   })
 
   return {

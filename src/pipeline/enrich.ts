@@ -8,7 +8,7 @@ export interface EnrichContext {
   readonly service: string
   readonly revision: string
   readonly host: string
-  /** Static labels from LABELS, added where the entry lacks the field. */
+  /** Static labels from LABELS, added (last) where the entry lacks the field. */
   readonly labels: Readonly<Record<string, string>>
   readonly maxEntryBytes: number
   readonly newId?: () => string
@@ -57,59 +57,81 @@ function timestampOf(entry: Record<string, unknown>, receivedAt: string): string
   return receivedAt
 }
 
-/**
- * Enriches one parsed entry and serialises it. Throws InputError (with `where`) when the entry is too large, too
- * deeply nested to serialise, or carries an event_id sidelog cannot use.
- */
-export function enrichEntry(
+/** Enriches one parsed entry and serialises it; `where` names the line or index in errors. */
+export type Enricher = (
   entry: Record<string, unknown>,
-  ctx: EnrichContext,
   receivedAt: string,
   where: { line?: number; index?: number },
-): LogEvent {
-  let json: string
-  try {
-    json = JSON.stringify(entry)
-  } catch {
-    // JSON.stringify recurses; a pathologically deep entry overflows the stack rather than the heap.
-    throw new InputError(400, 'ENTRY_TOO_DEEP', 'entry is nested too deeply to be processed', where)
-  }
-  const entryBytes = Buffer.byteLength(json)
-  if (entryBytes > ctx.maxEntryBytes) {
-    throw new InputError(
-      413,
-      'ENTRY_TOO_LARGE',
-      `entry is ${entryBytes} bytes; the limit is ${ctx.maxEntryBytes} (MAX_ENTRY_BYTES)`,
-      where,
-    )
-  }
+) => LogEvent
 
-  let id = entry.event_id
-  const added: string[] = []
-  const add = (name: string, value: string) => {
-    if (!Object.hasOwn(entry, name)) added.push(`${JSON.stringify(name)}:${JSON.stringify(value)}`)
+/**
+ * Builds the per-entry enrichment. The fields that never change (service, revision, host, labels) are encoded
+ * once here; the rest (a generated UUID, ISO times, a severity name) need no JSON escaping, so the hot path is
+ * one JSON.stringify of the entry plus own-property checks and string concatenation.
+ *
+ * The enricher throws InputError (with `where`) when an entry is too large, too deeply nested to serialise, or
+ * carries an event_id sidelog cannot use.
+ */
+export function createEnricher(ctx: EnrichContext): Enricher {
+  const encode = (fields: [string, string][]): [name: string, pair: string][] =>
+    fields.map(([name, value]) => [name, `${JSON.stringify(name)}:${JSON.stringify(value)}`])
+  const identity = encode([
+    ['service', ctx.service],
+    ['revision', ctx.revision],
+    ['host', ctx.host],
+  ])
+  const labels = encode(Object.entries(ctx.labels))
+  const addMissing = (entry: Record<string, unknown>, fields: [string, string][]) => {
+    let added = ''
+    for (const [name, pair] of fields) {
+      if (!Object.hasOwn(entry, name)) added += `,${pair}`
+    }
+    return added
   }
-  if (id === undefined) {
-    id = (ctx.newId ?? randomUUID)()
-    add('event_id', id as string)
-  } else if (typeof id !== 'string' || id.length === 0 || id.length > MAX_EVENT_ID_LENGTH) {
-    throw new InputError(
-      400,
-      'INVALID_EVENT_ID',
-      `event_id must be a string of 1 to ${MAX_EVENT_ID_LENGTH} characters when the app sets it`,
-      where,
-    )
-  }
-  add('service', ctx.service)
-  add('revision', ctx.revision)
-  add('host', ctx.host)
-  add('processed_at', receivedAt)
-  if (!Object.hasOwn(entry, 'timestamp')) add('timestamp', timestampOf(entry, receivedAt))
-  const severity = severityOf(entry.level)
-  if (severity !== undefined) add('severity', severity)
-  for (const [name, value] of Object.entries(ctx.labels)) add(name, value)
+  const newId = ctx.newId ?? randomUUID
 
-  // Splice the added fields into the serialised object instead of copying it: one stringify per entry.
-  const line = json === '{}' ? `{${added.join(',')}}` : `${json.slice(0, -1)},${added.join(',')}}`
-  return createLogEvent(id as string, added.length === 0 ? json : line)
+  return (entry, receivedAt, where) => {
+    let json: string
+    try {
+      json = JSON.stringify(entry)
+    } catch {
+      // JSON.stringify recurses; a pathologically deep entry overflows the stack rather than the heap.
+      throw new InputError(400, 'ENTRY_TOO_DEEP', 'entry is nested too deeply to be processed', where)
+    }
+    const entryBytes = Buffer.byteLength(json)
+    if (entryBytes > ctx.maxEntryBytes) {
+      throw new InputError(
+        413,
+        'ENTRY_TOO_LARGE',
+        `entry is ${entryBytes} bytes; the limit is ${ctx.maxEntryBytes} (MAX_ENTRY_BYTES)`,
+        where,
+      )
+    }
+
+    let id = entry.event_id
+    let added = ''
+    if (id === undefined) {
+      id = newId()
+      added += `,"event_id":${JSON.stringify(id)}`
+    } else if (typeof id !== 'string' || id.length === 0 || id.length > MAX_EVENT_ID_LENGTH) {
+      throw new InputError(
+        400,
+        'INVALID_EVENT_ID',
+        `event_id must be a string of 1 to ${MAX_EVENT_ID_LENGTH} characters when the app sets it`,
+        where,
+      )
+    }
+    added += addMissing(entry, identity)
+    // ISO 8601 strings and severity names contain nothing JSON would escape.
+    if (!Object.hasOwn(entry, 'processed_at')) added += `,"processed_at":"${receivedAt}"`
+    if (!Object.hasOwn(entry, 'timestamp')) added += `,"timestamp":"${timestampOf(entry, receivedAt)}"`
+    const severity = Object.hasOwn(entry, 'severity') ? undefined : severityOf(entry.level)
+    if (severity !== undefined) added += `,"severity":"${severity}"`
+    added += addMissing(entry, labels)
+
+    if (added === '') return createLogEvent(id as string, json)
+    // Splice the added fields into the serialised object instead of copying it: one stringify per entry.
+    const line = json === '{}' ? `{${added.slice(1)}}` : `${json.slice(0, -1)}${added}}`
+    return createLogEvent(id as string, line)
+  }
 }

@@ -6,12 +6,12 @@ import type { FastifyInstance } from 'fastify'
 import sjson from 'secure-json-parse'
 import { bodyTooLarge, InputError, ShuttingDownError } from '../errors.js'
 import type { LogEvent } from '../event.js'
-import { type EnrichContext, enrichEntry } from '../pipeline/enrich.js'
+import type { Enricher } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
 
 export interface HttpSourceOptions {
   readonly pipeline: Pipeline
-  readonly enrich: EnrichContext
+  readonly enrich: Enricher
   readonly maxBodyBytes: number
 }
 
@@ -181,12 +181,12 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       if (body.format === 'json') {
         const { entries, isArray } = parseJson(body.text)
         for (let index = 0; index < entries.length; index++) {
-          events.push(enrichEntry(entries[index] as Entry, enrich, receivedAt, isArray ? { index } : {}))
+          events.push(enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}))
         }
       } else {
         const { entries, lines } = parseNdjson(body.text)
         for (let i = 0; i < entries.length; i++) {
-          events.push(enrichEntry(entries[i] as Entry, enrich, receivedAt, { line: lines[i] as number }))
+          events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }))
         }
       }
       pipeline.accept(events)

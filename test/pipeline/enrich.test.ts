@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { InputError } from '../../src/errors.js'
-import { type EnrichContext, enrichEntry, severityOf } from '../../src/pipeline/enrich.js'
+import { createEnricher, type EnrichContext, severityOf } from '../../src/pipeline/enrich.js'
 import { catchError } from '../helpers.js'
 
 const context: EnrichContext = {
@@ -14,11 +14,11 @@ const context: EnrichContext = {
 const receivedAt = '2026-01-02T03:04:05.678Z'
 
 function enrich(entry: Record<string, unknown>, ctx = context) {
-  const event = enrichEntry(entry, ctx, receivedAt, { index: 3 })
+  const event = createEnricher(ctx)(entry, receivedAt, { index: 3 })
   return { event, parsed: JSON.parse(event.line) as Record<string, unknown> }
 }
 
-describe('enrichEntry', () => {
+describe('createEnricher', () => {
   it('keeps every field the app sent and adds the documented ones', () => {
     const { event, parsed } = enrich({ message: 'paid', amount: 12.5, nested: { a: [1, 2] } })
     expect(parsed).toEqual({
