@@ -23,7 +23,7 @@ export interface SinkStats {
   delivered_batches: number
   retries: number
   dead_lettered_events: number
-  /** Events that could be neither delivered nor written to the dead-letter store (logged at error level). */
+  /** Events that could be neither delivered nor written to the dead-letter store (their lines are in a fatal log). */
   dead_letter_failed_events: number
   buffered_events: number
   buffered_bytes: number

@@ -13,30 +13,37 @@ afterEach(async () => {
   await fake?.stop()
 })
 
+/** A fake bucket, and sidelog writing to it from a fresh directory. The caller injects faults into `fake`. */
+async function startWithBucket(bucket: string, env: Record<string, string> = {}) {
+  fake = new FakeGcsServer()
+  await fake.start()
+  fake.buckets.add(bucket)
+  const dir = await tempDir()
+  const sidelog = await spawnSidelog({
+    SINKS: 'gcs',
+    LOG_BUCKET: bucket,
+    GCS_ENDPOINT: fake.url,
+    METADATA_SERVER_DETECTION: 'none',
+    RETRY_INITIAL_BACKOFF: '0.05',
+    DATA_DIR: join(dir, 'data'),
+    DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    ...env,
+  })
+  return { fake, dir, sidelog }
+}
+
 describe('sidelog process with the gcs sink', () => {
   it('delivers 5,000 entries into the bucket exactly once through 503s, a reset and a lost answer', async () => {
-    fake = new FakeGcsServer()
-    await fake.start()
-    fake.buckets.add('e2e-logs')
+    const { fake, dir, sidelog } = await startWithBucket('e2e-logs')
     fake.inject({ kind: 'status', status: 503 }, { times: 2 })
     fake.inject({ kind: 'lost-answer' }, { times: 1 })
     fake.inject({ kind: 'reset' }, { times: 1 })
     fake.inject({ kind: 'status', status: 429 }, { times: 1 })
-    const dir = await tempDir()
-    const sidelog = await spawnSidelog({
-      SINKS: 'gcs',
-      LOG_BUCKET: 'e2e-logs',
-      GCS_ENDPOINT: fake.url,
-      METADATA_SERVER_DETECTION: 'none',
-      RETRY_INITIAL_BACKOFF: '0.05',
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
-    })
     await sendTaggedEntries(sidelog.url, { clients: CLIENTS, total: TOTAL, perRequest: 50 })
     sidelog.child.kill('SIGTERM')
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
 
-    const rows = (fake?.list('e2e-logs') ?? []).flatMap((o) =>
+    const rows = fake.list('e2e-logs').flatMap((o) =>
       o.data
         .toString()
         .split('\n')
@@ -48,27 +55,14 @@ describe('sidelog process with the gcs sink', () => {
     expect(new Set(rows.map((r) => r.event_id)).size).toBe(TOTAL)
     expect(await listFiles(join(dir, 'dead-letter'))).toEqual([])
     // The faults were met: the bucket saw more upload attempts than it holds objects.
-    expect(fake?.uploads().length).toBeGreaterThan(fake?.list('e2e-logs').length ?? 0)
+    expect(fake.uploads().length).toBeGreaterThan(fake.list('e2e-logs').length)
     const stopped = sidelog.logs.find((l) => String(l.msg).startsWith('stopped'))
     expect(stopped).toMatchObject({ delivered: TOTAL, dead_lettered: 0 })
   })
 
   it('on SIGTERM with the sink down, exits 0 inside SHUTDOWN_TIMEOUT with every entry dead-lettered', async () => {
-    fake = new FakeGcsServer()
-    await fake.start()
-    fake.buckets.add('down-logs')
+    const { fake, dir, sidelog } = await startWithBucket('down-logs', { SHUTDOWN_TIMEOUT: '3' })
     fake.inject({ kind: 'status', status: 503 }, { times: 1_000_000 })
-    const dir = await tempDir()
-    const sidelog = await spawnSidelog({
-      SINKS: 'gcs',
-      LOG_BUCKET: 'down-logs',
-      GCS_ENDPOINT: fake.url,
-      METADATA_SERVER_DETECTION: 'none',
-      RETRY_INITIAL_BACKOFF: '0.05',
-      SHUTDOWN_TIMEOUT: '3',
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
-    })
     await sendTaggedEntries(sidelog.url, { clients: 2, total: 1000, perRequest: 50 })
     sidelog.child.kill('SIGTERM')
     // Exit 0 is the proof of timing: past SHUTDOWN_TIMEOUT + 1.5 s the hard timeout would exit 1.
