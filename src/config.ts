@@ -234,6 +234,24 @@ export const ConfigSchema = Type.Object({
     description: 'Create the dataset and table at start-up when they are missing.',
     accepts: 'true or false',
   }),
+  BQ_MODE: Type.Union([Type.Literal('stream'), Type.Literal('load')], {
+    default: 'stream',
+    description:
+      'stream: tabledata.insertAll with insertId = event_id (billed per GB). load: batches are staged as objects in LOG_BUCKET and loaded with free load jobs every BQ_LOAD_INTERVAL.',
+    accepts: 'stream or load',
+  }),
+  BQ_LOAD_INTERVAL: seconds(
+    60,
+    86_400,
+    'Load mode: how often the staged objects are loaded, all in one job. Each busy instance makes up to 86400 / BQ_LOAD_INTERVAL jobs a day, and a table takes about 1,500.',
+  ),
+  BQ_LOAD_PREFIX: Type.String({
+    default: 'bigquery-load/',
+    pattern: '^[^/].*/$',
+    description:
+      'Load mode: prefix of the staged objects in LOG_BUCKET (row-shaped JSONL, kept after loading: give it a lifecycle rule).',
+    accepts: 'a prefix ending in / that does not start with /, e.g. bigquery-load/',
+  }),
   BQ_ENDPOINT: Type.String({
     default: '',
     pattern: '^(https?://[^\\s/]+)?$',
@@ -334,6 +352,9 @@ function crossCheck(c: Config): string[] {
     problems.push(
       'BQ_ENDPOINT is set, so BQ_PROJECT must be too: an emulator has no credentials to take it from',
     )
+  }
+  if (c.SINKS.includes('bigquery') && c.BQ_MODE === 'load' && !gcsBucket(c)) {
+    problems.push('BQ_MODE is load, so LOG_BUCKET (or GCS_BUCKET) must name the bucket that stages the loads')
   }
   if (c.SINKS.includes('gcs') && !gcsBucket(c)) {
     problems.push('SINKS includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')

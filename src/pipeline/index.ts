@@ -206,6 +206,11 @@ export class Pipeline {
     for (const { batcher } of this.lanes) batcher.flush()
   }
 
+  /** Asks every sink that holds work past its writes (see Sink.flush) to finish it now. */
+  async flushSinks(): Promise<void> {
+    await Promise.all(this.lanes.map(({ sink }) => sink.flush?.()))
+  }
+
   /** Resolves when no sink has a batch queued or being written. */
   async onIdle(): Promise<void> {
     await Promise.all(this.lanes.map((lane) => lane.batcher.onIdle()))

@@ -2,8 +2,9 @@
 // a name fixed per batch, so a retried batch yields exactly one object and never overwrites another.
 import { promisify } from 'node:util'
 import { gzip } from 'node:zlib'
-import { Storage } from '@google-cloud/storage'
-import { gcsBucket } from '../config.js'
+import { type Bucket, Storage } from '@google-cloud/storage'
+import type { Logger } from 'pino'
+import { type Config, gcsBucket } from '../config.js'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
 import { classifyGoogleError, statusOf } from './google-errors.js'
 import { encodeJsonl, objectName } from './jsonl.js'
@@ -16,7 +17,14 @@ export function classifyGcsError(err: unknown): unknown {
   return classifyGoogleError(err, 'Cloud Storage')
 }
 
-export const createGcsSink: SinkFactory = async ({ config, logger }) => {
+/**
+ * The bucket named by LOG_BUCKET, checked: a missing bucket or no permission is a ConfigError (start-up stops); an
+ * unreachable one comes back as `startupError` and writes retry.
+ */
+export async function openBucket(
+  config: Config,
+  logger: Logger,
+): Promise<{ bucket: Bucket; startupError?: Error }> {
   const bucketName = gcsBucket(config)
   const storage = new Storage({
     ...(config.GCS_ENDPOINT ? { apiEndpoint: config.GCS_ENDPOINT } : {}),
@@ -24,10 +32,9 @@ export const createGcsSink: SinkFactory = async ({ config, logger }) => {
     retryOptions: { autoRetry: false, maxRetries: 0 },
   })
   const bucket = storage.bucket(bucketName)
-
-  let startupError: Error | undefined
   try {
     await withTimeout(bucket.getMetadata(), config.SINK_TIMEOUT * 1000)
+    return { bucket }
   } catch (err) {
     const classified = classifyGcsError(err)
     if (classified instanceof PermanentError) {
@@ -39,13 +46,49 @@ export const createGcsSink: SinkFactory = async ({ config, logger }) => {
         `LOG_BUCKET=${bucketName}: the bucket cannot be used: ${errorMessage(classified)}${hint}`,
       )
     }
-    startupError = new Error(`bucket ${bucketName} could not be checked at start-up: ${errorMessage(err)}`)
     logger.warn(
       { bucket: bucketName, err: errorMessage(err) },
-      'gcs sink starts unverified; writes will retry',
+      'bucket unverified at start-up; writes will retry',
     )
+    return {
+      bucket,
+      startupError: new Error(`bucket ${bucketName} could not be checked at start-up: ${errorMessage(err)}`),
+    }
   }
+}
 
+export interface SaveOptions {
+  readonly resumableThreshold: number
+  readonly contentEncoding?: 'gzip'
+}
+
+/**
+ * Creates the object `name` unless it exists, and never overwrites it: a retry of a batch whose earlier attempt
+ * landed answers 412, which only this batch can cause (its name is its own), so it counts as stored. Throws a
+ * PermanentError for answers a retry cannot change.
+ */
+export async function createObject(
+  bucket: Bucket,
+  name: string,
+  data: Buffer,
+  options: SaveOptions,
+): Promise<void> {
+  try {
+    await bucket.file(name).save(data, {
+      resumable: data.length > options.resumableThreshold,
+      preconditionOpts: { ifGenerationMatch: 0 },
+      contentType: 'application/x-ndjson',
+      metadata: options.contentEncoding ? { contentEncoding: options.contentEncoding } : {},
+      validation: 'crc32c',
+    })
+  } catch (err) {
+    if (statusOf(err) === 412) return
+    throw classifyGcsError(err)
+  }
+}
+
+export const createGcsSink: SinkFactory = async ({ config, logger }) => {
+  const { bucket, startupError } = await openBucket(config, logger)
   const compress = config.GCS_COMPRESSION === 'gzip'
   const extension = compress ? '.jsonl.gz' : '.jsonl'
   const sink: Sink = {
@@ -53,22 +96,11 @@ export const createGcsSink: SinkFactory = async ({ config, logger }) => {
     ...(startupError ? { startupError } : {}),
     async write(batch) {
       const jsonl = Buffer.from(encodeJsonl(batch.events))
-      const data = compress ? await gzipAsync(jsonl) : jsonl
       const name = objectName(batch, config.GCS_PREFIX, extension, config.GCS_LAYOUT)
-      try {
-        await bucket.file(name).save(data, {
-          resumable: data.length > config.GCS_RESUMABLE_THRESHOLD,
-          // Only create, never overwrite: a retry of a batch whose earlier attempt landed answers 412.
-          preconditionOpts: { ifGenerationMatch: 0 },
-          contentType: 'application/x-ndjson',
-          metadata: compress ? { contentEncoding: 'gzip' } : {},
-          validation: 'crc32c',
-        })
-      } catch (err) {
-        // The object exists under this batch's name, which only this batch writes: an earlier attempt landed.
-        if (statusOf(err) === 412) return
-        throw classifyGcsError(err)
-      }
+      await createObject(bucket, name, compress ? await gzipAsync(jsonl) : jsonl, {
+        resumableThreshold: config.GCS_RESUMABLE_THRESHOLD,
+        ...(compress ? { contentEncoding: 'gzip' as const } : {}),
+      })
     },
     async close() {},
   }

@@ -21,6 +21,11 @@ export interface Sink {
   /** A transient problem met at start-up (the destination was unreachable): /health shows it until a write works. */
   readonly startupError?: Error
   write(batch: Batch, options: WriteOptions): Promise<void>
+  /**
+   * For a sink that holds work past `write` (the bigquery load mode's staged objects): hand it on now, and resolve
+   * when that is finished.
+   */
+  flush?(): Promise<void>
   /** Counters of the sink's own, shown with its entry in /health. */
   stats?(): Record<string, number>
   close(): Promise<void>

@@ -1,7 +1,8 @@
 // The real process with SINKS=bigquery against the fake, under injected faults: every entry is a row, once.
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
+import { FakeGcsServer } from '../fakes/gcs-server.js'
 import { listFiles, tempDir } from '../helpers.js'
 import { sendTaggedEntries, spawnSidelog } from './spawn.js'
 
@@ -9,8 +10,10 @@ const TOTAL = 5000
 const CLIENTS = 5
 
 let fake: FakeBigQueryServer | undefined
+let gcs: FakeGcsServer | undefined
 afterEach(async () => {
-  await fake?.stop()
+  await Promise.all([fake?.stop(), gcs?.stop()])
+  gcs = undefined
 })
 
 describe('sidelog process with the bigquery sink', () => {
@@ -50,5 +53,59 @@ describe('sidelog process with the bigquery sink', () => {
     expect(fake.inserts().length).toBeGreaterThan(TOTAL / 100)
     const stopped = sidelog.logs.find((l) => String(l.msg).startsWith('stopped'))
     expect(stopped).toMatchObject({ delivered: TOTAL, dead_lettered: 0 })
+  })
+
+  it('load mode: a SIGKILL after staging loses nothing; the restart on the same DATA_DIR loads every entry once', async () => {
+    fake = new FakeBigQueryServer()
+    gcs = new FakeGcsServer()
+    await Promise.all([fake.start(), gcs.start()])
+    gcs.buckets.add('staging')
+    const objects = gcs
+    fake.readObject = (bucket, name) => objects.list(bucket).find((o) => o.name === name)?.data
+    const dir = await tempDir()
+    const env = {
+      SINKS: 'bigquery',
+      BQ_MODE: 'load',
+      BQ_LOAD_INTERVAL: '3600',
+      LOG_BUCKET: 'staging',
+      GCS_ENDPOINT: gcs.url,
+      BQ_ENDPOINT: fake.url,
+      BQ_PROJECT: 'test-project',
+      BQ_DATASET: 'app_logs',
+      BQ_TABLE: 'request_logs',
+      FLUSH_INTERVAL: '0.1',
+      RETRY_INITIAL_BACKOFF: '0.05',
+      DATA_DIR: join(dir, 'data'),
+      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    }
+    gcs.inject({ kind: 'lost-answer' }, { target: 'upload', times: 2 })
+    const first = await spawnSidelog(env)
+    await sendTaggedEntries(first.url, { clients: CLIENTS, total: 2000, perRequest: 50 })
+    // Wait until every batch is staged (the journal has it), then kill: no shutdown, no final job.
+    await vi.waitFor(
+      async () => {
+        const health = (await (await fetch(`${first.url}/health`)).json()) as {
+          sinks: { bigquery: Record<string, number> }
+        }
+        expect(health.sinks.bigquery.staged_objects).toBeGreaterThan(0)
+        expect(health.sinks.bigquery.delivered_events).toBe(2000)
+      },
+      { timeout: 20_000, interval: 50 },
+    )
+    first.child.kill('SIGKILL')
+    expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' })
+    expect(fake.jobs.size).toBe(0)
+
+    fake.inject({ kind: 'lost-answer' }, { target: 'job' })
+    const second = await spawnSidelog(env)
+    second.child.kill('SIGTERM')
+    expect(await second.exited).toEqual({ code: 0, signal: null })
+
+    const rows = fake.rowsOf('app_logs', 'request_logs')
+    expect(rows).toHaveLength(2000)
+    expect(new Set(rows.map((r) => (r.payload as { tag: string }).tag)).size).toBe(2000)
+    expect(fake.jobs.size).toBe(1)
+    expect(fake.jobInserts().map((r) => r.status)).toEqual([undefined, 409])
+    expect(await listFiles(join(dir, 'dead-letter'))).toEqual([])
   })
 })

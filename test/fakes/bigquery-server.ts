@@ -1,7 +1,9 @@
-// A protocol-level fake of the BigQuery v2 REST subset @google-cloud/bigquery uses for streaming: datasets and
-// tables (get, insert) and tabledata.insertAll. insertAll checks each row against the table's schema; with
-// skipInvalidRows false (the default) one bad row stores nothing and marks every other row `stopped`, as BigQuery
-// does. Rows are de-duplicated by insertId. Faults (from FakeGoogleServer) target inserts or metadata calls.
+// A protocol-level fake of the BigQuery v2 REST subset sidelog uses: datasets and tables (get, insert),
+// tabledata.insertAll, and load jobs (jobs.insert, jobs.get). insertAll checks each row against the table's schema;
+// with skipInvalidRows false (the default) one bad row stores nothing and marks every other row `stopped`, as
+// BigQuery does. Rows are de-duplicated by insertId. A load job reads its gs:// sources through `readObject` (the
+// GCS fake's objects), runs atomically (one bad row or missing object fails it and loads nothing), and a second
+// insert of the same job id answers 409. Faults (from FakeGoogleServer) target inserts, job inserts or the rest.
 import { type Exchange, FakeGoogleServer, type RecordedRequest } from './fake-server.js'
 
 export interface SchemaField {
@@ -17,12 +19,32 @@ export interface TableResource {
   readonly clustering?: { fields: string[] }
 }
 
+interface JobError {
+  reason: string
+  message: string
+}
+
+export interface JobResource {
+  id?: string
+  jobReference: { projectId: string; jobId: string; location?: string }
+  configuration: {
+    load?: {
+      destinationTable: { projectId: string; datasetId: string; tableId: string }
+      sourceUris: string[]
+      sourceFormat?: string
+      writeDisposition?: string
+    }
+  }
+  status?: { state: string; errorResult?: JobError; errors?: JobError[] }
+  statistics?: { load?: { outputRows: string } }
+}
+
 interface InsertError {
   index: number
   errors: { reason: string; location: string; message: string }[]
 }
 
-export type FaultTarget = 'insert' | 'metadata'
+export type FaultTarget = 'insert' | 'job' | 'metadata'
 
 export class FakeBigQueryServer extends FakeGoogleServer<FaultTarget> {
   readonly datasets = new Set<string>()
@@ -33,6 +55,23 @@ export class FakeBigQueryServer extends FakeGoogleServer<FaultTarget> {
   private readonly seenIds = new Map<string, Set<string>>()
   protected readonly defaultTarget = 'insert'
   private rowFailures: { reason: string; times: number } | undefined
+
+  /** Load jobs by id. */
+  readonly jobs = new Map<string, { resource: JobResource; pollsLeft: number }>()
+  /** Where load jobs read their gs:// sources: wire it to the GCS fake. */
+  readObject: (bucket: string, name: string) => Buffer | undefined = () => undefined
+  /** How many jobs.get calls see a new job RUNNING before it is DONE. */
+  jobPolls = 0
+  private jobFailures: { reason: string; times: number } | undefined
+
+  /** The next `times` load jobs fail with `reason` (e.g. backendError) and load nothing. */
+  failJobs(reason: string, times = 1): void {
+    this.jobFailures = { reason, times }
+  }
+
+  jobInserts(): RecordedRequest[] {
+    return this.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/jobs'))
+  }
 
   /** The next `times` insertAll requests store nothing and answer `reason` for every row (e.g. backendError). */
   failRows(reason: string, times = 1): void {
@@ -56,11 +95,18 @@ export class FakeBigQueryServer extends FakeGoogleServer<FaultTarget> {
     return this.requests.filter((r) => r.path.endsWith('/insertAll'))
   }
 
-  protected isTarget(target: FaultTarget, { path }: RecordedRequest): boolean {
-    return (target === 'insert') === path.endsWith('/insertAll')
+  protected isTarget(target: FaultTarget, { method, path }: RecordedRequest): boolean {
+    const kind = path.endsWith('/insertAll')
+      ? 'insert'
+      : method === 'POST' && path.endsWith('/jobs')
+        ? 'job'
+        : 'metadata'
+    return target === kind
   }
 
-  protected route({ method, path, body, res, send }: Exchange): boolean {
+  protected route(exchange: Exchange): boolean {
+    const { method, path, body, res, send } = exchange
+    if (/^\/bigquery\/v2\/projects\/[^/]+\/jobs(\/|$)/.test(path)) return this.jobRequest(exchange)
     const parts =
       /^\/bigquery\/v2\/projects\/([^/]+)\/datasets(?:\/([^/]+))?(?:\/tables(?:\/([^/]+))?)?(\/insertAll)?$/.exec(
         path,
@@ -96,6 +142,74 @@ export class FakeBigQueryServer extends FakeGoogleServer<FaultTarget> {
     if (!table) return this.sendError(res, 404, `Not found: Table ${project}:${key}`)
     if (!insertAll) return send(200, table)
     return send(200, this.insertAll(key, table, json))
+  }
+
+  private jobRequest({ method, path, body, res, send }: Exchange): boolean {
+    const [, project, jobId] = /^\/bigquery\/v2\/projects\/([^/]+)\/jobs(?:\/([^/]+))?$/.exec(path) ?? []
+    if (method === 'GET' && jobId) {
+      const job = this.jobs.get(jobId)
+      if (!job) return this.sendError(res, 404, `Not found: Job ${project}:${jobId}`)
+      if (job.pollsLeft > 0) {
+        job.pollsLeft--
+        return send(200, { ...job.resource, status: { state: 'RUNNING' } })
+      }
+      return send(200, job.resource)
+    }
+    if (method !== 'POST' || jobId)
+      return this.sendError(res, 404, `fake BigQuery does not implement ${method} ${path}`)
+    const request = JSON.parse(body.toString()) as JobResource
+    const id = request.jobReference.jobId
+    if (this.jobs.has(id)) return this.sendError(res, 409, `Already Exists: Job ${project}:${id}`)
+    const resource: JobResource = { ...request, id: `${project}:${id}`, ...this.runLoad(request) }
+    this.jobs.set(id, { resource, pollsLeft: this.jobPolls })
+    if (this.jobPolls > 0) return send(200, { ...resource, status: { state: 'RUNNING' } })
+    return send(200, resource)
+  }
+
+  /** Runs a load job at once: every row of every source, or nothing. */
+  private runLoad(request: JobResource): Pick<JobResource, 'status' | 'statistics'> {
+    const fail = (reason: string, message: string, errors: JobError[] = []) => ({
+      status: { state: 'DONE', errorResult: { reason, message }, errors: [{ reason, message }, ...errors] },
+    })
+    if (this.jobFailures && this.jobFailures.times-- > 0) return fail(this.jobFailures.reason, 'injected')
+    const load = request.configuration.load
+    if (!load) return fail('invalid', 'fake BigQuery only runs load jobs')
+    const { datasetId, tableId } = load.destinationTable
+    const key = `${datasetId}.${tableId}`
+    const table = this.tables.get(key)
+    if (!table) return fail('notFound', `Not found: Table ${key}`)
+    if (load.sourceFormat !== 'NEWLINE_DELIMITED_JSON') {
+      return fail('invalid', `Error while reading data: CSV (sourceFormat ${load.sourceFormat ?? 'unset'})`)
+    }
+    const rows: Record<string, unknown>[] = []
+    const errors: JobError[] = []
+    for (const uri of load.sourceUris) {
+      const [, bucket = '', name = ''] = /^gs:\/\/([^/]+)\/(.+)$/.exec(uri) ?? []
+      const data = this.readObject(bucket, name)
+      if (!data) return fail('notFound', `Not found: URI ${uri}`)
+      data
+        .toString()
+        .split('\n')
+        .forEach((line, index) => {
+          if (line === '') return
+          const row = JSON.parse(line) as Record<string, unknown>
+          const problems = checkRow(row, table.schema.fields, 'value')
+          if (problems.length > 0) {
+            errors.push({ reason: 'invalid', message: `${uri} line ${index + 1}: ${problems[0]?.message}` })
+          } else rows.push(row)
+        })
+    }
+    if (errors.length > 0) {
+      return fail(
+        'invalid',
+        'Error while reading data: JSON table encountered too many errors, giving up.',
+        errors,
+      )
+    }
+    const stored = this.rows.get(key) ?? []
+    for (const json of rows) stored.push({ json })
+    this.rows.set(key, stored)
+    return { status: { state: 'DONE' }, statistics: { load: { outputRows: String(rows.length) } } }
   }
 
   private insertAll(key: string, table: TableResource, request: Record<string, unknown>) {
@@ -144,15 +258,22 @@ export class FakeBigQueryServer extends FakeGoogleServer<FaultTarget> {
   }
 }
 
-/** What BigQuery would say about a row: unknown fields, missing required ones, values of the wrong type. */
-function checkRow(json: Record<string, unknown>, fields: SchemaField[]) {
+/**
+ * What BigQuery would say about a row: unknown fields, missing required ones, values of the wrong type. insertAll
+ * takes a JSON column as JSON text (`text`); a load file takes any JSON value and stores it as it is (`value`).
+ */
+function checkRow(
+  json: Record<string, unknown>,
+  fields: SchemaField[],
+  jsonColumns: 'text' | 'value' = 'text',
+) {
   const problems: { reason: string; location: string; message: string }[] = []
   const byName = new Map(fields.map((f) => [f.name, f]))
   for (const [name, value] of Object.entries(json)) {
     const field = byName.get(name)
     if (!field) {
       problems.push({ reason: 'invalid', location: name, message: `no such field: ${name}.` })
-    } else if (value !== null && !fits(value, field.type)) {
+    } else if (value !== null && !fits(value, field.type, jsonColumns)) {
       problems.push({
         reason: 'invalid',
         location: name,
@@ -172,7 +293,7 @@ function checkRow(json: Record<string, unknown>, fields: SchemaField[]) {
   return problems
 }
 
-function fits(value: unknown, type: string): boolean {
+function fits(value: unknown, type: string, jsonColumns: 'text' | 'value'): boolean {
   switch (type) {
     case 'STRING':
       return typeof value === 'string'
@@ -181,6 +302,7 @@ function fits(value: unknown, type: string): boolean {
         (typeof value === 'string' || typeof value === 'number') && !Number.isNaN(new Date(value).getTime())
       )
     case 'JSON':
+      if (jsonColumns === 'value') return true
       if (typeof value !== 'string') return false
       try {
         JSON.parse(value)

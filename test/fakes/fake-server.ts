@@ -82,6 +82,11 @@ export abstract class FakeGoogleServer<Target extends string> {
     this.faults.push({ fault, target: options.target ?? this.defaultTarget, remaining: options.times ?? 1 })
   }
 
+  /** Drops every fault not yet suffered: the service recovers. */
+  clearFaults(): void {
+    this.faults.length = 0
+  }
+
   /** Google's error body: `{ error: { code, message, errors: [{ domain, reason, message }] } }`. */
   protected sendError(
     res: ServerResponse,

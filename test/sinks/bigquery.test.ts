@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { type App, createApp } from '../../src/app.js'
 import { ConfigError } from '../../src/errors.js'
-import { DEFAULT_SCHEMA, planRows, toRow } from '../../src/sinks/bigquery.js'
+import { DEFAULT_SCHEMA, planRows, toRow } from '../../src/sinks/bigquery-table.js'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { QUICK_RETRIES_MANUAL_FLUSH, readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
 

@@ -1,0 +1,467 @@
+// BigQuery load mode: no streaming cost. Each batch is staged as one row-shaped JSONL object in LOG_BUCKET (created
+// with ifGenerationMatch=0 under its batch's name, as the gcs sink does), and every BQ_LOAD_INTERVAL the objects
+// staged since the last load go into one load job. The job id is derived from its object names, and the assignment
+// is journaled before the job is submitted, so re-submitting it (after a lost answer, or after a restart) answers
+// 409 and is followed instead of loading twice. A failed job's objects are recorded for re-load with its error.
+//
+// A batch counts as delivered once its object is staged: the entries are then durable in Cloud Storage. The
+// journal (<DATA_DIR>/bigquery-load.journal) carries what is staged but not yet loaded across a restart on the same
+// DATA_DIR; on shutdown the last objects are submitted in one final job without waiting for it to finish.
+import { createHash } from 'node:crypto'
+import { type FileHandle, open, readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import type { JobMetadata } from '@google-cloud/bigquery'
+import type { Logger } from 'pino'
+import { errorMessage, PermanentError } from '../errors.js'
+import { writeFileAtomic } from './atomic-file.js'
+import { type OpenedTable, toRow } from './bigquery-table.js'
+import { createObject, openBucket } from './gcs.js'
+import { classifyGoogleError, statusOf, TRANSIENT_REASONS } from './google-errors.js'
+import { objectName } from './jsonl.js'
+import type { Sink, SinkContext } from './sink.js'
+
+/** BigQuery takes at most 10,000 source URIs per load job. */
+const MAX_URIS_PER_JOB = 10_000
+/** A job that fails for a passing reason (backendError, ...) is submitted again as a new job, this often in all. */
+const MAX_JOB_ATTEMPTS = 5
+const FIRST_POLL_MS = 500
+const MAX_POLL_MS = 10_000
+/** At shutdown: how long the final job submission (and the jobs already being followed) may take. */
+const CLOSE_BUDGET_MS = 2_000
+
+export interface LoadJob {
+  readonly id: string
+  /** Object names in the staging bucket. */
+  readonly objects: readonly string[]
+  readonly attempt: number
+}
+
+type JournalRecord =
+  | { readonly staged: string }
+  | { readonly job: string; readonly objects: readonly string[]; readonly attempt: number }
+  | { readonly ended: string; readonly outcome: 'loaded' | 'failed' | 'retried' }
+
+/** `sidelog_load_<sha256 of the sorted names and the attempt>`: the same objects give the same job. */
+export function loadJobId(objects: readonly string[], attempt: number): string {
+  const hash = createHash('sha256')
+  for (const name of [...objects].sort()) hash.update(`${name}\n`)
+  hash.update(`attempt ${attempt}`)
+  return `sidelog_load_${hash.digest('hex').slice(0, 40)}`
+}
+
+/** Append-only, fsynced per record, compacted to the live state at start-up and after every load cycle. */
+class LoadJournal {
+  private handle: FileHandle | undefined
+  private tail: Promise<unknown> = Promise.resolve()
+
+  constructor(
+    readonly path: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** What an earlier process left: objects staged but in no job, and jobs not known to have ended. */
+  async recover(): Promise<{ unassigned: string[]; jobs: LoadJob[] }> {
+    let text = ''
+    try {
+      text = await readFile(this.path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    const unassigned = new Set<string>()
+    const jobs = new Map<string, LoadJob>()
+    let offset = 0
+    for (const line of text.split('\n')) {
+      const at = offset
+      offset += Buffer.byteLength(line) + 1
+      if (line === '') continue
+      let record: JournalRecord
+      try {
+        record = JSON.parse(line) as JournalRecord
+      } catch {
+        // Only a crash mid-append leaves one, and only as the last line: that record never took effect.
+        this.logger.warn({ journal: this.path, byte_offset: at }, 'load journal: torn record skipped')
+        continue
+      }
+      if ('staged' in record) unassigned.add(record.staged)
+      else if ('job' in record) {
+        for (const name of record.objects) unassigned.delete(name)
+        jobs.set(record.job, { id: record.job, objects: record.objects, attempt: record.attempt })
+      } else jobs.delete(record.ended)
+    }
+    const state = { unassigned: [...unassigned], jobs: [...jobs.values()] }
+    await this.rewrite(state)
+    return state
+  }
+
+  /** Appends one record, synced, in call order. */
+  append(record: JournalRecord): Promise<void> {
+    return this.enqueue(async () => {
+      if (!this.handle) throw new Error('load journal is closed')
+      await this.handle.write(`${JSON.stringify(record)}\n`)
+      await this.handle.datasync()
+    })
+  }
+
+  /** Replaces the journal with just the live state, so it never grows past what is pending. */
+  compact(state: { unassigned: readonly string[]; jobs: readonly LoadJob[] }): Promise<void> {
+    return this.enqueue(() => this.rewrite(state))
+  }
+
+  async close(): Promise<void> {
+    await this.enqueue(async () => {
+      await this.handle?.close()
+      this.handle = undefined
+    })
+  }
+
+  private async rewrite(state: { unassigned: readonly string[]; jobs: readonly LoadJob[] }): Promise<void> {
+    let data = ''
+    for (const staged of state.unassigned) data += `${JSON.stringify({ staged })}\n`
+    for (const { id, objects, attempt } of state.jobs) {
+      data += `${JSON.stringify({ job: id, objects, attempt })}\n`
+    }
+    await this.handle?.close()
+    this.handle = undefined
+    try {
+      await writeFileAtomic(this.path, data)
+    } finally {
+      // Appends go on, to the compacted journal or (when that could not be written) to the old one.
+      this.handle = await open(this.path, 'a')
+    }
+  }
+
+  private enqueue<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(step)
+    this.tail = run.catch(() => {})
+    return run
+  }
+}
+
+interface LoaderOptions {
+  readonly opened: OpenedTable
+  readonly bucketName: string
+  readonly journal: LoadJournal
+  readonly deadLetterDir: string
+  readonly intervalMs: number
+  readonly initialBackoffMs: number
+  readonly maxBackoffMs: number
+  /** How long after its load an object name is remembered, to ignore a late second staging of its batch. */
+  readonly rememberMs: number
+  readonly logger: Logger
+}
+
+/** Owns the staged objects from staging to a finished load job. */
+class Loader {
+  private readonly unassigned = new Set<string>()
+  private readonly running = new Map<string, LoadJob>()
+  private readonly runs = new Set<Promise<void>>()
+  /** Objects loaded (or recorded as failed) lately, by when: see `rememberMs`. */
+  private readonly recent = new Map<string, number>()
+  private readonly closing = new AbortController()
+  private timer: NodeJS.Timeout | undefined
+  readonly stats = { staged_objects: 0, loaded_jobs: 0, failed_jobs: 0, loaded_rows: 0 }
+
+  constructor(private readonly options: LoaderOptions) {}
+
+  start(recovered: { unassigned: readonly string[]; jobs: readonly LoadJob[] }): void {
+    for (const name of recovered.unassigned) this.unassigned.add(name)
+    for (const job of recovered.jobs) this.follow(job)
+    if (recovered.unassigned.length + recovered.jobs.length > 0) {
+      this.options.logger.info(
+        { staged_objects: recovered.unassigned.length, jobs: recovered.jobs.map((j) => j.id) },
+        'bigquery load: resuming what an earlier process left in the journal',
+      )
+    }
+    this.timer = setInterval(() => this.cycle(), this.options.intervalMs)
+    this.timer.unref()
+  }
+
+  get pendingObjects(): number {
+    let inJobs = 0
+    for (const job of this.running.values()) inJobs += job.objects.length
+    return this.unassigned.size + inJobs
+  }
+
+  /**
+   * Takes a freshly staged object. A batch is staged once (the sink skips a write abandoned by the retry layer), but
+   * a write that finished just after its attempt timed out is followed by a retry that finds the object (412):
+   * that second staging of the same name is ignored here.
+   */
+  async stage(name: string): Promise<void> {
+    if (this.unassigned.has(name) || this.recent.has(name)) return
+    for (const job of this.running.values()) if (job.objects.includes(name)) return
+    this.unassigned.add(name)
+    this.stats.staged_objects++
+    await this.options.journal.append({ staged: name }).catch((err: unknown) => {
+      this.options.logger.error(
+        { object: name, err: errorMessage(err) },
+        'load journal: could not record a staged object (it is loaded anyway unless the process dies first)',
+      )
+    })
+  }
+
+  /** Puts every staged object into a job now, and resolves when every job has ended (or the loader closes). */
+  async flush(): Promise<void> {
+    this.cycle()
+    while (this.runs.size > 0) await Promise.all(this.runs)
+  }
+
+  /** One load cycle: every staged object into jobs of at most MAX_URIS_PER_JOB, then a compacted journal. */
+  private cycle(): void {
+    const now = Date.now()
+    for (const [name, at] of this.recent) if (now - at > this.options.rememberMs) this.recent.delete(name)
+    const names = [...this.unassigned]
+    this.unassigned.clear()
+    for (let i = 0; i < names.length; i += MAX_URIS_PER_JOB) {
+      const objects = names.slice(i, i + MAX_URIS_PER_JOB)
+      this.assign({ id: loadJobId(objects, 1), objects, attempt: 1 })
+    }
+    this.options.journal
+      .compact({ unassigned: [...this.unassigned], jobs: [...this.running.values()] })
+      .catch((err: unknown) =>
+        this.options.logger.error({ err: errorMessage(err) }, 'load journal: compaction failed'),
+      )
+  }
+
+  /** Journals the job's objects before it is submitted: whoever re-submits it uses the same id. */
+  private assign(job: LoadJob): void {
+    // Only after a crash between journaling a retry and ending its predecessor can the same job come twice.
+    if (this.running.has(job.id)) return
+    this.running.set(job.id, job)
+    const journaled = this.options.journal
+      .append({ job: job.id, objects: job.objects, attempt: job.attempt })
+      .catch((err: unknown) =>
+        this.options.logger.error({ job: job.id, err: errorMessage(err) }, 'load journal: job not recorded'),
+      )
+    this.follow(job, journaled)
+  }
+
+  private follow(job: LoadJob, after: Promise<unknown> = Promise.resolve()): void {
+    this.running.set(job.id, job)
+    const run = after.then(() => this.run(job))
+    this.runs.add(run)
+    void run.finally(() => this.runs.delete(run))
+  }
+
+  /** Submits the job (or finds it submitted), waits until it is done, and ends it. Stops quietly on close. */
+  private async run(job: LoadJob): Promise<void> {
+    const { logger } = this.options
+    let submitted: JobMetadata | undefined
+    let backoff = this.options.initialBackoffMs
+    while (submitted === undefined) {
+      if (this.closing.signal.aborted) return
+      try {
+        submitted = await this.submit(job)
+      } catch (err) {
+        const classified = classifyGoogleError(err, 'BigQuery')
+        if (classified instanceof PermanentError) return this.end(job, 'failed', errorMessage(classified))
+        logger.warn({ job: job.id, err: errorMessage(err) }, 'bigquery load: job submission failed; retrying')
+        if (!(await this.sleep(Math.floor(Math.random() * backoff)))) return
+        backoff = Math.min(this.options.maxBackoffMs, backoff * 2)
+      }
+    }
+    let metadata: JobMetadata = submitted
+    let poll = FIRST_POLL_MS
+    while (metadata.status?.state !== 'DONE') {
+      if (!(await this.sleep(poll))) return
+      poll = Math.min(MAX_POLL_MS, poll * 2)
+      try {
+        ;[metadata] = await this.options.opened.bigquery.job(job.id, this.jobLocation()).getMetadata()
+      } catch (err) {
+        const classified = classifyGoogleError(err, 'BigQuery')
+        if (classified instanceof PermanentError) return this.end(job, 'failed', errorMessage(classified))
+        logger.warn(
+          { job: job.id, err: errorMessage(err) },
+          'bigquery load: job status unknown; asking again',
+        )
+      }
+    }
+    const failure = metadata.status.errorResult
+    if (!failure) {
+      this.stats.loaded_rows += Number(metadata.statistics?.load?.outputRows ?? 0)
+      return this.end(job, 'loaded')
+    }
+    const reason = `${failure.reason ?? 'error'}: ${failure.message ?? ''}`
+    if (TRANSIENT_REASONS.has(failure.reason ?? '') && job.attempt < MAX_JOB_ATTEMPTS) {
+      logger.warn(
+        { job: job.id, attempt: job.attempt, reason },
+        'bigquery load: job failed; submitting it again',
+      )
+      // Closing during the wait leaves this job in the journal: the next start finds it failed and goes on from here.
+      if (!(await this.sleep(Math.floor(Math.random() * backoff)))) return
+      const next = job.attempt + 1
+      // The new job is journaled before the old one ends, so the objects are never in neither.
+      this.assign({ id: loadJobId(job.objects, next), objects: job.objects, attempt: next })
+      return this.end(job, 'retried')
+    }
+    const details = (metadata.status.errors ?? []).map((e) => `${e.reason}: ${e.message}`)
+    return this.end(job, 'failed', [reason, ...details.slice(0, 5)].join('; '))
+  }
+
+  private async submit(job: LoadJob): Promise<JobMetadata> {
+    const { bigquery, table, location } = this.options.opened
+    try {
+      const [, response] = await bigquery.createJob({
+        jobId: job.id,
+        ...(location ? { location } : {}),
+        configuration: {
+          load: {
+            destinationTable: {
+              projectId: table.dataset.projectId,
+              datasetId: table.dataset.id,
+              tableId: table.id,
+            },
+            sourceUris: job.objects.map((name) => `gs://${this.options.bucketName}/${name}`),
+            // The client would guess the format from the extension, and does not know .jsonl (CSV is the default).
+            sourceFormat: 'NEWLINE_DELIMITED_JSON',
+            writeDisposition: 'WRITE_APPEND',
+            createDisposition: 'CREATE_NEVER',
+          },
+        },
+      })
+      return response as JobMetadata
+    } catch (err) {
+      // The client throws for a job created but already finished with errors; its answer is the job.
+      const answer = (err as { response?: JobMetadata }).response
+      if (answer?.status?.state) return answer
+      // An earlier submission of this very job landed (its answer was lost, or a restart re-submits it): follow it.
+      if (statusOf(err) === 409) {
+        const [metadata] = await bigquery.job(job.id, this.jobLocation()).getMetadata()
+        return metadata
+      }
+      throw err
+    }
+  }
+
+  private jobLocation(): { location?: string } {
+    const { location } = this.options.opened
+    return location ? { location } : {}
+  }
+
+  /** A failed job's objects are recorded (with its error) before the journal forgets the job. */
+  private async end(job: LoadJob, outcome: 'loaded' | 'failed' | 'retried', error?: string): Promise<void> {
+    if (outcome === 'failed') {
+      this.stats.failed_jobs++
+      await this.recordFailure(job, error ?? 'unknown error')
+    }
+    if (outcome === 'loaded') this.stats.loaded_jobs++
+    this.running.delete(job.id)
+    const now = Date.now()
+    if (outcome !== 'retried') for (const name of job.objects) this.recent.set(name, now)
+    await this.options.journal.append({ ended: job.id, outcome }).catch((err: unknown) => {
+      this.options.logger.error({ job: job.id, err: errorMessage(err) }, 'load journal: job end not recorded')
+    })
+  }
+
+  private async recordFailure(job: LoadJob, error: string): Promise<void> {
+    const { opened, bucketName, deadLetterDir, logger } = this.options
+    const uris = job.objects.map((name) => `gs://${bucketName}/${name}`)
+    const destination = `${opened.table.dataset.id}.${opened.table.id}`
+    const path = join(deadLetterDir, 'bigquery-load', `${job.id}.json`)
+    const record = {
+      failed_at: new Date().toISOString(),
+      job_id: job.id,
+      table: destination,
+      error,
+      source_uris: uris,
+      reload: `bq load --source_format=NEWLINE_DELIMITED_JSON ${destination} ${uris.join(',')}`,
+    }
+    try {
+      await writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`)
+      logger.error({ job: job.id, error, objects: uris.length, record: path }, 'bigquery load job failed')
+    } catch (err) {
+      logger.fatal(
+        { ...record, err: errorMessage(err) },
+        'bigquery load job failed and could not be recorded',
+      )
+    }
+  }
+
+  /** Resolves true after `ms`, false at once when the loader closes. */
+  private sleep(ms: number): Promise<boolean> {
+    const { signal } = this.closing
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve(false)
+      const done = (finished: boolean) => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', onAbort)
+        resolve(finished)
+      }
+      const onAbort = () => done(false)
+      const timer = setTimeout(() => done(true), ms)
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  /**
+   * Submits what is staged as one last job and gives it, and the jobs being followed, CLOSE_BUDGET_MS; whatever
+   * has not ended stays in the journal for the next start on this DATA_DIR (and its objects in the bucket).
+   */
+  async close(): Promise<void> {
+    clearInterval(this.timer)
+    this.cycle()
+    const settled = Promise.all(this.runs)
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([settled, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_BUDGET_MS)))])
+    clearTimeout(timer)
+    this.closing.abort()
+    await Promise.race([settled, new Promise((resolve) => (timer = setTimeout(resolve, 100)))])
+    clearTimeout(timer)
+    if (this.running.size > 0) {
+      this.options.logger.warn(
+        { jobs: [...this.running.keys()], objects: this.pendingObjects },
+        'bigquery load: jobs not seen to finish before shutdown; the journal keeps them for the next start',
+      )
+    }
+    await this.options.journal.close()
+  }
+}
+
+export async function createLoadSink({ config, logger }: SinkContext, opened: OpenedTable): Promise<Sink> {
+  const { bucket, startupError } = await openBucket(config, logger)
+  const journal = new LoadJournal(resolve(config.DATA_DIR, 'bigquery-load.journal'), logger)
+  const recovered = await journal.recover()
+  const loader = new Loader({
+    opened,
+    bucketName: bucket.name,
+    journal,
+    deadLetterDir: resolve(config.DEAD_LETTER_DIR),
+    intervalMs: config.BQ_LOAD_INTERVAL * 1000,
+    initialBackoffMs: config.RETRY_INITIAL_BACKOFF * 1000,
+    maxBackoffMs: config.RETRY_MAX_BACKOFF * 1000,
+    rememberMs: (config.RETRY_MAX_ELAPSED + config.SINK_TIMEOUT) * 1000,
+    logger,
+  })
+  loader.start(recovered)
+  let droppedFields = 0
+
+  return {
+    name: 'bigquery',
+    ...(startupError ? { startupError } : {}),
+    stats: () => ({
+      dropped_fields: droppedFields,
+      ...loader.stats,
+      pending_objects: loader.pendingObjects,
+    }),
+    async write(batch, { signal }) {
+      let data = ''
+      let dropped = 0
+      for (const event of batch.events) {
+        const shaped = toRow(JSON.parse(event.line) as Record<string, unknown>, opened.plan, 'value')
+        data += `${JSON.stringify(shaped.row)}\n`
+        dropped += shaped.dropped
+      }
+      const name = objectName(batch, config.BQ_LOAD_PREFIX)
+      await createObject(bucket, name, Buffer.from(data), {
+        resumableThreshold: config.GCS_RESUMABLE_THRESHOLD,
+      })
+      // An attempt the retry layer has given up on is retried (and staged then) or dead-lettered: staging it here
+      // too would load its entries twice.
+      signal.throwIfAborted()
+      droppedFields += dropped
+      await loader.stage(name)
+    },
+    flush: () => loader.flush(),
+    close: () => loader.close(),
+  }
+}

@@ -1,0 +1,166 @@
+// The bigquery sink's table: the default schema, opening (and creating) the dataset and table at start-up, and how
+// an entry becomes a row of whatever table sidelog finds. Shared by the stream and load modes.
+import { BigQuery, type Table } from '@google-cloud/bigquery'
+import { OAuth2Client } from 'google-auth-library'
+import type { Logger } from 'pino'
+import type { Config } from '../config.js'
+import { ConfigError, errorMessage, PermanentError } from '../errors.js'
+import { classifyGoogleError } from './google-errors.js'
+
+export interface SchemaField {
+  readonly name: string
+  readonly type: string
+  readonly mode?: string
+}
+
+/** The table sidelog creates: the enriched fields as columns, the whole entry in `payload`. */
+export const DEFAULT_SCHEMA: readonly SchemaField[] = [
+  { name: 'event_id', type: 'STRING', mode: 'REQUIRED' },
+  { name: 'timestamp', type: 'TIMESTAMP' },
+  { name: 'severity', type: 'STRING' },
+  { name: 'message', type: 'STRING' },
+  { name: 'service', type: 'STRING' },
+  { name: 'revision', type: 'STRING' },
+  { name: 'host', type: 'STRING' },
+  { name: 'processed_at', type: 'TIMESTAMP' },
+  { name: 'payload', type: 'JSON' },
+]
+
+/** How an entry becomes a row of the table sidelog found (or made). */
+export interface RowPlan {
+  /** Columns filled from the entry's top-level field of the same name, with their types. */
+  readonly columns: ReadonlyMap<string, string>
+  /** A JSON column named `payload`: it receives the whole entry. */
+  readonly wholeEntry?: string
+  /** Otherwise, the table's first JSON column: it receives the fields that have no column of their own. */
+  readonly overflow?: string
+}
+
+export function planRows(fields: readonly SchemaField[]): RowPlan {
+  const json = fields.filter((f) => f.type === 'JSON').map((f) => f.name)
+  const wholeEntry = json.includes('payload') ? 'payload' : undefined
+  const overflow = wholeEntry ? undefined : json[0]
+  const columns = new Map(
+    fields.filter((f) => f.name !== wholeEntry && f.name !== overflow).map((f) => [f.name, f.type] as const),
+  )
+  return { columns, ...(wholeEntry ? { wholeEntry } : {}), ...(overflow ? { overflow } : {}) }
+}
+
+export function describePlan(plan: RowPlan): string {
+  const where = plan.wholeEntry
+    ? `the whole entry goes into JSON column ${plan.wholeEntry}`
+    : plan.overflow
+      ? `fields without a column go into JSON column ${plan.overflow}`
+      : 'fields without a column are dropped (counted as dropped_fields)'
+  return `columns filled from fields of the same name: ${[...plan.columns.keys()].join(', ') || '(none)'}; ${where}`
+}
+
+/**
+ * How a JSON column's value is written: insertAll takes JSON text and parses it (`text`); a newline-delimited JSON
+ * load file takes the value itself, and would store JSON text as a JSON string (`value`).
+ */
+export type JsonColumns = 'text' | 'value'
+
+/** Makes a value fit its column: JSON columns as `json` says, STRING columns take non-strings as JSON text. */
+function fitColumn(value: unknown, type: string, json: JsonColumns): unknown {
+  if (type === 'JSON') return json === 'text' ? JSON.stringify(value) : value
+  if (type === 'STRING' && typeof value !== 'string') return JSON.stringify(value)
+  return value
+}
+
+export function toRow(
+  entry: Record<string, unknown>,
+  plan: RowPlan,
+  json: JsonColumns = 'text',
+): { row: Record<string, unknown>; dropped: number } {
+  const asJson = (value: unknown) => fitColumn(value, 'JSON', json)
+  const row: Record<string, unknown> = {}
+  const rest: Record<string, unknown> = {}
+  let restCount = 0
+  for (const [name, value] of Object.entries(entry)) {
+    const type = plan.columns.get(name)
+    if (type !== undefined) {
+      row[name] = fitColumn(value, type, json)
+    } else if (name !== plan.wholeEntry) {
+      rest[name] = value
+      restCount++
+    }
+  }
+  if (plan.wholeEntry) {
+    row[plan.wholeEntry] = asJson(entry)
+    return { row, dropped: 0 }
+  }
+  if (plan.overflow) {
+    if (restCount > 0) row[plan.overflow] = asJson(rest)
+    return { row, dropped: 0 }
+  }
+  return { row, dropped: restCount }
+}
+
+/** An emulator takes any token: never look for credentials (or probe the metadata server) for one. */
+function placeholderAuth(): OAuth2Client {
+  const client = new OAuth2Client()
+  client.setCredentials({ access_token: 'emulator', expiry_date: Date.now() + 365 * 86_400_000 })
+  return client
+}
+
+export interface OpenedTable {
+  readonly bigquery: BigQuery
+  readonly table: Table
+  readonly plan: RowPlan
+  /** The dataset's location, where load jobs must run (undefined when BigQuery does not say). */
+  readonly location?: string
+}
+
+/** Makes sure the dataset and table exist (creating them when BQ_CREATE allows); any failure stops start-up. */
+export async function openTable(config: Config, logger: Logger): Promise<OpenedTable> {
+  const bigquery = new BigQuery({
+    ...(config.BQ_PROJECT ? { projectId: config.BQ_PROJECT } : {}),
+    ...(config.BQ_ENDPOINT ? { apiEndpoint: config.BQ_ENDPOINT, authClient: placeholderAuth() } : {}),
+    // sidelog's retry layer owns timing; the client's own retries would re-send on their own schedule.
+    retryOptions: { autoRetry: false, maxRetries: 0 },
+  })
+  const name = `${config.BQ_PROJECT || '(default project)'}.${config.BQ_DATASET}.${config.BQ_TABLE}`
+  const fail = (what: string, err: unknown) =>
+    new ConfigError(
+      `BQ_DATASET=${config.BQ_DATASET} BQ_TABLE=${config.BQ_TABLE}: ${what}: ${errorMessage(err)}`,
+    )
+  const dataset = bigquery.dataset(config.BQ_DATASET)
+  let location: string | undefined
+  try {
+    const [found] = await dataset.get({ autoCreate: config.BQ_CREATE })
+    location = found.metadata?.location
+  } catch (err) {
+    const missing = classifyGoogleError(err, 'BigQuery') instanceof PermanentError && !config.BQ_CREATE
+    throw fail(
+      missing
+        ? 'the dataset cannot be used (BQ_CREATE=false, so sidelog does not create it)'
+        : 'the dataset cannot be used',
+      err,
+    )
+  }
+  const table = dataset.table(config.BQ_TABLE)
+  try {
+    const [exists] = await table.exists()
+    if (!exists) {
+      if (!config.BQ_CREATE) throw new Error(`table ${name} does not exist and BQ_CREATE=false`)
+      await dataset
+        .createTable(config.BQ_TABLE, {
+          schema: { fields: DEFAULT_SCHEMA.map((f) => ({ ...f })) },
+          timePartitioning: { type: 'DAY', field: 'timestamp' },
+          clustering: { fields: ['service'] },
+        })
+        // Another instance may have created it a moment ago.
+        .catch((err: unknown) => {
+          if ((err as { code?: unknown }).code !== 409) throw err
+        })
+      logger.info({ table: name }, 'created the bigquery table with the default schema')
+    }
+    const [metadata] = await table.getMetadata()
+    const plan = planRows((metadata.schema?.fields ?? []) as SchemaField[])
+    logger.info({ table: name, mode: config.BQ_MODE, plan: describePlan(plan) }, 'bigquery sink ready')
+    return { bigquery, table, plan, ...(location ? { location } : {}) }
+  } catch (err) {
+    throw fail('the table cannot be used', err)
+  }
+}
