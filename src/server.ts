@@ -84,8 +84,11 @@ export function createServer(options: ServerOptions): FastifyInstance {
     return503OnClosing: true,
   })
 
+  // Refused requests by error code (QUEUE_FULL, INVALID_JSON, ...): what a client was told, in /health.
+  const refused: Record<string, number> = {}
   app.setErrorHandler((err, request, reply) => {
     const { status, body, retryAfterS } = toErrorReply(err, options.bodyLimit)
+    refused[body.error] = (refused[body.error] ?? 0) + 1
     if (status >= 500 && status !== 503) request.log.error({ err }, 'request failed')
     if (retryAfterS !== undefined) void reply.header('retry-after', String(retryAfterS))
     return reply.code(status).send(body)
@@ -98,6 +101,6 @@ export function createServer(options: ServerOptions): FastifyInstance {
     }),
   )
 
-  app.get('/health', async () => options.health())
+  app.get('/health', async () => ({ ...options.health(), refused_requests: refused }))
   return app
 }

@@ -252,6 +252,16 @@ describe('GET /health', () => {
     await app.close()
   })
 
+  it('counts refused requests by the error code they were given', async () => {
+    const { app } = await startApp()
+    await post(app, '{"a":1}\n{oops', NDJSON_TYPE)
+    await post(app, '{"a":1}\n{oops', NDJSON_TYPE)
+    await post(app, '[1]', JSON_TYPE)
+    const res = await app.server.inject({ method: 'GET', url: '/health' })
+    expect(res.json().refused_requests).toEqual({ INVALID_JSON: 2, NOT_AN_OBJECT: 1 })
+    await app.close()
+  })
+
   it('says draining once shutdown has begun', async () => {
     const { app } = await startApp()
     app.pipeline.stopAccepting()
