@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# sidelog's container image: built in a full Node image, run on distroless Node (no shell, no package manager) as
+# the non-root user, with a read-only root filesystem in mind: it writes only under /data (DATA_DIR) and /tmp.
+ARG NODE_MAJOR=24
+
+FROM node:${NODE_MAJOR}-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+# The same build the tests prove (`npm run build`), then production dependencies only.
+RUN npm run build && npm prune --omit=dev && mkdir -p /out/data
+
+FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot
+WORKDIR /app
+ENV NODE_ENV=production \
+    DATA_DIR=/data \
+    DEAD_LETTER_DIR=/data/dead-letter
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# A named volume copies this directory's owner (nonroot, 65532) on first use; Kubernetes sets it with fsGroup.
+COPY --from=build --chown=65532:65532 /out/data /data
+VOLUME ["/data"]
+USER 65532:65532
+EXPOSE 9090
+# Exec form everywhere: node is PID 1 and receives SIGTERM itself, and drains inside SHUTDOWN_TIMEOUT.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/nodejs/bin/node", "dist/healthcheck.js"]
+ENTRYPOINT ["/nodejs/bin/node"]
+CMD ["dist/main.js"]
