@@ -1,0 +1,203 @@
+// The deployment files, read as their platforms would read them: every YAML parses, every sidelog environment is a
+// valid sidelog configuration, and the names, ports, paths and limits that tie the files together agree.
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { parse, parseAllDocuments } from 'yaml'
+import { loadConfig } from '../../src/config.js'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const read = (path: string) => readFileSync(join(ROOT, path), 'utf8')
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML is checked field by field below
+type Yaml = any
+
+interface EnvVar {
+  name: string
+  value?: string
+  valueFrom?: unknown
+}
+
+/** A container's env list as settings; values from the Downward API get a stand-in. */
+const envOf = (list: EnvVar[]): Record<string, string> =>
+  Object.fromEntries(list.map((e) => [e.name, e.value ?? 'from-the-platform']))
+
+/** sidelog's settings as the process would load them (a missing bucket or dataset would throw here). */
+const configOf = (env: Record<string, string>) => loadConfig(env)
+
+const DEFAULT_PORT = loadConfig({}).SIDELOG_PORT
+
+describe('service.yaml (Cloud Run)', () => {
+  const service: Yaml = parse(read('service.yaml'))
+  const template = service.spec.template
+  const containers: Yaml[] = template.spec.containers
+  const sidelog = containers.find((c) => c.name === 'sidelog')
+  const app = containers.find((c) => c.name === 'app')
+
+  it('is a Knative service with an ingress app and the sidelog sidecar', () => {
+    expect(service.apiVersion).toBe('serving.knative.dev/v1')
+    expect(service.kind).toBe('Service')
+    expect(app.ports).toEqual([{ containerPort: 8080 }])
+    // Only the ingress container declares a port.
+    expect(sidelog.ports).toBeUndefined()
+  })
+
+  it('makes the app wait for sidelog, naming containers that exist', () => {
+    const dependencies = JSON.parse(
+      template.metadata.annotations['run.googleapis.com/container-dependencies'],
+    )
+    expect(dependencies).toEqual({ app: ['sidelog'] })
+    const names = containers.map((c) => c.name)
+    for (const [dependent, needs] of Object.entries(dependencies as Record<string, string[]>)) {
+      expect(names).toContain(dependent)
+      for (const name of needs) expect(names).toContain(name)
+    }
+  })
+
+  it("probes sidelog's /health on the port it listens on, and the app is pointed at that port", () => {
+    const config = configOf(envOf(sidelog.env))
+    expect(sidelog.startupProbe.httpGet).toEqual({ path: '/health', port: config.SIDELOG_PORT })
+    expect(config.SIDELOG_PORT).toBe(DEFAULT_PORT)
+    expect(config.SINKS).toEqual(['gcs', 'bigquery'])
+    expect(config.SHUTDOWN_TIMEOUT).toBeLessThan(10) // Cloud Run kills 10 s after SIGTERM
+    const url = new URL(envOf(app.env).SIDELOG_URL ?? '')
+    expect([url.hostname, Number(url.port), url.pathname]).toEqual([
+      '127.0.0.1',
+      config.SIDELOG_PORT,
+      '/logs',
+    ])
+  })
+
+  it('limits sidelog to half a CPU and 256 MiB, with its data volume in memory', () => {
+    expect(sidelog.resources.limits).toEqual({ cpu: '500m', memory: '256Mi' })
+    const mount = sidelog.volumeMounts[0]
+    expect(mount.mountPath).toBe('/data')
+    const volume = template.spec.volumes.find((v: Yaml) => v.name === mount.name)
+    expect(volume.emptyDir.medium).toBe('Memory')
+  })
+})
+
+describe('docker-compose.yml', () => {
+  const compose: Yaml = parse(read('docker-compose.yml'))
+  const services: Record<string, Yaml> = compose.services
+
+  it('builds from contexts and Dockerfiles that exist', () => {
+    const builds = Object.values(services).filter((s) => s.build)
+    expect(builds.length).toBe(2)
+    for (const { build } of builds) {
+      expect(existsSync(join(ROOT, build.context)), build.context).toBe(true)
+      expect(existsSync(join(ROOT, build.context, build.dockerfile)), build.dockerfile).toBe(true)
+    }
+    expect(services.sidelog.build).toEqual({ context: '.', dockerfile: 'Dockerfile' })
+  })
+
+  it("puts sidelog in the app's network namespace, published through the app", () => {
+    expect(services.sidelog.network_mode).toBe('service:app')
+    expect(services.sidelog.depends_on.app).toBeDefined()
+    const config = configOf(services.sidelog.environment)
+    expect(services.app.ports).toContain(`${config.SIDELOG_PORT}:${config.SIDELOG_PORT}`)
+    const url = new URL(services.app.environment.SIDELOG_URL)
+    expect([url.hostname, Number(url.port)]).toEqual(['127.0.0.1', config.SIDELOG_PORT])
+  })
+
+  it('points sidelog at the emulators by their service names, and creates the bucket it uses', () => {
+    const config = configOf(services.sidelog.environment)
+    expect(config.SINKS).toEqual(['stdout', 'gcs', 'bigquery'])
+    expect(new URL(config.GCS_ENDPOINT).hostname).toBe('gcs')
+    expect(new URL(config.BQ_ENDPOINT).hostname).toBe('bigquery')
+    expect(services.gcs.image).toMatch(/^fsouza\/fake-gcs-server:/)
+    expect(services.bigquery.image).toMatch(/^ghcr\.io\/goccy\/bigquery-emulator:/)
+    expect(services.bigquery.command).toContain(`--project=${config.BQ_PROJECT}`)
+    const init = services['gcs-init'].command as string[]
+    expect(JSON.parse(init[init.indexOf('--data') + 1] ?? '')).toEqual({ name: config.LOG_BUCKET })
+    expect(services.sidelog.depends_on['gcs-init'].condition).toBe('service_completed_successfully')
+  })
+
+  it('runs sidelog with a read-only root filesystem, writing only to its volume and /tmp', () => {
+    expect(services.sidelog.read_only).toBe(true)
+    expect(services.sidelog.tmpfs).toEqual(['/tmp'])
+    expect(services.sidelog.volumes).toEqual(['sidelog-data:/data'])
+  })
+})
+
+describe('deploy/kubernetes', () => {
+  const docs: Yaml[] = parseAllDocuments(read('deploy/kubernetes/sidelog-sidecar.yaml')).map((d) => d.toJS())
+  const deployment = docs.find((d) => d.kind === 'Deployment')
+  const pod = deployment.spec.template.spec
+  const sidelog = pod.initContainers.find((c: Yaml) => c.name === 'sidelog')
+  const app = pod.containers.find((c: Yaml) => c.name === 'app')
+
+  it('parses into a service account and a deployment whose selector matches its pods', () => {
+    expect(docs.map((d) => d.kind)).toEqual(['ServiceAccount', 'Deployment'])
+    expect(deployment.spec.selector.matchLabels).toEqual(deployment.spec.template.metadata.labels)
+    expect(pod.serviceAccountName).toBe(docs[0].metadata.name)
+  })
+
+  it('runs sidelog as a native sidecar: an init container that restarts always', () => {
+    expect(sidelog.restartPolicy).toBe('Always')
+    expect(pod.containers.map((c: Yaml) => c.name)).not.toContain('sidelog')
+    // Its drain fits in the pod's grace period.
+    const config = configOf(envOf(sidelog.env))
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(config.SHUTDOWN_TIMEOUT)
+  })
+
+  it('probes sidelog from inside its container with the healthcheck the build produces', () => {
+    for (const probe of [sidelog.startupProbe, sidelog.livenessProbe]) {
+      expect(probe.exec.command).toEqual(['/nodejs/bin/node', 'dist/healthcheck.js'])
+    }
+    expect(existsSync(join(ROOT, 'src/healthcheck.ts'))).toBe(true)
+    const config = configOf(envOf(sidelog.env))
+    const url = new URL(envOf(app.env).SIDELOG_URL ?? '')
+    expect([url.hostname, Number(url.port), url.pathname]).toEqual([
+      '127.0.0.1',
+      config.SIDELOG_PORT,
+      '/logs',
+    ])
+  })
+
+  it('locks both containers down: non-root, read-only root filesystem, no privilege escalation, no capabilities', () => {
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, fsGroup: 65532 })
+    for (const container of [sidelog, app]) {
+      expect(container.securityContext).toMatchObject({
+        runAsNonRoot: true,
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'] },
+      })
+      expect(container.resources.limits.cpu).toBeDefined()
+      expect(container.resources.limits.memory).toBeDefined()
+    }
+    expect(sidelog.resources.limits).toEqual({ cpu: '500m', memory: '256Mi' })
+  })
+
+  it("mounts an emptyDir where sidelog's DATA_DIR is, and /tmp", () => {
+    const config = configOf(envOf(sidelog.env))
+    const mounts = new Map(sidelog.volumeMounts.map((m: Yaml) => [m.mountPath, m.name]))
+    for (const path of [config.DATA_DIR, '/tmp']) {
+      const volume = pod.volumes.find((v: Yaml) => v.name === mounts.get(path))
+      expect(volume?.emptyDir, path).toBeDefined()
+    }
+    expect(config.DEAD_LETTER_DIR.startsWith(`${config.DATA_DIR}/`)).toBe(true)
+  })
+})
+
+describe('deploy/cloudfoundry/manifest.yml', () => {
+  const manifest: Yaml = parse(read('deploy/cloudfoundry/manifest.yml'))
+  const [app] = manifest.applications
+
+  it("runs sidelog as a sidecar of the app's web process, from the droplet", () => {
+    const [sidecar] = app.sidecars
+    expect(sidecar.name).toBe('sidelog')
+    expect(sidecar.process_types).toEqual(['web'])
+    expect(sidecar.command).toBe('node sidelog/dist/main.js')
+    expect(existsSync(join(ROOT, 'deploy/cloudfoundry', app.path))).toBe(true)
+  })
+
+  it('shares one environment that is a valid sidelog configuration and points the app at it', () => {
+    const config = configOf(app.env)
+    expect(config.SINKS).toEqual(['gcs'])
+    expect(config.SHUTDOWN_TIMEOUT).toBeLessThan(10)
+    const url = new URL(app.env.SIDELOG_URL)
+    expect([url.hostname, Number(url.port)]).toEqual(['127.0.0.1', config.SIDELOG_PORT])
+  })
+})
