@@ -17,7 +17,10 @@ export interface SidelogTransportOptions {
   readonly maxBufferedLines?: number
   /** The longest wait between two attempts of one request. */
   readonly maxRetryDelayMs?: number
-  /** How long close() keeps trying; what is still unsent then is written to stderr, never dropped silently. */
+  /**
+   * How long close() keeps trying; what is still unsent then is written to stderr, never dropped silently. Under
+   * pino at most 9 s: pino's end() kills a transport that takes 10 s.
+   */
   readonly closeTimeoutMs?: number
 }
 
@@ -140,9 +143,18 @@ export class SidelogShipper {
   }
 }
 
+/**
+ * pino's end() (called by the app, or by pino itself at exit) waits 10 s for its transport and then kills it: lines
+ * still unsent would vanish. The transport gives up a second before that and writes them to stderr instead.
+ */
+const PINO_END_LIMIT_MS = 9_000
+
 /** The pino transport entry point: `pino.transport({ target: 'sidelog/pino-transport', options })`. */
 export default async function sidelogTransport(options: SidelogTransportOptions = {}) {
-  const shipper = new SidelogShipper(options)
+  const shipper = new SidelogShipper({
+    ...options,
+    closeTimeoutMs: Math.min(options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, PINO_END_LIMIT_MS),
+  })
   return build(
     async (source: AsyncIterable<string>) => {
       for await (const line of source) await shipper.push(line)

@@ -64,7 +64,8 @@ async function runExample(lang: string, command: string, args: string[], tags: (
     RUN_ID: runId,
     COUNT: String(COUNT),
   }
-  const { stdout } = await run(command, args, { cwd: ROOT, env, timeout: 120_000 })
+  const { stdout, stderr } = await run(command, args, { cwd: ROOT, env, timeout: 120_000 })
+  if (!/sent|accepted/.test(stdout)) throw new Error(`${lang} example said: ${stdout}${stderr}`)
   runs.push({ lang, runId, tags: tags(runId) })
   return stdout
 }
@@ -72,12 +73,11 @@ async function runExample(lang: string, command: string, args: string[], tags: (
 const numbered = (runId: string) => Array.from({ length: COUNT }, (_, i) => `${runId}-${i}`)
 
 describe('examples against a saturated sidelog', () => {
-  it('all run at once and finish, each having waited out 429s', { timeout: 180_000 }, async () => {
+  it('all run (the pino one last) and finish, having waited out 429s', { timeout: 180_000 }, async () => {
     const goAvailable = await has('go')
     if (!goAvailable) console.warn('examples: go is not on PATH, so the Go example is not run here')
     const outputs = await Promise.all([
       runExample('node', process.execPath, ['examples/node/app.mjs'], numbered),
-      runExample('pino', process.execPath, ['examples/node/pino.mjs'], numbered),
       runExample('python', 'python3', ['examples/python/app.py'], numbered),
       runExample('curl', 'sh', ['examples/curl/send.sh'], (id) => [
         `${id}-single`,
@@ -86,6 +86,9 @@ describe('examples against a saturated sidelog', () => {
       ]),
       ...(goAvailable ? [runExample('go', 'go', ['run', 'examples/go/main.go'], numbered)] : []),
     ])
+    // The pino example sends everything while closing, which pino bounds at 10 s: it runs after the others, when
+    // the bucket works again and only the one-batch buffer says 429.
+    outputs.push(await runExample('pino', process.execPath, ['examples/node/pino.mjs'], numbered))
     for (const output of outputs) expect(output).toMatch(/sent|accepted/)
     const health = (await (await fetch(`${sidelog.url}/health`)).json()) as {
       refused_requests: Record<string, number>
