@@ -3,9 +3,11 @@ import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import type { Writable } from 'node:stream'
+import { getHeapStatistics } from 'node:v8'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import type { Config } from './config.js'
+import { type Config, heapProblem } from './config.js'
+import { ConfigError } from './errors.js'
 import { createEnricher } from './pipeline/enrich.js'
 import { type DrainSummary, Pipeline } from './pipeline/index.js'
 import { createServer } from './server.js'
@@ -24,6 +26,8 @@ export interface AppOptions {
   readonly stdout?: Writable
   /** Names batches and objects; unique per process unless a test fixes it. */
   readonly instanceId?: string
+  /** V8's heap limit; the real one unless a test gives another. */
+  readonly heapLimitBytes?: number
 }
 
 export interface App {
@@ -38,6 +42,8 @@ export interface App {
 
 export async function createApp(config: Config, options: AppOptions): Promise<App> {
   const { logger } = options
+  const heap = heapProblem(config, options.heapLimitBytes ?? getHeapStatistics().heap_size_limit)
+  if (heap) throw new ConfigError(heap)
   const instanceId = options.instanceId ?? randomBytes(6).toString('hex')
   const startedAt = Date.now()
 

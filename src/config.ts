@@ -325,6 +325,28 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   return Object.freeze(decoded as Config)
 }
 
+/**
+ * Buffered entries cost about 1.5 times their JSONL bytes of heap (bench/buffer-heap.ts: 28.8 MiB took 43 MiB), and
+ * every sink holds the same entries, so the heap must fit 1.5 × BUFFER_MAX_BYTES plus room to work in. A capped
+ * heap (NODE_OPTIONS=--max-old-space-size, as the container image sets) that cannot is a start-up error: it would
+ * otherwise crash with every buffered entry the first time a sink is down for long.
+ */
+export const HEAP_PER_BUFFERED_BYTE = 1.5
+export const HEAP_WORKING_BYTES = 48 * 1024 ** 2
+
+export function heapProblem(
+  config: Pick<Config, 'BUFFER_MAX_BYTES'>,
+  heapLimitBytes: number,
+): string | undefined {
+  const need = config.BUFFER_MAX_BYTES * HEAP_PER_BUFFERED_BYTE + HEAP_WORKING_BYTES
+  if (need <= heapLimitBytes) return undefined
+  const mib = (n: number) => `${Math.ceil(n / 1024 ** 2)} MiB`
+  return (
+    `BUFFER_MAX_BYTES (${mib(config.BUFFER_MAX_BYTES)}) needs about ${mib(need)} of heap when a sink is down, ` +
+    `but the heap limit is ${mib(heapLimitBytes)} (NODE_OPTIONS --max-old-space-size): lower BUFFER_MAX_BYTES or raise the limit`
+  )
+}
+
 /** The gcs sink's bucket: LOG_BUCKET or its alias GCS_BUCKET ('' when neither is set). */
 export function gcsBucket(config: Pick<Config, 'LOG_BUCKET' | 'GCS_BUCKET'>): string {
   return config.GCS_BUCKET || config.LOG_BUCKET

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ConfigSchema, helpText, loadConfig, parseBytes } from '../src/config.js'
+import { ConfigSchema, heapProblem, helpText, loadConfig, parseBytes } from '../src/config.js'
 import { ConfigError } from '../src/errors.js'
 
 describe('loadConfig', () => {
@@ -116,5 +116,19 @@ describe('helpText', () => {
       expect(help).toContain(String(schema.description))
       expect(help).toContain(`Accepts ${schema.accepts}.`)
     }
+  })
+})
+
+describe('heapProblem', () => {
+  const MiB = 1024 ** 2
+  it('passes buffers that fit the heap with room to work in', () => {
+    expect(heapProblem({ BUFFER_MAX_BYTES: 32 * MiB }, 134 * MiB)).toBeUndefined()
+    expect(heapProblem({ BUFFER_MAX_BYTES: 32 * MiB }, 4096 * MiB)).toBeUndefined()
+  })
+
+  it('names BUFFER_MAX_BYTES, what it needs and the limit when they do not fit', () => {
+    expect(heapProblem({ BUFFER_MAX_BYTES: 64 * MiB }, 134 * MiB)).toBe(
+      'BUFFER_MAX_BYTES (64 MiB) needs about 144 MiB of heap when a sink is down, but the heap limit is 134 MiB (NODE_OPTIONS --max-old-space-size): lower BUFFER_MAX_BYTES or raise the limit',
+    )
   })
 })

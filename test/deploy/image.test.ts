@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { heapProblem, loadConfig } from '../../src/config.js'
 import { readJsonlTree, tempDir } from '../helpers.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -34,6 +35,10 @@ function stages(): Instruction[][] {
 
 const arg = (stage: Instruction[], keyword: string) =>
   stage.filter((i) => i.keyword === keyword).map((i) => i.args)
+
+/** The NODE_OPTIONS the final stage sets. */
+const imageNodeOptions = () =>
+  /NODE_OPTIONS="([^"]+)"/.exec(arg(stages()[1] ?? [], 'ENV').join(' '))?.[1] ?? ''
 
 describe('Dockerfile', () => {
   const [build = [], final = []] = stages()
@@ -68,6 +73,16 @@ describe('Dockerfile', () => {
         expect(ignored, source).not.toContain(source)
       }
     }
+  })
+
+  it('caps the heap for a 256 MiB container, with room for the default buffers', () => {
+    expect(imageNodeOptions()).toBe('--max-semi-space-size=4 --max-old-space-size=128')
+    // V8's limit is the old space plus three semi-spaces; the default 32 MiB buffer must fit in it.
+    const limit = (128 + 3 * 4) * 1024 ** 2
+    expect(heapProblem(loadConfig({}), limit)).toBeUndefined()
+    expect(heapProblem(loadConfig({ BUFFER_MAX_BYTES: '64MiB' }), limit)).toContain(
+      'BUFFER_MAX_BYTES (64 MiB)',
+    )
   })
 
   it('keeps its data where the volume is, and the non-root user owns it', () => {
@@ -129,6 +144,8 @@ describe('the final stage, on a clean build', () => {
     const port = String(await freePort())
     const env = {
       PATH: process.env.PATH,
+      // The image's heap flags, so the process runs as it would in the container.
+      NODE_OPTIONS: imageNodeOptions(),
       SIDELOG_PORT: port,
       DATA_DIR: join(dir, 'data'),
       DEAD_LETTER_DIR: join(dir, 'data/dead-letter'),

@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { ConfigSchema } from '../../src/config.js'
 import { tempDir } from '../helpers.js'
-import { assertBuilt, MAIN } from './spawn.js'
+import { assertBuilt, MAIN, spawnSidelog } from './spawn.js'
 
 const run = promisify(execFile)
 
@@ -31,6 +31,18 @@ describe('sidelog command line', () => {
     expect(stderr).toContain(
       'FLUSH_INTERVAL="soon" is not valid: expected a number of seconds greater than 0',
     )
+  })
+
+  it('buffers that cannot fit a capped heap stop start-up with exit 1, naming BUFFER_MAX_BYTES', async () => {
+    const dir = await tempDir()
+    const env = { SIDELOG_PORT: '0', DATA_DIR: dir, NODE_OPTIONS: '--max-old-space-size=32' }
+    const { code, stderr } = await sidelog([], env)
+    expect(code).toBe(1)
+    expect(stderr).toContain('BUFFER_MAX_BYTES (32 MiB) needs about 96 MiB of heap when a sink is down')
+    // The same heap takes a buffer that fits.
+    const fits = await spawnSidelog({ ...env, BUFFER_MAX_BYTES: '8MiB' })
+    fits.child.kill('SIGTERM')
+    expect(await fits.exited).toEqual({ code: 0, signal: null })
   })
 
   it('a port already in use stops start-up with exit 1 and says which', async () => {
