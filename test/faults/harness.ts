@@ -1,0 +1,163 @@
+// The fault suite's common parts: clients that send entries with their own event_ids and remember which ones
+// sidelog acknowledged (202), and the accounting every scenario ends with: for each sink, delivered plus
+// dead-lettered equals acknowledged, by event_id, with no duplicates. Durations come from the environment so
+// that a longer soak can run by hand: FAULT_OUTAGE_S, FAULT_OVERLOAD_S.
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { expect } from 'vitest'
+import { listFiles, readJsonlTree } from '../jsonl-files.js'
+
+export const OUTAGE_S = Number(process.env.FAULT_OUTAGE_S ?? 20)
+export const OVERLOAD_S = Number(process.env.FAULT_OVERLOAD_S ?? 30)
+
+export interface ClientOptions {
+  readonly url: string
+  readonly clients: number
+  readonly perRequest: number
+  /** Ids are `<prefix>-c<client>-<n>`. */
+  readonly prefix: string
+  /** Clients stop starting requests once this returns true. */
+  readonly stop: () => boolean
+  /** Wait Retry-After after a 429/503 (a well-behaved client), or send again at once (an overload). */
+  readonly backOff: boolean
+}
+
+export interface ClientResult {
+  /** Entries answered 202. */
+  readonly acknowledged: Set<string>
+  /** Entries of requests whose answer never came (the connection broke): they may or may not have been taken. */
+  readonly uncertain: Set<string>
+  /** Answers by status code, and how many requests failed at the socket. */
+  readonly answers: Record<string, number>
+  readonly requests: number
+}
+
+/**
+ * Runs `clients` concurrent clients until `stop()`. A refused request is sent again with the same ids (the same
+ * entries), as a client that keeps its entries would; a request is never abandoned while it could still be
+ * accepted, except at stop.
+ */
+export async function runClients(options: ClientOptions): Promise<ClientResult> {
+  const acknowledged = new Set<string>()
+  const uncertain = new Set<string>()
+  const answers: Record<string, number> = {}
+  let requests = 0
+  const count = (key: string) => {
+    answers[key] = (answers[key] ?? 0) + 1
+  }
+  await Promise.all(
+    Array.from({ length: options.clients }, async (_, client) => {
+      let next = 0
+      while (!options.stop()) {
+        const ids = Array.from({ length: options.perRequest }, () => `${options.prefix}-c${client}-${next++}`)
+        const body = ids
+          .map((id, i) => JSON.stringify({ event_id: id, message: `entry ${i}`, level: 'info' }))
+          .join('\n')
+        for (;;) {
+          requests++
+          let res: Response
+          try {
+            res = await fetch(`${options.url}/logs`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/x-ndjson' },
+              body,
+            })
+            await res.text()
+          } catch {
+            count('socket error')
+            for (const id of ids) uncertain.add(id)
+            break
+          }
+          count(String(res.status))
+          if (res.status === 202) {
+            for (const id of ids) acknowledged.add(id)
+            break
+          }
+          if (res.status !== 429 && res.status !== 503) throw new Error(`unexpected answer ${res.status}`)
+          if (options.stop()) break
+          if (options.backOff) {
+            const seconds = Number(res.headers.get('retry-after')) || 0.2
+            await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+          }
+        }
+      }
+    }),
+  )
+  for (const id of acknowledged) uncertain.delete(id)
+  return { acknowledged, uncertain, answers, requests }
+}
+
+/** event_ids of the entries in a sink's dead-letter directory. */
+export async function deadLetteredIds(deadLetterDir: string, sink: string): Promise<string[]> {
+  const records = await readJsonlTree(join(deadLetterDir, sink))
+  return records.map((r) => (r.entry as { event_id: string }).event_id)
+}
+
+/** event_ids in a tree of JSONL files (the file sink). */
+export async function fileIds(dir: string): Promise<string[]> {
+  return (await readJsonlTree(dir)).map((e) => e.event_id as string)
+}
+
+/**
+ * The promise, checked for one sink: every acknowledged entry was delivered or dead-lettered, exactly once, and
+ * nothing else appeared except entries whose request's answer was lost.
+ */
+export function expectAccounted(
+  sink: string,
+  { acknowledged, uncertain }: ClientResult,
+  delivered: readonly string[],
+  deadLettered: readonly string[],
+): void {
+  const seen = new Map<string, number>()
+  for (const id of [...delivered, ...deadLettered]) seen.set(id, (seen.get(id) ?? 0) + 1)
+  const missing = [...acknowledged].filter((id) => !seen.has(id))
+  const duplicated = [...seen].filter(([, n]) => n > 1).map(([id]) => id)
+  const unexpected = [...seen.keys()].filter((id) => !acknowledged.has(id) && !uncertain.has(id))
+  expect({
+    sink,
+    missing: missing.slice(0, 5),
+    duplicated: duplicated.slice(0, 5),
+    unexpected: unexpected.slice(0, 5),
+  }).toEqual({
+    sink,
+    missing: [],
+    duplicated: [],
+    unexpected: [],
+  })
+  expect(acknowledged.size).toBeGreaterThan(0)
+}
+
+/** The process's peak resident set (VmHWM), in MiB: Linux only, read before the process exits. */
+export async function peakRssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kib = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1])
+  return Math.round(kib / 1024)
+}
+
+export interface Health {
+  readonly status: string
+  readonly buffer_size: number
+  readonly sinks: Record<string, Record<string, number>>
+  readonly refused_requests: Record<string, number>
+}
+
+export async function getHealth(url: string): Promise<Health> {
+  return (await (await fetch(`${url}/health`)).json()) as Health
+}
+
+/** Polls /health until `ready(health)` holds: a condition, not a sleep. */
+export async function waitForHealth(
+  url: string,
+  ready: (health: Health) => boolean,
+  timeoutMs = 120_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const health = await getHealth(url)
+    if (ready(health)) return
+    if (Date.now() > deadline) throw new Error(`health never became ready: ${JSON.stringify(health)}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+export { listFiles }
