@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
-import { afterEach } from 'vitest'
+import { afterEach, expect } from 'vitest'
+import type { App } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
 import { createLogEvent, type LogEvent } from '../src/event.js'
 
@@ -50,4 +51,15 @@ export function catchError(fn: () => unknown): Error {
     return err as Error
   }
   throw new Error('expected an error')
+}
+
+/** POSTs `entries` to an in-process app as one NDJSON body and expects them accepted (202). */
+export async function postAccepted(app: App, entries: readonly object[]): Promise<void> {
+  const res = await app.server.inject({
+    method: 'POST',
+    url: '/logs',
+    payload: entries.map((e) => JSON.stringify(e)).join('\n'),
+    headers: { 'content-type': 'application/x-ndjson' },
+  })
+  expect(res.statusCode).toBe(202)
 }

@@ -5,7 +5,11 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'vitest'
-import { listFiles, readJsonlTree } from '../jsonl-files.js'
+import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
+import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
+import { FakeGcsServer } from '../fakes/gcs-server.js'
+import { tempDir } from '../helpers.js'
+import { readJsonlTree } from '../jsonl-files.js'
 
 export const OUTAGE_S = Number(process.env.FAULT_OUTAGE_S ?? 20)
 export const OVERLOAD_S = Number(process.env.FAULT_OVERLOAD_S ?? 30)
@@ -160,4 +164,72 @@ export async function waitForHealth(
   }
 }
 
-export { listFiles }
+export interface CloudSinks {
+  readonly gcs: FakeGcsServer
+  readonly bq: FakeBigQueryServer
+  readonly sidelog: SidelogProcess
+  readonly bucket: string
+  readonly table: string
+  readonly deadLetterDir: string
+  /** event_ids in the bucket's objects and the table's rows. */
+  inBucket(): string[]
+  inTable(): string[]
+  /** Answers 503 to every upload and insert from now on, until `recover()`. */
+  failAll(): void
+  recover(): void
+  stop(): Promise<void>
+}
+
+/** The real process with SINKS=gcs,bigquery against both fakes, started healthy (faults come after start-up). */
+export async function startCloudSinks(name: string, env: Record<string, string> = {}): Promise<CloudSinks> {
+  const gcs = new FakeGcsServer()
+  const bq = new FakeBigQueryServer()
+  await Promise.all([gcs.start(), bq.start()])
+  const bucket = `${name}-logs`
+  gcs.buckets.add(bucket)
+  const dir = await tempDir()
+  const deadLetterDir = join(dir, 'dead-letter')
+  const sidelog = await spawnSidelog({
+    SINKS: 'gcs,bigquery',
+    LOG_BUCKET: bucket,
+    GCS_ENDPOINT: gcs.url,
+    BQ_ENDPOINT: bq.url,
+    BQ_PROJECT: 'test-project',
+    BQ_DATASET: 'app_logs',
+    BQ_TABLE: name,
+    FLUSH_INTERVAL: '0.2',
+    RETRY_INITIAL_BACKOFF: '0.1',
+    DATA_DIR: join(dir, 'data'),
+    DEAD_LETTER_DIR: deadLetterDir,
+    ...env,
+  })
+  return {
+    gcs,
+    bq,
+    sidelog,
+    bucket,
+    table: name,
+    deadLetterDir,
+    inBucket: () =>
+      gcs.list(bucket).flatMap((o) =>
+        o.data
+          .toString()
+          .trim()
+          .split('\n')
+          .map((line) => (JSON.parse(line) as { event_id: string }).event_id),
+      ),
+    inTable: () => bq.rowsOf('app_logs', name).map((r) => r.event_id as string),
+    failAll() {
+      gcs.inject({ kind: 'status', status: 503 }, { target: 'upload', times: Number.MAX_SAFE_INTEGER })
+      bq.inject({ kind: 'status', status: 503 }, { target: 'insert', times: Number.MAX_SAFE_INTEGER })
+    },
+    recover() {
+      gcs.clearFaults()
+      bq.clearFaults()
+    },
+    async stop() {
+      sidelog.child.kill('SIGKILL')
+      await Promise.all([gcs.stop(), bq.stop()])
+    },
+  }
+}

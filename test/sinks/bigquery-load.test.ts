@@ -10,7 +10,14 @@ import { ConfigError } from '../../src/errors.js'
 import { loadJobId } from '../../src/sinks/bigquery-load.js'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
-import { catchError, QUICK_RETRIES_MANUAL_FLUSH, silentLogger, tempDir, testConfig } from '../helpers.js'
+import {
+  catchError,
+  postAccepted,
+  QUICK_RETRIES_MANUAL_FLUSH,
+  silentLogger,
+  tempDir,
+  testConfig,
+} from '../helpers.js'
 
 const BUCKET = 'staging'
 let gcs: FakeGcsServer
@@ -49,16 +56,10 @@ async function startApp(dir?: string, env: Record<string, string> = {}) {
 
 /** Posts `count` entries and seals them as one batch, staged as one object once the write is done. */
 async function stageBatch(app: App, count: number, prefix: string, extra: object = {}) {
-  const body = Array.from({ length: count }, (_, i) =>
-    JSON.stringify({ tag: `${prefix}${i}`, message: `hello ${i}`, ...extra }),
-  ).join('\n')
-  const res = await app.server.inject({
-    method: 'POST',
-    url: '/logs',
-    payload: body,
-    headers: { 'content-type': 'application/x-ndjson' },
-  })
-  expect(res.statusCode).toBe(202)
+  await postAccepted(
+    app,
+    Array.from({ length: count }, (_, i) => ({ tag: `${prefix}${i}`, message: `hello ${i}`, ...extra })),
+  )
   app.pipeline.flushAll()
   await app.pipeline.onIdle()
 }

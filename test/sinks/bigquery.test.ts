@@ -1,11 +1,18 @@
 // The bigquery sink through the whole app, with the real @google-cloud/bigquery client over HTTP against the fake.
 import { PassThrough } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { type App, createApp } from '../../src/app.js'
+import { createApp } from '../../src/app.js'
 import { ConfigError } from '../../src/errors.js'
 import { DEFAULT_SCHEMA, planRows, toRow } from '../../src/sinks/bigquery-table.js'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
-import { QUICK_RETRIES_MANUAL_FLUSH, readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
+import {
+  postAccepted,
+  QUICK_RETRIES_MANUAL_FLUSH,
+  readJsonlTree,
+  silentLogger,
+  tempDir,
+  testConfig,
+} from '../helpers.js'
 
 let fake: FakeBigQueryServer
 
@@ -32,16 +39,6 @@ async function startApp(env: Record<string, string> = {}) {
   return { app, config }
 }
 
-async function post(app: App, entries: object[]) {
-  const res = await app.server.inject({
-    method: 'POST',
-    url: '/logs',
-    payload: entries.map((e) => JSON.stringify(e)).join('\n'),
-    headers: { 'content-type': 'application/x-ndjson' },
-  })
-  expect(res.statusCode).toBe(202)
-}
-
 const entries = (count: number, prefix = 'e') =>
   Array.from({ length: count }, (_, i) => ({ tag: `${prefix}${i}`, message: `hello ${i}`, level: 'info' }))
 
@@ -59,7 +56,7 @@ describe('bigquery sink', () => {
 
   it("fills the columns and payload, with each row's insertId its event_id", async () => {
     const { app } = await startApp()
-    await post(app, [{ message: 'paid', level: 'warn', order: 7 }])
+    await postAccepted(app, [{ message: 'paid', level: 'warn', order: 7 }])
     await app.close()
     const [stored] = fake.rows.get('app_logs.request_logs') ?? []
     const payload = JSON.parse(stored?.json.payload as string)
@@ -79,7 +76,7 @@ describe('bigquery sink', () => {
     const batch = entries(500)
     Object.assign(batch[17] as object, { timestamp: 'not a time' })
     Object.assign(batch[401] as object, { timestamp: 'yesterday' })
-    await post(app, batch)
+    await postAccepted(app, batch)
     const summary = await app.close()
     expect(summary).toMatchObject({ delivered: 498, dead_lettered: 2 })
     expect(tags()).toHaveLength(498)
@@ -97,7 +94,7 @@ describe('bigquery sink', () => {
   it('after a 503, re-sends with the same insertIds and stores no duplicate', async () => {
     fake.inject({ kind: 'status', status: 503 })
     const { app } = await startApp()
-    await post(app, entries(10))
+    await postAccepted(app, entries(10))
     const summary = await app.close()
     expect(summary).toMatchObject({ delivered: 10, dead_lettered: 0 })
     expect(tags().sort()).toEqual(
@@ -111,7 +108,7 @@ describe('bigquery sink', () => {
   it('when the answer is lost, the retry is de-duplicated by insertId: each row once', async () => {
     fake.inject({ kind: 'lost-answer' })
     const { app } = await startApp()
-    await post(app, entries(20))
+    await postAccepted(app, entries(20))
     const summary = await app.close()
     expect(summary).toMatchObject({ delivered: 20, dead_lettered: 0 })
     expect(fake.inserts()).toHaveLength(2)
@@ -121,7 +118,7 @@ describe('bigquery sink', () => {
   it('retries rows BigQuery refused for a passing reason (backendError) instead of dead-lettering them', async () => {
     fake.failRows('backendError')
     const { app } = await startApp()
-    await post(app, entries(5))
+    await postAccepted(app, entries(5))
     const summary = await app.close()
     expect(summary).toMatchObject({ delivered: 5, dead_lettered: 0 })
     expect(tags()).toHaveLength(5)
@@ -130,7 +127,7 @@ describe('bigquery sink', () => {
 
   it('splits 1,200 rows into requests of at most 500', async () => {
     const { app } = await startApp({ BATCH_SIZE: '1200' })
-    await post(app, entries(1200))
+    await postAccepted(app, entries(1200))
     await app.close()
     expect(fake.inserts()).toHaveLength(3)
     expect(tags()).toHaveLength(1200)
@@ -138,7 +135,11 @@ describe('bigquery sink', () => {
 
   it('dead-letters a row over 1 MB alone; its neighbours are delivered', async () => {
     const { app, config } = await startApp({ MAX_ENTRY_BYTES: '2MiB', BATCH_BYTES: '8MiB' })
-    await post(app, [{ tag: 'small-1' }, { tag: 'huge', blob: 'x'.repeat(1_100_000) }, { tag: 'small-2' }])
+    await postAccepted(app, [
+      { tag: 'small-1' },
+      { tag: 'huge', blob: 'x'.repeat(1_100_000) },
+      { tag: 'small-2' },
+    ])
     const summary = await app.close()
     expect(summary).toMatchObject({ delivered: 2, dead_lettered: 1 })
     expect(tags().sort()).toEqual(['small-1', 'small-2'])
@@ -149,7 +150,7 @@ describe('bigquery sink', () => {
   it('dead-letters a batch refused with 403, with the reason', async () => {
     fake.inject({ kind: 'status', status: 403 })
     const { app, config } = await startApp()
-    await post(app, entries(3))
+    await postAccepted(app, entries(3))
     const summary = await app.close()
     expect(summary).toMatchObject({ delivered: 0, dead_lettered: 3 })
     const records = await readJsonlTree(config.DEAD_LETTER_DIR)
@@ -163,7 +164,7 @@ describe('bigquery sink', () => {
       { name: 'extra', type: 'JSON' },
     ])
     const { app } = await startApp()
-    await post(app, [{ message: 'hi', user: { id: 3 } }])
+    await postAccepted(app, [{ message: 'hi', user: { id: 3 } }])
     await app.close()
     const [row] = fake.rowsOf('app_logs', 'request_logs')
     expect(row?.message).toBe('hi')
@@ -178,7 +179,7 @@ describe('bigquery sink', () => {
     // A retried request must not count its dropped fields twice.
     fake.inject({ kind: 'status', status: 503 })
     const { app } = await startApp()
-    await post(app, [{ message: 'hi', user: 'ann' }])
+    await postAccepted(app, [{ message: 'hi', user: 'ann' }])
     app.pipeline.flushAll()
     await app.pipeline.onIdle()
     const health = (await app.server.inject({ method: 'GET', url: '/health' })).json()

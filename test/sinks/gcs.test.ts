@@ -7,7 +7,14 @@ import { ConfigError, PermanentError } from '../../src/errors.js'
 import { classifyGcsError } from '../../src/sinks/gcs.js'
 import { statusOf } from '../../src/sinks/google-errors.js'
 import { FakeGcsServer, type StoredObject } from '../fakes/gcs-server.js'
-import { QUICK_RETRIES_MANUAL_FLUSH, readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
+import {
+  postAccepted,
+  QUICK_RETRIES_MANUAL_FLUSH,
+  readJsonlTree,
+  silentLogger,
+  tempDir,
+  testConfig,
+} from '../helpers.js'
 
 const BUCKET = 'my-logs'
 let fake: FakeGcsServer
@@ -37,16 +44,11 @@ async function startApp(env: Record<string, string> = {}) {
   return { app, config }
 }
 
-async function postEntries(app: App, count: number, tag = 'e') {
-  const body = Array.from({ length: count }, (_, i) => JSON.stringify({ tag: `${tag}${i}` })).join('\n')
-  const res = await app.server.inject({
-    method: 'POST',
-    url: '/logs',
-    payload: body,
-    headers: { 'content-type': 'application/x-ndjson' },
-  })
-  expect(res.statusCode).toBe(202)
-}
+const postEntries = (app: App, count: number, tag = 'e') =>
+  postAccepted(
+    app,
+    Array.from({ length: count }, (_, i) => ({ tag: `${tag}${i}` })),
+  )
 
 function rowsOf(objects: StoredObject[]): Record<string, unknown>[] {
   return objects.flatMap((o) => {
