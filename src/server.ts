@@ -84,7 +84,7 @@ export function createServer(options: ServerOptions): FastifyInstance {
     return503OnClosing: true,
   })
 
-  // Refused requests by error code (QUEUE_FULL, INVALID_JSON, ...): what a client was told, in /health.
+  // Refused requests by error code (BUFFER_FULL, INVALID_JSON, ...): what clients were told, shown in /health.
   const refused: Record<string, number> = {}
   app.setErrorHandler((err, request, reply) => {
     const { status, body, retryAfterS } = toErrorReply(err, options.bodyLimit)

@@ -154,6 +154,8 @@ interface LoaderOptions {
 class Loader {
   private readonly unassigned = new Set<string>()
   private readonly running = new Map<string, LoadJob>()
+  /** The objects of the running jobs. */
+  private readonly assigned = new Set<string>()
   private readonly runs = new Set<Promise<void>>()
   /** Objects loaded (or recorded as failed) lately, by when: see `rememberMs`. */
   private readonly recent = new Map<string, number>()
@@ -177,9 +179,7 @@ class Loader {
   }
 
   get pendingObjects(): number {
-    let inJobs = 0
-    for (const job of this.running.values()) inJobs += job.objects.length
-    return this.unassigned.size + inJobs
+    return this.unassigned.size + this.assigned.size
   }
 
   /**
@@ -188,8 +188,7 @@ class Loader {
    * that second staging of the same name is ignored here.
    */
   async stage(name: string): Promise<void> {
-    if (this.unassigned.has(name) || this.recent.has(name)) return
-    for (const job of this.running.values()) if (job.objects.includes(name)) return
+    if (this.unassigned.has(name) || this.assigned.has(name) || this.recent.has(name)) return
     this.unassigned.add(name)
     this.stats.staged_objects++
     await this.options.journal.append({ staged: name }).catch((err: unknown) => {
@@ -227,7 +226,6 @@ class Loader {
   private assign(job: LoadJob): void {
     // Only after a crash between journaling a retry and ending its predecessor can the same job come twice.
     if (this.running.has(job.id)) return
-    this.running.set(job.id, job)
     const journaled = this.options.journal
       .append({ job: job.id, objects: job.objects, attempt: job.attempt })
       .catch((err: unknown) =>
@@ -238,6 +236,7 @@ class Loader {
 
   private follow(job: LoadJob, after: Promise<unknown> = Promise.resolve()): void {
     this.running.set(job.id, job)
+    for (const name of job.objects) this.assigned.add(name)
     const run = after.then(() => this.run(job))
     this.runs.add(run)
     void run.finally(() => this.runs.delete(run))
@@ -346,8 +345,14 @@ class Loader {
     }
     if (outcome === 'loaded') this.stats.loaded_jobs++
     this.running.delete(job.id)
-    const now = Date.now()
-    if (outcome !== 'retried') for (const name of job.objects) this.recent.set(name, now)
+    // A retried job's objects already belong to its successor.
+    if (outcome !== 'retried') {
+      const now = Date.now()
+      for (const name of job.objects) {
+        this.assigned.delete(name)
+        this.recent.set(name, now)
+      }
+    }
     await this.options.journal.append({ ended: job.id, outcome }).catch((err: unknown) => {
       this.options.logger.error({ job: job.id, err: errorMessage(err) }, 'load journal: job end not recorded')
     })
