@@ -1,0 +1,234 @@
+// The disk spool's storage (issue 5; not wired into the pipeline yet): an append-only log of records, each with a
+// sequence number, in segment files named by the first sequence number they hold. A record is
+// [u32 payload length][u32 crc32 of seq and payload][u64 seq][payload]. Opening the log checks every record: a torn
+// or corrupt record is logged with its byte offset, the segment is copied aside as `.corrupt` and truncated there,
+// and start-up goes on; numbers the cut-off bytes could have used are skipped, never reused. The newest segment is
+// never deleted, so the next sequence number survives a restart even when everything has been delivered.
+import { copyFile, type FileHandle, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { crc32 } from 'node:zlib'
+import type { Logger } from 'pino'
+
+const HEADER_BYTES = 16
+const SUFFIX = '.seg'
+
+export type FsyncPolicy = 'always' | 'interval' | 'never'
+
+export interface SegmentLogOptions {
+  /** A segment is closed and a new one started once it holds this many bytes. */
+  readonly segmentBytes: number
+  /** always: every append is synced before it resolves; interval: synced every `fsyncIntervalMs`; never: left to the OS. */
+  readonly fsync: FsyncPolicy
+  readonly fsyncIntervalMs?: number
+  /** The largest payload a record may hold; a longer length field can only be corruption. */
+  readonly maxRecordBytes: number
+  readonly logger: Logger
+}
+
+export interface SpoolRecord {
+  readonly seq: number
+  readonly payload: Buffer
+}
+
+interface Segment {
+  readonly path: string
+  readonly firstSeq: number
+  /** firstSeq - 1 while empty. */
+  lastSeq: number
+  bytes: number
+}
+
+const segmentName = (firstSeq: number) => `${String(firstSeq).padStart(16, '0')}${SUFFIX}`
+
+function checksum(seq: Buffer, payload: Buffer): number {
+  return crc32(payload, crc32(seq))
+}
+
+function encode(seq: number, payload: Buffer): Buffer {
+  const record = Buffer.allocUnsafe(HEADER_BYTES + payload.length)
+  record.writeUInt32BE(payload.length, 0)
+  record.writeBigUInt64BE(BigInt(seq), 8)
+  record.writeUInt32BE(checksum(record.subarray(8, 16), payload), 4)
+  payload.copy(record, HEADER_BYTES)
+  return record
+}
+
+/**
+ * The valid records of a segment's bytes, from the start up to the first record that is torn (cut short), corrupt
+ * (checksum), implausible (length) or out of sequence; `validBytes` is where that record starts.
+ */
+export function decodeSegment(
+  data: Buffer,
+  firstSeq: number,
+  maxRecordBytes: number,
+): { records: SpoolRecord[]; validBytes: number; problem?: string } {
+  const records: SpoolRecord[] = []
+  let offset = 0
+  let expected = firstSeq
+  while (offset < data.length) {
+    if (data.length - offset < HEADER_BYTES)
+      return { records, validBytes: offset, problem: 'torn record header' }
+    const length = data.readUInt32BE(offset)
+    if (length > maxRecordBytes)
+      return { records, validBytes: offset, problem: `implausible length ${length}` }
+    if (data.length - offset - HEADER_BYTES < length)
+      return { records, validBytes: offset, problem: 'torn record' }
+    const seqBytes = data.subarray(offset + 8, offset + 16)
+    const payload = data.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length)
+    if (checksum(seqBytes, payload) !== data.readUInt32BE(offset + 4)) {
+      return { records, validBytes: offset, problem: 'checksum mismatch' }
+    }
+    const seq = Number(seqBytes.readBigUInt64BE(0))
+    if (seq !== expected)
+      return { records, validBytes: offset, problem: `sequence ${seq} where ${expected} was due` }
+    records.push({ seq, payload })
+    expected++
+    offset += HEADER_BYTES + length
+  }
+  return { records, validBytes: offset }
+}
+
+export class SegmentLog {
+  private readonly segments: Segment[] = []
+  private handle: FileHandle | undefined
+  private nextSeq = 1
+  private tail: Promise<unknown> = Promise.resolve()
+  private dirty = false
+  private timer: NodeJS.Timeout | undefined
+
+  private constructor(
+    readonly dir: string,
+    private readonly options: SegmentLogOptions,
+  ) {}
+
+  /** Opens (or creates) the log in `dir`, checking every record; never throws for damaged segments. */
+  static async open(dir: string, options: SegmentLogOptions): Promise<SegmentLog> {
+    const log = new SegmentLog(dir, options)
+    await mkdir(dir, { recursive: true })
+    const names = (await readdir(dir)).filter((n) => /^\d{16}\.seg$/.test(n)).sort()
+    for (const name of names) {
+      const path = join(dir, name)
+      const firstSeq = Number(name.slice(0, 16))
+      // Sequence numbers only grow: a segment that starts before the end of the previous one is damage too.
+      const data = await readFile(path)
+      const { records, validBytes, problem } = decodeSegment(data, firstSeq, options.maxRecordBytes)
+      if (problem) {
+        options.logger.warn(
+          { segment: path, byte_offset: validBytes, problem, kept_records: records.length },
+          'spool: damaged segment truncated at the first bad record (a copy is kept as .corrupt)',
+        )
+        await copyFile(path, `${path}.corrupt`)
+        const handle = await open(path, 'r+')
+        await handle.truncate(validBytes)
+        await handle.sync()
+        await handle.close()
+      }
+      const lastSeq = firstSeq + records.length - 1
+      log.segments.push({ path, firstSeq, lastSeq, bytes: validBytes })
+      // The bytes cut off may have held records whose numbers a sink's journal already knows: never give those
+      // numbers out again. Each record takes at least HEADER_BYTES, which bounds how many there could have been.
+      const lost = Math.ceil((data.length - validBytes) / HEADER_BYTES)
+      log.nextSeq = Math.max(log.nextSeq, lastSeq + 1 + lost)
+    }
+    const last = log.segments.at(-1)
+    if (last && last.lastSeq + 1 === log.nextSeq) {
+      log.handle = await open(last.path, 'a')
+    } else {
+      await log.startSegment()
+    }
+    if (options.fsync === 'interval') {
+      log.timer = setInterval(() => void log.sync(), options.fsyncIntervalMs ?? 1000)
+      log.timer.unref()
+    }
+    return log
+  }
+
+  /** Bytes on disk, across segments: what SPOOL_MAX_BYTES bounds. */
+  get bytes(): number {
+    return this.segments.reduce((sum, s) => sum + s.bytes, 0)
+  }
+
+  /** The sequence number the next record will get. */
+  get next(): number {
+    return this.nextSeq
+  }
+
+  /** Appends one record per payload, in order; resolves with their sequence numbers once written (and synced, per policy). */
+  append(payloads: readonly Buffer[]): Promise<{ firstSeq: number; lastSeq: number }> {
+    return this.enqueue(async () => {
+      const firstSeq = this.nextSeq
+      const data = Buffer.concat(payloads.map((payload, i) => encode(firstSeq + i, payload)))
+      let current = this.current()
+      if (current.bytes > 0 && current.bytes + data.length > this.options.segmentBytes) {
+        await this.startSegment()
+        current = this.current()
+      }
+      await this.handle?.write(data)
+      current.bytes += data.length
+      current.lastSeq = firstSeq + payloads.length - 1
+      this.nextSeq = current.lastSeq + 1
+      if (this.options.fsync === 'always') await this.handle?.datasync()
+      else this.dirty = true
+      return { firstSeq, lastSeq: current.lastSeq }
+    })
+  }
+
+  /** Every record from `fromSeq` on, in order, as written so far (gaps left by damage are skipped). */
+  async *read(fromSeq: number): AsyncGenerator<SpoolRecord> {
+    for (const segment of [...this.segments]) {
+      if (segment.lastSeq < fromSeq) continue
+      const data = (await readFile(segment.path)).subarray(0, segment.bytes)
+      const { records } = decodeSegment(data, segment.firstSeq, this.options.maxRecordBytes)
+      for (const record of records) if (record.seq >= fromSeq) yield record
+    }
+  }
+
+  /** Deletes the segments whose records are all at or below `seq`, except the newest one. */
+  async deleteThrough(seq: number): Promise<number> {
+    let deleted = 0
+    while (this.segments.length > 1 && (this.segments[0]?.lastSeq ?? Number.POSITIVE_INFINITY) <= seq) {
+      const segment = this.segments.shift() as Segment
+      await unlink(segment.path)
+      deleted++
+    }
+    return deleted
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer)
+    await this.enqueue(async () => {
+      if (this.options.fsync !== 'never') await this.handle?.datasync()
+      await this.handle?.close()
+      this.handle = undefined
+    })
+  }
+
+  private async sync(): Promise<void> {
+    await this.enqueue(async () => {
+      if (!this.dirty) return
+      this.dirty = false
+      await this.handle?.datasync()
+    })
+  }
+
+  private current(): Segment {
+    return this.segments.at(-1) as Segment
+  }
+
+  private async startSegment(): Promise<void> {
+    if (this.handle) {
+      if (this.options.fsync !== 'never') await this.handle.datasync()
+      await this.handle.close()
+    }
+    const path = join(this.dir, segmentName(this.nextSeq))
+    this.handle = await open(path, 'a')
+    const { size } = await stat(path)
+    this.segments.push({ path, firstSeq: this.nextSeq, lastSeq: this.nextSeq - 1, bytes: size })
+  }
+
+  private enqueue<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(step)
+    this.tail = run.catch(() => {})
+    return run
+  }
+}
