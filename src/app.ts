@@ -15,6 +15,7 @@ import { createDeadLetterStore } from './sinks/dead-letter.js'
 import { sinkFactories } from './sinks/index.js'
 import type { Sink } from './sinks/sink.js'
 import { registerHttpSource } from './sources/http.js'
+import { Spool } from './spool/index.js'
 
 /** Retry-After for a 429: the buffer frees as batches are written, usually within a second. */
 const RETRY_AFTER_MS = 1000
@@ -52,8 +53,20 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     sinks.push(await sinkFactories[kind]({ config, logger, stdout: options.stdout ?? process.stdout }))
   }
 
+  const spool = config.SPOOL_DIR
+    ? await Spool.open({
+        dir: config.SPOOL_DIR,
+        fsync: config.SPOOL_FSYNC,
+        maxBytes: config.SPOOL_MAX_BYTES,
+        maxEntryBytes: config.MAX_ENTRY_BYTES,
+        sinks: sinks.map((sink) => sink.name),
+        logger,
+      })
+    : undefined
+
   const pipeline = new Pipeline({
     sinks,
+    ...(spool ? { spool } : {}),
     batching: {
       instanceId,
       maxBatchEvents: config.BATCH_SIZE,
@@ -73,6 +86,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     logger,
     retryAfterMs: RETRY_AFTER_MS,
   })
+  // Before listening: what the last run accepted and did not finish goes out first.
+  if (spool) pipeline.replay(await spool.recover())
 
   const server = createServer({
     logger,
@@ -120,6 +135,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       // Whatever connection is still open (a slow upload) holds nothing accepted: do not wait for it.
       server.server.closeAllConnections()
       await serverClosed
+      await spool?.close()
       return summary
     },
   }

@@ -259,6 +259,24 @@ export const ConfigSchema = Type.Object({
       'BigQuery API endpoint, for an emulator such as bigquery-emulator; sidelog then sends a placeholder token.',
     accepts: 'an http(s) URL without a path, e.g. http://127.0.0.1:9050',
   }),
+  SPOOL_DIR: Type.String({
+    default: '',
+    description:
+      'Disk spool: with it, a 202 means the entries are on disk, and a restart after a crash delivers them (once per sink, by batch name and event_id). Empty: memory only.',
+    accepts: 'a directory path, or empty for no spool',
+  }),
+  SPOOL_FSYNC: Type.Union([Type.Literal('always'), Type.Literal('interval'), Type.Literal('never')], {
+    default: 'always',
+    description:
+      'always: fsync before every 202 (survives power loss); interval: fsync every second (a crash of sidelog loses nothing, power loss up to a second); never: the OS decides.',
+    accepts: 'always, interval or never',
+  }),
+  SPOOL_MAX_BYTES: bytes(
+    '256MiB',
+    1024 ** 2,
+    1024 ** 4,
+    'Disk the spool may use; past it new requests get 429 until sinks catch up.',
+  ),
   LABELS: Type.Transform(
     Type.String({
       default: '',
@@ -364,6 +382,7 @@ function crossCheck(c: Config): string[] {
   order('BATCH_BYTES', 'BUFFER_MAX_BYTES', 'one batch must fit in the buffer')
   order('BATCH_SIZE', 'BUFFER_MAX_EVENTS', 'one batch must fit in the buffer')
   order('RETRY_INITIAL_BACKOFF', 'RETRY_MAX_BACKOFF', 'the first delay cannot be above the largest')
+  if (c.SPOOL_DIR) order('BUFFER_MAX_BYTES', 'SPOOL_MAX_BYTES', 'the spool must hold a full buffer')
   if (c.LOG_BUCKET && c.GCS_BUCKET && c.LOG_BUCKET !== c.GCS_BUCKET) {
     problems.push(`LOG_BUCKET (${c.LOG_BUCKET}) and GCS_BUCKET (${c.GCS_BUCKET}) differ: set one of them`)
   }

@@ -38,12 +38,15 @@ export class PartialWriteError extends Error {
   }
 }
 
-/** The buffer of at least one sink has no room for the request: the client should retry after `retryAfterMs`. */
+/**
+ * The buffer of at least one sink (BUFFER_FULL), or the disk spool (SPOOL_FULL), has no room for the request: the
+ * client should retry after `retryAfterMs`.
+ */
 export class QueueFullError extends Error {
-  readonly code = 'BUFFER_FULL'
   constructor(
     message: string,
     readonly retryAfterMs: number,
+    readonly code: 'BUFFER_FULL' | 'SPOOL_FULL' = 'BUFFER_FULL',
   ) {
     super(message)
     this.name = 'QueueFullError'
@@ -92,4 +95,9 @@ export class ConfigError extends Error {
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message || err.name
   return String(err)
+}
+
+/** The spool could not be written: the entries are in memory and will be delivered, but were not made durable. */
+export class SpoolWriteError extends Error {
+  readonly code = 'SPOOL_WRITE_FAILED'
 }

@@ -8,6 +8,8 @@ export interface LogEvent {
   readonly line: string
   /** UTF-8 bytes of `line` plus its newline: what the entry costs in a JSONL object and in the buffer. */
   readonly bytes: number
+  /** Its place in the disk spool's log, given when the entry is accepted (only with SPOOL_DIR). */
+  seq?: number
 }
 
 /** A sealed group of events handed to one sink. Every retry of it writes the same `name`. */

@@ -7,7 +7,14 @@ import Fastify, {
   LogController,
 } from 'fastify'
 import type { Logger } from 'pino'
-import { bodyTooLarge, errorMessage, InputError, QueueFullError, ShuttingDownError } from './errors.js'
+import {
+  bodyTooLarge,
+  errorMessage,
+  InputError,
+  QueueFullError,
+  ShuttingDownError,
+  SpoolWriteError,
+} from './errors.js'
 
 export interface ServerOptions {
   readonly logger: Logger
@@ -41,6 +48,15 @@ export function toErrorReply(
       status: 429,
       body: { error: err.code, message: err.message },
       retryAfterS: Math.max(1, Math.ceil(err.retryAfterMs / 1000)),
+    }
+  }
+  if (err instanceof SpoolWriteError) {
+    return {
+      status: 500,
+      body: {
+        error: err.code,
+        message: `${err.message}; the entries are buffered in memory and will be delivered, but not durably: do not resend them`,
+      },
     }
   }
   if (err instanceof ShuttingDownError)

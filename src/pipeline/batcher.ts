@@ -91,6 +91,20 @@ export class Batcher {
     }
     this.open = []
     this.openBytes = 0
+    this.dispatch(batch)
+  }
+
+  /**
+   * Queues a batch formed elsewhere (a spool's batch re-sent after a restart, under its original name) for delivery;
+   * it counts against the bounds like any other.
+   */
+  enqueue(batch: Batch): void {
+    this.held.events += batch.events.length
+    this.held.bytes += batch.bytes
+    this.dispatch(batch)
+  }
+
+  private dispatch(batch: Batch): void {
     void this.queue.add(async () => {
       try {
         await this.options.deliver(batch)

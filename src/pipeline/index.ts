@@ -1,11 +1,19 @@
 // The pipeline: one lane per sink (bounded batcher → retrying sink → dead-letter store), all-or-nothing accept(),
 // per-sink counters, and a drain that delivers what it can before a deadline and dead-letters the rest.
 import type { Logger } from 'pino'
-import { errorMessage, InputError, QueueFullError, type RejectedEvent, ShuttingDownError } from '../errors.js'
+import {
+  errorMessage,
+  InputError,
+  QueueFullError,
+  type RejectedEvent,
+  ShuttingDownError,
+  SpoolWriteError,
+} from '../errors.js'
 import type { Batch, LogEvent } from '../event.js'
 import type { DeadLetterStore } from '../sinks/dead-letter.js'
 import { DeliveryFailedError, type RetryPolicy, withRetry } from '../sinks/retry.js'
 import type { Sink } from '../sinks/sink.js'
+import type { Recovered, Spool } from '../spool/index.js'
 import { Batcher, type BatcherOptions } from './batcher.js'
 
 export interface PipelineOptions {
@@ -16,6 +24,8 @@ export interface PipelineOptions {
   readonly logger: Logger
   /** Retry-After given with a 429. */
   readonly retryAfterMs: number
+  /** The disk spool (SPOOL_DIR), if any: accepted entries are appended to it, and every sink's batches journaled. */
+  readonly spool?: Spool
 }
 
 export interface SinkStats {
@@ -85,33 +95,56 @@ export class Pipeline {
         )
       },
     })
+    const cursor = this.options.spool?.cursor(sink.name)
+    const journal = (step: 'sealed' | 'done', batch: Batch) =>
+      cursor?.[step](batch).catch((err: unknown) =>
+        logger.error(
+          { sink: sink.name, batch: batch.name, err: errorMessage(err) },
+          `spool: batch not journaled as ${step}`,
+        ),
+      )
     const deliver = async (batch: Batch) => {
-      let undelivered: RejectedEvent[]
-      let attempts: number
-      try {
-        const outcome = await retrying.write(batch, { signal: this.deadline.signal })
-        undelivered = [...outcome.rejected]
-        attempts = outcome.attempts
-        stats.delivered_batches++
-        stats.healthy = true
-        stats.last_delivery_at = new Date().toISOString()
-      } catch (err) {
-        const failure =
-          err instanceof DeliveryFailedError
-            ? err
-            : new DeliveryFailedError('permanent', 0, err, batch.events)
-        if (failure.reason !== 'shutdown') noteError(failure.lastError)
-        undelivered = [
-          ...failure.rejected,
-          ...failure.pending.map((event) => ({ event, reason: failure.message })),
-        ]
-        attempts = failure.attempts
-      }
-      stats.delivered_events += batch.events.length - undelivered.length
-      if (undelivered.length > 0) await this.deadLetter(sink.name, batch, undelivered, attempts, stats)
+      // Journaled before the first write: after a crash the batch is re-sent under this name, and meets itself.
+      await journal('sealed', batch)
+      await this.deliver(batch, sink, retrying, stats, noteError)
+      await journal('done', batch)
+      await this.options.spool
+        ?.release()
+        .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'spool: segments not released'))
     }
     const batcher = new Batcher({ ...this.options.batching, deliver })
     return { sink, batcher, stats }
+  }
+
+  /** One batch through the retry layer; what is not delivered goes to the dead-letter store. Never rejects. */
+  private async deliver(
+    batch: Batch,
+    sink: Sink,
+    retrying: ReturnType<typeof withRetry>,
+    stats: Lane['stats'],
+    noteError: (err: unknown) => void,
+  ): Promise<void> {
+    let undelivered: RejectedEvent[]
+    let attempts: number
+    try {
+      const outcome = await retrying.write(batch, { signal: this.deadline.signal })
+      undelivered = [...outcome.rejected]
+      attempts = outcome.attempts
+      stats.delivered_batches++
+      stats.healthy = true
+      stats.last_delivery_at = new Date().toISOString()
+    } catch (err) {
+      const failure =
+        err instanceof DeliveryFailedError ? err : new DeliveryFailedError('permanent', 0, err, batch.events)
+      if (failure.reason !== 'shutdown') noteError(failure.lastError)
+      undelivered = [
+        ...failure.rejected,
+        ...failure.pending.map((event) => ({ event, reason: failure.message })),
+      ]
+      attempts = failure.attempts
+    }
+    stats.delivered_events += batch.events.length - undelivered.length
+    if (undelivered.length > 0) await this.deadLetter(sink.name, batch, undelivered, attempts, stats)
   }
 
   private async deadLetter(
@@ -137,10 +170,11 @@ export class Pipeline {
   }
 
   /**
-   * Takes every event of one request, or none: each sink's buffer must have room for all of them first.
-   * Synchronous, so no other request can interleave between the check and the offer.
+   * Takes every event of one request, or none: each sink's buffer (and the spool) must have room for all of them
+   * first. The checks and the offer are synchronous, so no other request can interleave between them. With a
+   * spool, the returned promise resolves once the entries are on disk: only then may the request be answered 202.
    */
-  accept(events: readonly LogEvent[]): void {
+  accept(events: readonly LogEvent[]): Promise<void> | undefined {
     if (!this.accepting) throw new ShuttingDownError()
     let bytes = 0
     for (const event of events) bytes += event.bytes
@@ -155,8 +189,37 @@ export class Pipeline {
     for (const { sink, batcher } of this.lanes) {
       if (!batcher.hasRoomFor(events.length, bytes)) throw this.fullError(sink.name, batcher)
     }
+    const { spool } = this.options
+    if (spool && !spool.hasRoomFor(bytes, events.length)) {
+      throw new QueueFullError(
+        `the spool is full (${spool.bytes} bytes of SPOOL_MAX_BYTES); retry later`,
+        this.options.retryAfterMs,
+        'SPOOL_FULL',
+      )
+    }
+    // Numbered and on their way to disk before any sink sees them, so every batch knows its place in the log.
+    const written = spool?.append(events)
     for (const { batcher } of this.lanes) batcher.offer(events)
     this.accepted += events.length
+    return written?.catch((err: unknown) => {
+      throw new SpoolWriteError(`the spool could not be written: ${errorMessage(err)}`)
+    })
+  }
+
+  /** Hands a restart's unfinished work back to each sink: its sealed batches as they were, then the rest. */
+  replay(recovered: ReadonlyMap<string, Recovered>): void {
+    for (const { sink, batcher } of this.lanes) {
+      const work = recovered.get(sink.name)
+      if (!work) continue
+      for (const batch of work.batches) batcher.enqueue(batch)
+      if (work.entries.length > 0) batcher.offer(work.entries)
+      if (work.batches.length + work.entries.length > 0) {
+        this.options.logger.info(
+          { sink: sink.name, batches: work.batches.length, entries: work.entries.length },
+          'spool: re-sending what the last run had not delivered',
+        )
+      }
+    }
   }
 
   /** Throws QueueFullError if any sink is saturated: lets the HTTP source refuse a request before reading it. */

@@ -189,7 +189,8 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
           events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }))
         }
       }
-      pipeline.accept(events)
+      // With a spool, 202 only once the entries are on disk.
+      await pipeline.accept(events)
       return reply.code(202).send({ accepted: events.length })
     })
   })

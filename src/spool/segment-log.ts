@@ -134,7 +134,7 @@ export class SegmentLog {
     if (last && last.lastSeq + 1 === log.nextSeq) {
       log.handle = await open(last.path, 'a')
     } else {
-      await log.startSegment()
+      await log.startSegment(log.nextSeq)
     }
     if (options.fsync === 'interval') {
       log.timer = setInterval(() => void log.sync(), options.fsyncIntervalMs ?? 1000)
@@ -153,24 +153,29 @@ export class SegmentLog {
     return this.nextSeq
   }
 
-  /** Appends one record per payload, in order; resolves with their sequence numbers once written (and synced, per policy). */
-  append(payloads: readonly Buffer[]): Promise<{ firstSeq: number; lastSeq: number }> {
-    return this.enqueue(async () => {
-      const firstSeq = this.nextSeq
+  /**
+   * Appends one record per payload. Their sequence numbers are given at once (callers number their entries before
+   * they go on); `written` resolves once the records are written, and synced if the policy is `always`. Writes
+   * happen in call order, so the file order is the sequence order.
+   */
+  append(payloads: readonly Buffer[]): { firstSeq: number; lastSeq: number; written: Promise<void> } {
+    const firstSeq = this.nextSeq
+    const lastSeq = firstSeq + payloads.length - 1
+    this.nextSeq = lastSeq + 1
+    const written = this.enqueue(async () => {
       const data = Buffer.concat(payloads.map((payload, i) => encode(firstSeq + i, payload)))
       let current = this.current()
       if (current.bytes > 0 && current.bytes + data.length > this.options.segmentBytes) {
-        await this.startSegment()
+        await this.startSegment(firstSeq)
         current = this.current()
       }
       await this.handle?.write(data)
       current.bytes += data.length
-      current.lastSeq = firstSeq + payloads.length - 1
-      this.nextSeq = current.lastSeq + 1
+      current.lastSeq = lastSeq
       if (this.options.fsync === 'always') await this.handle?.datasync()
       else this.dirty = true
-      return { firstSeq, lastSeq: current.lastSeq }
     })
+    return { firstSeq, lastSeq, written }
   }
 
   /** Every record from `fromSeq` on, in order, as written so far (gaps left by damage are skipped). */
@@ -215,15 +220,16 @@ export class SegmentLog {
     return this.segments.at(-1) as Segment
   }
 
-  private async startSegment(): Promise<void> {
+  /** Closes the current segment and starts one whose first record will be `firstSeq`. */
+  private async startSegment(firstSeq: number): Promise<void> {
     if (this.handle) {
       if (this.options.fsync !== 'never') await this.handle.datasync()
       await this.handle.close()
     }
-    const path = join(this.dir, segmentName(this.nextSeq))
+    const path = join(this.dir, segmentName(firstSeq))
     this.handle = await open(path, 'a')
     const { size } = await stat(path)
-    this.segments.push({ path, firstSeq: this.nextSeq, lastSeq: this.nextSeq - 1, bytes: size })
+    this.segments.push({ path, firstSeq, lastSeq: firstSeq - 1, bytes: size })
   }
 
   private enqueue<T>(step: () => Promise<T>): Promise<T> {

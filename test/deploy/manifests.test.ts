@@ -27,6 +27,13 @@ const configOf = (env: Record<string, string>) => loadConfig(env)
 
 const DEFAULT_PORT = loadConfig({}).SIDELOG_PORT
 
+/** A Kubernetes quantity such as 256Mi, in bytes. */
+function quantity(text: string): number {
+  const match = /^(\d+)(Ki|Mi|Gi)?$/.exec(text)
+  if (!match) throw new Error(`not a quantity this test reads: ${text}`)
+  return Number(match[1]) * 1024 ** ['', 'Ki', 'Mi', 'Gi'].indexOf(match[2] ?? '')
+}
+
 describe('service.yaml (Cloud Run)', () => {
   const service: Yaml = parse(read('service.yaml'))
   const template = service.spec.template
@@ -68,12 +75,15 @@ describe('service.yaml (Cloud Run)', () => {
     ])
   })
 
-  it('limits sidelog to half a CPU and 256 MiB, with its data volume in memory', () => {
+  it('limits sidelog to half a CPU and 256 MiB, with its data volume (and spool) in memory', () => {
     expect(sidelog.resources.limits).toEqual({ cpu: '500m', memory: '256Mi' })
     const mount = sidelog.volumeMounts[0]
     expect(mount.mountPath).toBe('/data')
     const volume = template.spec.volumes.find((v: Yaml) => v.name === mount.name)
     expect(volume.emptyDir.medium).toBe('Memory')
+    const config = configOf(envOf(sidelog.env))
+    expect(config.SPOOL_DIR.startsWith('/data/')).toBe(true)
+    expect(config.SPOOL_MAX_BYTES).toBeLessThan(quantity(volume.emptyDir.sizeLimit))
   })
 })
 
@@ -117,6 +127,7 @@ describe('docker-compose.yml', () => {
     expect(services.sidelog.read_only).toBe(true)
     expect(services.sidelog.tmpfs).toEqual(['/tmp'])
     expect(services.sidelog.volumes).toEqual(['sidelog-data:/data'])
+    expect(configOf(services.sidelog.environment).SPOOL_DIR.startsWith('/data/')).toBe(true)
   })
 })
 
@@ -170,7 +181,7 @@ describe('deploy/kubernetes', () => {
     expect(sidelog.resources.limits).toEqual({ cpu: '500m', memory: '256Mi' })
   })
 
-  it("mounts an emptyDir where sidelog's DATA_DIR is, and /tmp", () => {
+  it("mounts an emptyDir where sidelog's DATA_DIR is, with room for the spool, and /tmp", () => {
     const config = configOf(envOf(sidelog.env))
     const mounts = new Map(sidelog.volumeMounts.map((m: Yaml) => [m.mountPath, m.name]))
     for (const path of [config.DATA_DIR, '/tmp']) {
@@ -178,6 +189,9 @@ describe('deploy/kubernetes', () => {
       expect(volume?.emptyDir, path).toBeDefined()
     }
     expect(config.DEAD_LETTER_DIR.startsWith(`${config.DATA_DIR}/`)).toBe(true)
+    expect(config.SPOOL_DIR.startsWith(`${config.DATA_DIR}/`)).toBe(true)
+    const data = pod.volumes.find((v: Yaml) => v.name === mounts.get(config.DATA_DIR))
+    expect(config.SPOOL_MAX_BYTES).toBeLessThan(quantity(data.emptyDir.sizeLimit))
   })
 })
 

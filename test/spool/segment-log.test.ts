@@ -42,8 +42,11 @@ describe('SegmentLog', () => {
   it('numbers records in order across segments, and reads from any sequence number', async () => {
     const dir = await tempDir()
     const log = await SegmentLog.open(dir, options())
-    for (let i = 0; i < 10; i++)
-      expect(await log.append(payloads(i * 3, 3))).toEqual({ firstSeq: i * 3 + 1, lastSeq: i * 3 + 3 })
+    for (let i = 0; i < 10; i++) {
+      const appended = log.append(payloads(i * 3, 3))
+      await appended.written
+      expect(appended).toMatchObject({ firstSeq: i * 3 + 1, lastSeq: i * 3 + 3 })
+    }
     expect((await segments(dir)).length).toBeGreaterThan(2)
     const all = await readAll(log)
     expect(all.map((r) => r.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
@@ -55,22 +58,22 @@ describe('SegmentLog', () => {
   it('goes on from the last sequence number after a restart, even once every segment was deleted', async () => {
     const dir = await tempDir()
     const first = await SegmentLog.open(dir, options())
-    await first.append(payloads(0, 20))
-    await first.append(payloads(20, 5))
+    await first.append(payloads(0, 20)).written
+    await first.append(payloads(20, 5)).written
     expect(await first.deleteThrough(25)).toBeGreaterThan(0)
     // The newest segment stays, so the sequence survives.
     expect(await segments(dir)).toHaveLength(1)
     await first.close()
     const second = await SegmentLog.open(dir, options())
     expect(second.next).toBe(26)
-    expect(await second.append(payloads(25, 1))).toEqual({ firstSeq: 26, lastSeq: 26 })
+    expect(second.append(payloads(25, 1))).toMatchObject({ firstSeq: 26, lastSeq: 26 })
     await second.close()
   })
 
   it('cuts a torn last record off at its byte offset, keeps a copy, and appends after it', async () => {
     const dir = await tempDir()
     const first = await SegmentLog.open(dir, { ...options(), segmentBytes: 1 << 20 })
-    await first.append(payloads(0, 4))
+    await first.append(payloads(0, 4)).written
     await first.close()
     const [name = ''] = await segments(dir)
     const sizeBefore = (await readFile(join(dir, name))).length
@@ -83,7 +86,8 @@ describe('SegmentLog', () => {
       expect.objectContaining({ byte_offset: sizeBefore, problem: 'torn record', kept_records: 4 }),
     ])
     expect((await readdir(dir)).filter((n) => n.endsWith('.corrupt'))).toEqual([`${name}.corrupt`])
-    const appended = await second.append(payloads(4, 2))
+    const appended = second.append(payloads(4, 2))
+    await appended.written
     expect(appended.firstSeq).toBeGreaterThan(5) // the torn record's number is skipped
     expect((await readAll(second)).map((r) => r.n)).toEqual([0, 1, 2, 3, 4, 5])
     await second.close()
@@ -96,7 +100,7 @@ describe('SegmentLog', () => {
   it('cuts a segment at a corrupt record and keeps reading the segments after it', async () => {
     const dir = await tempDir()
     const first = await SegmentLog.open(dir, options())
-    for (let i = 0; i < 8; i++) await first.append(payloads(i * 3, 3))
+    for (let i = 0; i < 8; i++) await first.append(payloads(i * 3, 3)).written
     await first.close()
     const [oldest = ''] = await segments(dir)
     const data = await readFile(join(dir, oldest))
@@ -120,7 +124,7 @@ describe('SegmentLog', () => {
   it('refuses an implausible length as corruption rather than reading past it', async () => {
     const dir = await tempDir()
     const first = await SegmentLog.open(dir, { ...options(), segmentBytes: 1 << 20 })
-    await first.append(payloads(0, 2))
+    await first.append(payloads(0, 2)).written
     await first.close()
     const [name = ''] = await segments(dir)
     const data = await readFile(join(dir, name))
@@ -132,7 +136,9 @@ describe('SegmentLog', () => {
     expect(await readAll(second)).toEqual([])
     // The two lost records' numbers are not given out again: a sink may have recorded them as delivered.
     expect(second.next).toBeGreaterThan(2)
-    expect((await second.append(payloads(9, 1))).firstSeq).toBe(second.next - 1)
+    const appended = second.append(payloads(9, 1))
+    await appended.written
+    expect(appended.firstSeq).toBe(second.next - 1)
     expect((await readAll(second)).map((r) => r.n)).toEqual([9])
     await second.close()
   })

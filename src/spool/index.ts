@@ -1,0 +1,286 @@
+// The disk spool (SPOOL_DIR): with it, a 202 means the request's entries are in the segment log on disk. Each sink
+// keeps a journal of its batches: a batch is recorded as sealed (name, time, first and last sequence number) before
+// its first write, and as done once delivered or dead-lettered. After a crash, a restart re-sends each sealed batch
+// that is not done under its original name, so a write that had landed meets itself (412, the same file name, the
+// same insertIds) instead of a duplicate, and hands the entries no batch had taken to the sink's batcher anew.
+// A segment is deleted once every sink is done with all of its entries.
+import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import type { Batch, LogEvent } from '../event.js'
+import { writeFileAtomic } from '../sinks/atomic-file.js'
+import { type FsyncPolicy, SegmentLog } from './segment-log.js'
+
+const SEGMENT_BYTES = 16 * 1024 ** 2
+const FSYNC_INTERVAL_MS = 1000
+/** A journal is rewritten down to its live state after this many appended lines. */
+const COMPACT_EVERY = 5000
+
+export interface SpoolOptions {
+  readonly dir: string
+  readonly fsync: FsyncPolicy
+  readonly maxBytes: number
+  readonly maxEntryBytes: number
+  readonly sinks: readonly string[]
+  readonly logger: Logger
+}
+
+interface SealedBatch {
+  readonly name: string
+  readonly at: string
+  readonly from: number
+  readonly to: number
+  done: boolean
+}
+
+type JournalLine =
+  | { readonly t: number }
+  | { readonly s: string; readonly at: string; readonly from: number; readonly to: number }
+  | { readonly d: string }
+
+/** One sink's progress through the log. */
+export class SinkCursor {
+  /** Every entry up to here is done. */
+  private through = 0
+  /** Sealed batches above `through`, in sequence order. */
+  private readonly sealedBatches = new Map<string, SealedBatch>()
+  private handle: FileHandle | undefined
+  private tail: Promise<unknown> = Promise.resolve()
+  private lines = 0
+
+  constructor(
+    readonly sink: string,
+    private readonly path: string,
+    private readonly logger: Logger,
+  ) {}
+
+  get doneThrough(): number {
+    return this.through
+  }
+
+  /** Reads the journal an earlier process left (a torn last line is skipped) and compacts it. */
+  async recover(): Promise<void> {
+    let text = ''
+    try {
+      text = await readFile(this.path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    for (const line of text.split('\n')) {
+      if (!line) continue
+      let record: JournalLine
+      try {
+        record = JSON.parse(line) as JournalLine
+      } catch {
+        this.logger.warn({ journal: this.path }, 'spool: torn journal line skipped')
+        continue
+      }
+      if ('t' in record) this.through = Math.max(this.through, record.t)
+      else if ('s' in record)
+        this.sealedBatches.set(record.s, {
+          name: record.s,
+          at: record.at,
+          from: record.from,
+          to: record.to,
+          done: false,
+        })
+      else {
+        const batch = this.sealedBatches.get(record.d)
+        if (batch) batch.done = true
+      }
+    }
+    this.advance()
+    await this.rewrite()
+  }
+
+  /** Sealed batches not done: to be re-sent as they were. */
+  pendingBatches(): readonly SealedBatch[] {
+    return [...this.sealedBatches.values()].filter((b) => !b.done)
+  }
+
+  /** The last sequence number any batch of this sink holds: later entries were never in a batch. */
+  get lastSealed(): number {
+    let last = this.through
+    for (const batch of this.sealedBatches.values()) last = Math.max(last, batch.to)
+    return last
+  }
+
+  /** Records the batch before its first write (synced): a restart re-sends it under the same name. */
+  async sealed(batch: Batch): Promise<void> {
+    if (this.sealedBatches.has(batch.name)) return
+    const range = seqRange(batch)
+    if (!range) return
+    const record = { name: batch.name, at: batch.openedAt.toISOString(), ...range, done: false }
+    this.sealedBatches.set(batch.name, record)
+    await this.append({ s: record.name, at: record.at, from: record.from, to: record.to }, true)
+  }
+
+  /** Records the batch as delivered or dead-lettered (not synced: losing it re-sends a batch that dedupes). */
+  async done(batch: Batch): Promise<void> {
+    const record = this.sealedBatches.get(batch.name)
+    if (!record) return
+    record.done = true
+    this.advance()
+    await this.append({ d: batch.name }, false)
+    if (this.lines > COMPACT_EVERY) await this.enqueue(() => this.rewrite())
+  }
+
+  async close(): Promise<void> {
+    await this.enqueue(async () => {
+      await this.handle?.close()
+      this.handle = undefined
+    })
+  }
+
+  /** Moves `through` past every done batch that follows it directly. */
+  private advance(): void {
+    for (const batch of [...this.sealedBatches.values()].sort((a, b) => a.from - b.from)) {
+      if (batch.to <= this.through) {
+        this.sealedBatches.delete(batch.name)
+        continue
+      }
+      if (!batch.done || batch.from > this.through + 1) break
+      this.through = batch.to
+      this.sealedBatches.delete(batch.name)
+    }
+  }
+
+  private append(line: JournalLine, sync: boolean): Promise<void> {
+    return this.enqueue(async () => {
+      if (!this.handle) return
+      await this.handle.write(`${JSON.stringify(line)}\n`)
+      if (sync) await this.handle.datasync()
+      this.lines++
+    })
+  }
+
+  private async rewrite(): Promise<void> {
+    let data = `${JSON.stringify({ t: this.through })}\n`
+    for (const b of this.sealedBatches.values()) {
+      data += `${JSON.stringify({ s: b.name, at: b.at, from: b.from, to: b.to })}\n`
+      if (b.done) data += `${JSON.stringify({ d: b.name })}\n`
+    }
+    await this.handle?.close()
+    this.handle = undefined
+    try {
+      await writeFileAtomic(this.path, data)
+    } finally {
+      this.handle = await open(this.path, 'a')
+      this.lines = 0
+    }
+  }
+
+  private enqueue<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(step)
+    this.tail = run.catch(() => {})
+    return run
+  }
+}
+
+function seqRange(batch: Batch): { from: number; to: number } | undefined {
+  const from = batch.events[0]?.seq
+  const to = batch.events.at(-1)?.seq
+  return from === undefined || to === undefined ? undefined : { from, to }
+}
+
+/** What a restart hands back to one sink. */
+export interface Recovered {
+  /** Sealed batches that were not done, rebuilt with their names, times and entries. */
+  readonly batches: Batch[]
+  /** Entries no batch had taken yet. */
+  readonly entries: LogEvent[]
+}
+
+export class Spool {
+  private constructor(
+    private readonly log: SegmentLog,
+    private readonly cursors: Map<string, SinkCursor>,
+    private readonly options: SpoolOptions,
+  ) {}
+
+  static async open(options: SpoolOptions): Promise<Spool> {
+    const log = await SegmentLog.open(join(options.dir, 'log'), {
+      segmentBytes: Math.min(SEGMENT_BYTES, Math.max(1024 ** 2, Math.floor(options.maxBytes / 4))),
+      fsync: options.fsync,
+      fsyncIntervalMs: FSYNC_INTERVAL_MS,
+      // The entry, its id and the record's own framing.
+      maxRecordBytes: options.maxEntryBytes * 2 + 1024,
+      logger: options.logger,
+    })
+    await mkdir(join(options.dir, 'sinks'), { recursive: true })
+    const cursors = new Map<string, SinkCursor>()
+    for (const sink of options.sinks) {
+      const cursor = new SinkCursor(sink, join(options.dir, 'sinks', `${sink}.journal`), options.logger)
+      await cursor.recover()
+      cursors.set(sink, cursor)
+    }
+    return new Spool(log, cursors, options)
+  }
+
+  cursor(sink: string): SinkCursor | undefined {
+    return this.cursors.get(sink)
+  }
+
+  get bytes(): number {
+    return this.log.bytes
+  }
+
+  /** Whether `bytes` more of entries fit under SPOOL_MAX_BYTES (with room for the framing). */
+  hasRoomFor(bytes: number, entries: number): boolean {
+    return this.log.bytes + bytes + entries * 64 <= this.options.maxBytes
+  }
+
+  /** Numbers the entries (sets `seq`) at once; resolves when they are in the log, synced per SPOOL_FSYNC. */
+  append(events: readonly LogEvent[]): Promise<void> {
+    const { firstSeq, written } = this.log.append(events.map((e) => Buffer.from(`${e.id}\n${e.line}`)))
+    events.forEach((event, i) => {
+      event.seq = firstSeq + i
+    })
+    return written
+  }
+
+  /** Deletes the segments every sink is done with. */
+  async release(): Promise<void> {
+    let through = Number.POSITIVE_INFINITY
+    for (const cursor of this.cursors.values()) through = Math.min(through, cursor.doneThrough)
+    if (Number.isFinite(through)) await this.log.deleteThrough(through)
+  }
+
+  /** What each sink still has to do, read back from the log. */
+  async recover(): Promise<Map<string, Recovered>> {
+    const result = new Map<string, Recovered>()
+    const from = Math.min(...[...this.cursors.values()].map((c) => c.doneThrough)) + 1
+    const bySeq = new Map<number, LogEvent>()
+    for await (const { seq, payload } of this.log.read(from)) {
+      const text = payload.toString('utf8')
+      const newline = text.indexOf('\n')
+      const line = text.slice(newline + 1)
+      bySeq.set(seq, { id: text.slice(0, newline), line, bytes: Buffer.byteLength(line) + 1, seq })
+    }
+    for (const [sink, cursor] of this.cursors) {
+      const batches: Batch[] = []
+      for (const sealed of cursor.pendingBatches()) {
+        const events: LogEvent[] = []
+        for (let seq = sealed.from; seq <= sealed.to; seq++) {
+          const event = bySeq.get(seq)
+          if (event) events.push(event)
+        }
+        if (events.length === 0) continue
+        batches.push({
+          name: sealed.name,
+          openedAt: new Date(sealed.at),
+          events,
+          bytes: events.reduce((sum, e) => sum + e.bytes, 0),
+        })
+      }
+      const entries = [...bySeq.values()].filter((e) => (e.seq ?? 0) > cursor.lastSealed)
+      result.set(sink, { batches, entries })
+    }
+    return result
+  }
+
+  async close(): Promise<void> {
+    for (const cursor of this.cursors.values()) await cursor.close()
+    await this.log.close()
+  }
+}

@@ -1,0 +1,55 @@
+// A sink's spool journal: batches done out of order move `doneThrough` only over a contiguous prefix, and a restart
+// reads back which sealed batches are still to be re-sent, past a torn last line.
+import { appendFile, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import type { Batch, LogEvent } from '../../src/event.js'
+import { SinkCursor } from '../../src/spool/index.js'
+import { silentLogger, tempDir } from '../helpers.js'
+
+function batch(name: string, from: number, to: number): Batch {
+  const events: LogEvent[] = []
+  for (let seq = from; seq <= to; seq++) events.push({ id: `e${seq}`, line: '{}', bytes: 3, seq })
+  return { name, openedAt: new Date('2026-11-22T04:00:00Z'), events, bytes: events.length * 3 }
+}
+
+describe('SinkCursor', () => {
+  it('moves doneThrough over batches done in any order, only as far as they are contiguous', async () => {
+    const path = join(await tempDir(), 'gcs.journal')
+    const cursor = new SinkCursor('gcs', path, silentLogger)
+    await cursor.recover()
+    const [a, b, c] = [batch('a', 1, 10), batch('b', 11, 20), batch('c', 21, 30)]
+    for (const x of [a, b, c]) await cursor.sealed(x)
+    await cursor.done(b)
+    expect(cursor.doneThrough).toBe(0)
+    await cursor.done(a)
+    expect(cursor.doneThrough).toBe(20)
+    expect(cursor.pendingBatches().map((p) => p.name)).toEqual(['c'])
+    expect(cursor.lastSealed).toBe(30)
+    await cursor.close()
+  })
+
+  it('gives a restart the sealed batches not done, with their names and times, past a torn line', async () => {
+    const path = join(await tempDir(), 'gcs.journal')
+    const first = new SinkCursor('gcs', path, silentLogger)
+    await first.recover()
+    await first.sealed(batch('a', 1, 5))
+    await first.sealed(batch('b', 6, 9))
+    await first.done(batch('a', 1, 5))
+    await first.close()
+    await appendFile(path, '{"d":"b"') // a crash mid-append: b is not done
+
+    const second = new SinkCursor('gcs', path, silentLogger)
+    await second.recover()
+    expect(second.doneThrough).toBe(5)
+    expect(second.pendingBatches()).toEqual([
+      { name: 'b', at: '2026-11-22T04:00:00.000Z', from: 6, to: 9, done: false },
+    ])
+    // Recovery compacted the journal to its live state.
+    expect((await readFile(path, 'utf8')).trim().split('\n')).toEqual([
+      '{"t":5}',
+      '{"s":"b","at":"2026-11-22T04:00:00.000Z","from":6,"to":9}',
+    ])
+    await second.close()
+  })
+})
