@@ -8,7 +8,6 @@
 // journal (<DATA_DIR>/bigquery-load.journal) carries what is staged but not yet loaded across a restart on the same
 // DATA_DIR; on shutdown the last objects are submitted in one final job without waiting for it to finish.
 import { createHash } from 'node:crypto'
-import { type FileHandle, open, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { JobMetadata } from '@google-cloud/bigquery'
 import type { Logger } from 'pino'
@@ -17,6 +16,7 @@ import { writeFileAtomic } from './atomic-file.js'
 import { type OpenedTable, toRow } from './bigquery-table.js'
 import { createObject, openBucket } from './gcs.js'
 import { classifyGoogleError, statusOf, TRANSIENT_REASONS } from './google-errors.js'
+import { JournalFile } from './journal-file.js'
 import { objectName } from './jsonl.js'
 import type { Sink, SinkContext } from './sink.js'
 
@@ -49,39 +49,21 @@ export function loadJobId(objects: readonly string[], attempt: number): string {
   return `sidelog_load_${hash.digest('hex').slice(0, 40)}`
 }
 
-/** Append-only, fsynced per record, compacted to the live state at start-up and after every load cycle. */
-class LoadJournal {
-  private handle: FileHandle | undefined
-  private tail: Promise<unknown> = Promise.resolve()
+type LoadState = { unassigned: readonly string[]; jobs: readonly LoadJob[] }
 
-  constructor(
-    readonly path: string,
-    private readonly logger: Logger,
-  ) {}
+/** Load mode's journal: fsynced per record, compacted to the live state at start-up and after every load cycle. */
+class LoadJournal {
+  private readonly file: JournalFile<JournalRecord>
+
+  constructor(path: string, logger: Logger) {
+    this.file = new JournalFile(path, logger)
+  }
 
   /** What an earlier process left: objects staged but in no job, and jobs not known to have ended. */
   async recover(): Promise<{ unassigned: string[]; jobs: LoadJob[] }> {
-    let text = ''
-    try {
-      text = await readFile(this.path, 'utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
     const unassigned = new Set<string>()
     const jobs = new Map<string, LoadJob>()
-    let offset = 0
-    for (const line of text.split('\n')) {
-      const at = offset
-      offset += Buffer.byteLength(line) + 1
-      if (line === '') continue
-      let record: JournalRecord
-      try {
-        record = JSON.parse(line) as JournalRecord
-      } catch {
-        // Only a crash mid-append leaves one, and only as the last line: that record never took effect.
-        this.logger.warn({ journal: this.path, byte_offset: at }, 'load journal: torn record skipped')
-        continue
-      }
+    for (const record of await this.file.read()) {
       if ('staged' in record) unassigned.add(record.staged)
       else if ('job' in record) {
         for (const name of record.objects) unassigned.delete(name)
@@ -89,51 +71,24 @@ class LoadJournal {
       } else jobs.delete(record.ended)
     }
     const state = { unassigned: [...unassigned], jobs: [...jobs.values()] }
-    await this.rewrite(state)
+    await this.compact(state)
     return state
   }
 
-  /** Appends one record, synced, in call order. */
   append(record: JournalRecord): Promise<void> {
-    return this.enqueue(async () => {
-      if (!this.handle) throw new Error('load journal is closed')
-      await this.handle.write(`${JSON.stringify(record)}\n`)
-      await this.handle.datasync()
-    })
+    return this.file.append(record, true)
   }
 
   /** Replaces the journal with just the live state, so it never grows past what is pending. */
-  compact(state: { unassigned: readonly string[]; jobs: readonly LoadJob[] }): Promise<void> {
-    return this.enqueue(() => this.rewrite(state))
+  compact(state: LoadState): Promise<void> {
+    return this.file.rewrite([
+      ...state.unassigned.map((staged) => ({ staged })),
+      ...state.jobs.map(({ id, objects, attempt }) => ({ job: id, objects, attempt })),
+    ])
   }
 
-  async close(): Promise<void> {
-    await this.enqueue(async () => {
-      await this.handle?.close()
-      this.handle = undefined
-    })
-  }
-
-  private async rewrite(state: { unassigned: readonly string[]; jobs: readonly LoadJob[] }): Promise<void> {
-    let data = ''
-    for (const staged of state.unassigned) data += `${JSON.stringify({ staged })}\n`
-    for (const { id, objects, attempt } of state.jobs) {
-      data += `${JSON.stringify({ job: id, objects, attempt })}\n`
-    }
-    await this.handle?.close()
-    this.handle = undefined
-    try {
-      await writeFileAtomic(this.path, data)
-    } finally {
-      // Appends go on, to the compacted journal or (when that could not be written) to the old one.
-      this.handle = await open(this.path, 'a')
-    }
-  }
-
-  private enqueue<T>(step: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(step)
-    this.tail = run.catch(() => {})
-    return run
+  close(): Promise<void> {
+    return this.file.close()
   }
 }
 

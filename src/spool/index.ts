@@ -4,11 +4,11 @@
 // that is not done under its original name, so a write that had landed meets itself (412, the same file name, the
 // same insertIds) instead of a duplicate, and hands the entries no batch had taken to the sink's batcher anew.
 // A segment is deleted once every sink is done with all of its entries.
-import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Batch, LogEvent } from '../event.js'
-import { writeFileAtomic } from '../sinks/atomic-file.js'
+import { JournalFile } from '../sinks/journal-file.js'
 import { type FsyncPolicy, SegmentLog } from './segment-log.js'
 
 const SEGMENT_BYTES = 16 * 1024 ** 2
@@ -44,15 +44,15 @@ export class SinkCursor {
   private through = 0
   /** Sealed batches above `through`, in sequence order. */
   private readonly sealedBatches = new Map<string, SealedBatch>()
-  private handle: FileHandle | undefined
-  private tail: Promise<unknown> = Promise.resolve()
-  private lines = 0
+  private readonly file: JournalFile<JournalLine>
 
   constructor(
     readonly sink: string,
-    private readonly path: string,
-    private readonly logger: Logger,
-  ) {}
+    path: string,
+    logger: Logger,
+  ) {
+    this.file = new JournalFile(path, logger)
+  }
 
   get doneThrough(): number {
     return this.through
@@ -60,23 +60,9 @@ export class SinkCursor {
 
   /** Reads the journal an earlier process left (a torn last line is skipped) and compacts it. */
   async recover(): Promise<void> {
-    let text = ''
-    try {
-      text = await readFile(this.path, 'utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
-    for (const line of text.split('\n')) {
-      if (!line) continue
-      let record: JournalLine
-      try {
-        record = JSON.parse(line) as JournalLine
-      } catch {
-        this.logger.warn({ journal: this.path }, 'spool: torn journal line skipped')
-        continue
-      }
+    for (const record of await this.file.read()) {
       if ('t' in record) this.through = Math.max(this.through, record.t)
-      else if ('s' in record)
+      else if ('s' in record) {
         this.sealedBatches.set(record.s, {
           name: record.s,
           at: record.at,
@@ -84,13 +70,13 @@ export class SinkCursor {
           to: record.to,
           done: false,
         })
-      else {
+      } else {
         const batch = this.sealedBatches.get(record.d)
         if (batch) batch.done = true
       }
     }
     this.advance()
-    await this.rewrite()
+    await this.file.rewrite(this.liveRecords())
   }
 
   /** Sealed batches not done: to be re-sent as they were. */
@@ -112,7 +98,7 @@ export class SinkCursor {
     if (!range) return
     const record = { name: batch.name, at: batch.openedAt.toISOString(), ...range, done: false }
     this.sealedBatches.set(batch.name, record)
-    await this.append({ s: record.name, at: record.at, from: record.from, to: record.to }, true)
+    await this.file.append({ s: record.name, at: record.at, from: record.from, to: record.to }, true)
   }
 
   /** Records the batch as delivered or dead-lettered (not synced: losing it re-sends a batch that dedupes). */
@@ -121,15 +107,12 @@ export class SinkCursor {
     if (!record) return
     record.done = true
     this.advance()
-    await this.append({ d: batch.name }, false)
-    if (this.lines > COMPACT_EVERY) await this.enqueue(() => this.rewrite())
+    await this.file.append({ d: batch.name }, false)
+    if (this.file.appendedSinceRewrite > COMPACT_EVERY) await this.file.rewrite(this.liveRecords())
   }
 
-  async close(): Promise<void> {
-    await this.enqueue(async () => {
-      await this.handle?.close()
-      this.handle = undefined
-    })
+  close(): Promise<void> {
+    return this.file.close()
   }
 
   /** Moves `through` past every done batch that follows it directly. */
@@ -145,35 +128,13 @@ export class SinkCursor {
     }
   }
 
-  private append(line: JournalLine, sync: boolean): Promise<void> {
-    return this.enqueue(async () => {
-      if (!this.handle) return
-      await this.handle.write(`${JSON.stringify(line)}\n`)
-      if (sync) await this.handle.datasync()
-      this.lines++
-    })
-  }
-
-  private async rewrite(): Promise<void> {
-    let data = `${JSON.stringify({ t: this.through })}\n`
+  private liveRecords(): JournalLine[] {
+    const records: JournalLine[] = [{ t: this.through }]
     for (const b of this.sealedBatches.values()) {
-      data += `${JSON.stringify({ s: b.name, at: b.at, from: b.from, to: b.to })}\n`
-      if (b.done) data += `${JSON.stringify({ d: b.name })}\n`
+      records.push({ s: b.name, at: b.at, from: b.from, to: b.to })
+      if (b.done) records.push({ d: b.name })
     }
-    await this.handle?.close()
-    this.handle = undefined
-    try {
-      await writeFileAtomic(this.path, data)
-    } finally {
-      this.handle = await open(this.path, 'a')
-      this.lines = 0
-    }
-  }
-
-  private enqueue<T>(step: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(step)
-    this.tail = run.catch(() => {})
-    return run
+    return records
   }
 }
 

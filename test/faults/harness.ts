@@ -97,6 +97,17 @@ export async function deadLetteredIds(deadLetterDir: string, sink: string): Prom
   return records.map((r) => (r.entry as { event_id: string }).event_id)
 }
 
+/** event_ids in a bucket of the GCS fake. */
+export function bucketIds(gcs: FakeGcsServer, bucket: string): string[] {
+  return gcs.list(bucket).flatMap((o) =>
+    o.data
+      .toString()
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { event_id: string }).event_id),
+  )
+}
+
 /** event_ids in a tree of JSONL files (the file sink). */
 export async function fileIds(dir: string): Promise<string[]> {
   return (await readJsonlTree(dir)).map((e) => e.event_id as string)
@@ -210,14 +221,7 @@ export async function startCloudSinks(name: string, env: Record<string, string> 
     bucket,
     table: name,
     deadLetterDir,
-    inBucket: () =>
-      gcs.list(bucket).flatMap((o) =>
-        o.data
-          .toString()
-          .trim()
-          .split('\n')
-          .map((line) => (JSON.parse(line) as { event_id: string }).event_id),
-      ),
+    inBucket: () => bucketIds(gcs, bucket),
     inTable: () => bq.rowsOf('app_logs', name).map((r) => r.event_id as string),
     failAll() {
       gcs.inject({ kind: 'status', status: 503 }, { target: 'upload', times: Number.MAX_SAFE_INTEGER })

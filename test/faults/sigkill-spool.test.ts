@@ -7,7 +7,14 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
 import { tempDir } from '../helpers.js'
-import { type ClientResult, deadLetteredIds, expectAccounted, runClients, waitForHealth } from './harness.js'
+import {
+  bucketIds,
+  type ClientResult,
+  deadLetteredIds,
+  expectAccounted,
+  runClients,
+  waitForHealth,
+} from './harness.js'
 
 let gcs: FakeGcsServer | undefined
 const processes: SidelogProcess[] = []
@@ -70,13 +77,7 @@ describe('fault: SIGKILL with a spool', () => {
     // The landed batches were re-sent under their names: some uploads met their own object.
     expect(gcs.uploads().filter((r) => r.status === 412).length).toBeGreaterThan(0)
     expect(gcs.list('spool-logs').length).toBeGreaterThan(landedBefore)
-    const inBucket = gcs.list('spool-logs').flatMap((o) =>
-      o.data
-        .toString()
-        .trim()
-        .split('\n')
-        .map((line) => (JSON.parse(line) as { event_id: string }).event_id),
-    )
+    const inBucket = bucketIds(gcs, 'spool-logs')
     expectAccounted('gcs', result, inBucket, await deadLetteredIds(join(dir, 'dead-letter'), 'gcs'))
   })
 })

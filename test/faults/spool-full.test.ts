@@ -7,7 +7,14 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
 import { tempDir } from '../helpers.js'
-import { deadLetteredIds, expectAccounted, getHealth, runClients, waitForHealth } from './harness.js'
+import {
+  bucketIds,
+  deadLetteredIds,
+  expectAccounted,
+  getHealth,
+  runClients,
+  waitForHealth,
+} from './harness.js'
 
 let gcs: FakeGcsServer | undefined
 let sidelog: SidelogProcess | undefined
@@ -67,13 +74,7 @@ describe('fault: spool full', () => {
     sidelog.child.kill('SIGTERM')
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
 
-    const inBucket = gcs.list('full-logs').flatMap((o) =>
-      o.data
-        .toString()
-        .trim()
-        .split('\n')
-        .map((line) => (JSON.parse(line) as { event_id: string }).event_id),
-    )
+    const inBucket = bucketIds(gcs, 'full-logs')
     expectAccounted('gcs', result, inBucket, await deadLetteredIds(join(dir, 'dead-letter'), 'gcs'))
   })
 })
