@@ -70,3 +70,16 @@ export async function writeFileAtomic(
     throw err
   }
 }
+
+/**
+ * Makes a directory's entries durable: a file created or renamed into it survives a power loss only once the
+ * directory itself is synced. For the spool's segments and journals, whose whole point is surviving one.
+ */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}

@@ -2,8 +2,9 @@
 // records are appended in call order, synced or not; read back at start-up past a torn last line; and compacted by
 // rewriting the file atomically to the live state, after which appends go on.
 import { type FileHandle, open, readFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import type { Logger } from 'pino'
-import { writeFileAtomic } from './atomic-file.js'
+import { fsyncDir, writeFileAtomic } from './atomic-file.js'
 
 export class JournalFile<Record> {
   private handle: FileHandle | undefined
@@ -59,6 +60,7 @@ export class JournalFile<Record> {
       this.handle = undefined
       try {
         await writeFileAtomic(this.path, data)
+        await fsyncDir(dirname(this.path))
         this.appendedSinceRewrite = 0
       } finally {
         // Appends go on, to the rewritten journal or (when that could not be written) to the old one.

@@ -8,6 +8,7 @@ import { copyFile, type FileHandle, mkdir, open, readdir, readFile, stat, unlink
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import type { Logger } from 'pino'
+import { fsyncDir } from '../sinks/atomic-file.js'
 
 const HEADER_BYTES = 16
 const SUFFIX = '.seg'
@@ -228,6 +229,7 @@ export class SegmentLog {
     }
     const path = join(this.dir, segmentName(firstSeq))
     this.handle = await open(path, 'a')
+    if (this.options.fsync !== 'never') await fsyncDir(this.dir)
     const { size } = await stat(path)
     this.segments.push({ path, firstSeq, lastSeq: firstSeq - 1, bytes: size })
   }
