@@ -17,6 +17,8 @@ export interface BatcherOptions {
   readonly concurrency: number
   /** Delivers or dead-letters the batch; must not reject. The batch stops counting against the bounds after it. */
   readonly deliver: (batch: Batch) => Promise<void>
+  /** Called once a delivered batch has stopped counting against the bounds: there is room again. */
+  readonly onRoom?: () => void
 }
 
 export class Batcher {
@@ -58,6 +60,14 @@ export class Batcher {
       this.held.events + events <= this.options.maxBufferedEvents &&
       this.held.bytes + bytes <= this.options.maxBufferedBytes
     )
+  }
+
+  /** How many more events, and bytes, the bounds allow now. */
+  room(): { events: number; bytes: number } {
+    return {
+      events: this.options.maxBufferedEvents - this.held.events,
+      bytes: this.options.maxBufferedBytes - this.held.bytes,
+    }
   }
 
   /** Adds events; the caller checks hasRoomFor first (the pipeline does, for every sink, before offering to any). */
@@ -111,6 +121,7 @@ export class Batcher {
       } finally {
         this.held.events -= batch.events.length
         this.held.bytes -= batch.bytes
+        this.options.onRoom?.()
       }
     })
   }

@@ -13,7 +13,8 @@ import type { Batch, LogEvent } from '../event.js'
 import type { DeadLetterStore } from '../sinks/dead-letter.js'
 import { DeliveryFailedError, type RetryPolicy, withRetry } from '../sinks/retry.js'
 import type { Sink } from '../sinks/sink.js'
-import type { Recovered, Spool } from '../spool/index.js'
+import { type Recovered, recordToEvent, type Spool } from '../spool/index.js'
+import type { LogReader } from '../spool/segment-log.js'
 import { Batcher, type BatcherOptions } from './batcher.js'
 
 export interface PipelineOptions {
@@ -48,12 +49,18 @@ export interface DrainSummary {
   readonly dead_lettered: number
   readonly dead_letter_failed: number
   readonly timed_out: boolean
+  /** With a spool: entries still on disk for the next start (at most, across sinks). */
+  readonly left_in_spool?: number
 }
 
 interface Lane {
   readonly sink: Sink
   readonly batcher: Batcher
   readonly stats: Omit<SinkStats, 'buffered_events' | 'buffered_bytes'>
+  /** With a spool: where this sink reads entries it has not taken into memory yet. */
+  reader?: LogReader
+  /** The read from disk under way, if any (one at a time per sink). */
+  pumping?: Promise<void>
 }
 
 export class Pipeline {
@@ -112,8 +119,43 @@ export class Pipeline {
         ?.release()
         .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'spool: segments not released'))
     }
-    const batcher = new Batcher({ ...this.options.batching, deliver })
-    return { sink, batcher, stats }
+    // Room freed: a sink that fell behind reads on from the spool.
+    const onRoom = () => {
+      if (lane.reader) void this.pump(lane)
+    }
+    const batcher = new Batcher({ ...this.options.batching, deliver, onRoom })
+    const spool = this.options.spool
+    const lane: Lane = { sink, batcher, stats, ...(spool ? { reader: spool.reader(spool.next) } : {}) }
+    return lane
+  }
+
+  /**
+   * Reads entries this sink has not taken yet from the spool into its batcher, as far as its bounds allow: with a
+   * spool, the backlog waits on disk and memory holds only what the batcher holds.
+   */
+  private pump(lane: Lane): Promise<void> {
+    const { reader } = lane
+    if (!reader) return Promise.resolve()
+    if (lane.pumping) return lane.pumping
+    const run = (async () => {
+      try {
+        for (;;) {
+          const room = lane.batcher.room()
+          if (room.events <= 0 || room.bytes <= this.options.batching.maxBatchBytes / 4) break
+          const records = await reader.read(room.events, room.bytes)
+          if (records.length === 0) break
+          lane.batcher.offer(records.map(recordToEvent))
+        }
+      } catch (err) {
+        this.options.logger.error({ sink: lane.sink.name, err: errorMessage(err) }, 'spool: read failed')
+      }
+    })()
+    // Cleared after it is set, even when the read found nothing to do and finished at once.
+    lane.pumping = run
+    void run.finally(() => {
+      if (lane.pumping === run) lane.pumping = undefined
+    })
+    return run
   }
 
   /** One batch through the retry layer; what is not delivered goes to the dead-letter store. Never rejects. */
@@ -186,44 +228,82 @@ export class Pipeline {
         `request holds ${events.length} entries of ${bytes} bytes; a sink buffers at most ${maxBufferedEvents} entries and ${maxBufferedBytes} bytes (BUFFER_MAX_EVENTS, BUFFER_MAX_BYTES): split it`,
       )
     }
+    const { spool } = this.options
+    if (spool) return this.acceptToSpool(spool, events, bytes)
     for (const { sink, batcher } of this.lanes) {
       if (!batcher.hasRoomFor(events.length, bytes)) throw this.fullError(sink.name, batcher)
     }
-    const { spool } = this.options
-    if (spool && !spool.hasRoomFor(bytes, events.length)) {
+    for (const { batcher } of this.lanes) batcher.offer(events)
+    this.accepted += events.length
+    return undefined
+  }
+
+  /**
+   * With a spool, only the spool bounds what is accepted: entries are numbered and appended, a sink that is keeping
+   * up takes them from memory at once, and one that is behind reads them from disk when it has room.
+   */
+  private acceptToSpool(spool: Spool, events: readonly LogEvent[], bytes: number): Promise<void> {
+    if (!spool.hasRoomFor(bytes, events.length)) {
       throw new QueueFullError(
         `the spool is full (${spool.bytes} bytes of SPOOL_MAX_BYTES); retry later`,
         this.options.retryAfterMs,
         'SPOOL_FULL',
       )
     }
-    // Numbered and on their way to disk before any sink sees them, so every batch knows its place in the log.
-    const written = spool?.append(events)
-    for (const { batcher } of this.lanes) batcher.offer(events)
+    const { firstSeq, written } = spool.append(events)
+    for (const lane of this.lanes) {
+      const { reader, batcher } = lane
+      if (reader && !lane.pumping && reader.next === firstSeq && batcher.hasRoomFor(events.length, bytes)) {
+        batcher.offer(events)
+        reader.skip(events.length)
+      }
+    }
     this.accepted += events.length
-    return written?.catch((err: unknown) => {
-      throw new SpoolWriteError(`the spool could not be written: ${errorMessage(err)}`)
-    })
+    return written.then(
+      () => {
+        // Sinks that are behind can read these now.
+        const lastSeq = firstSeq + events.length - 1
+        for (const lane of this.lanes) if (lane.reader && lane.reader.next <= lastSeq) void this.pump(lane)
+      },
+      (err: unknown) => {
+        throw new SpoolWriteError(`the spool could not be written: ${errorMessage(err)}`)
+      },
+    )
   }
 
-  /** Hands a restart's unfinished work back to each sink: its sealed batches as they were, then the rest. */
+  /** Hands a restart's unfinished work back to each sink: its sealed batches as they were; the rest it reads. */
   replay(recovered: ReadonlyMap<string, Recovered>): void {
-    for (const { sink, batcher } of this.lanes) {
-      const work = recovered.get(sink.name)
-      if (!work) continue
-      for (const batch of work.batches) batcher.enqueue(batch)
-      if (work.entries.length > 0) batcher.offer(work.entries)
-      if (work.batches.length + work.entries.length > 0) {
+    const { spool } = this.options
+    for (const lane of this.lanes) {
+      const work = recovered.get(lane.sink.name)
+      if (!work || !spool) continue
+      for (const batch of work.batches) lane.batcher.enqueue(batch)
+      lane.reader = spool.reader(work.resumeFrom)
+      const waiting = spool.next - work.resumeFrom
+      if (work.batches.length + waiting > 0) {
         this.options.logger.info(
-          { sink: sink.name, batches: work.batches.length, entries: work.entries.length },
+          { sink: lane.sink.name, batches: work.batches.length, entries: waiting },
           'spool: re-sending what the last run had not delivered',
         )
       }
+      void this.pump(lane)
     }
   }
 
   /** Throws QueueFullError if any sink is saturated: lets the HTTP source refuse a request before reading it. */
   assertNotSaturated(): void {
+    const { spool } = this.options
+    if (spool) {
+      // With a spool the sinks' buffers fill from disk as they have room: only the spool itself can be full.
+      if (spool.isSaturated) {
+        throw new QueueFullError(
+          `the spool is nearly full (${spool.bytes} bytes of SPOOL_MAX_BYTES); retry later`,
+          this.options.retryAfterMs,
+          'SPOOL_FULL',
+        )
+      }
+      return
+    }
     for (const { sink, batcher } of this.lanes) {
       if (batcher.isSaturated) throw this.fullError(sink.name, batcher)
     }
@@ -247,18 +327,33 @@ export class Pipeline {
 
   /** The most any one sink holds: entries accepted and not yet delivered or dead-lettered everywhere. */
   get bufferedEvents(): number {
-    return Math.max(0, ...this.lanes.map((lane) => lane.batcher.bufferedEvents))
+    return Math.max(0, ...this.lanes.map((lane) => lane.batcher.bufferedEvents + this.spooledEvents(lane)))
+  }
+
+  /** Entries in the spool this sink has not read into memory yet. */
+  private spooledEvents(lane: Lane): number {
+    return lane.reader && this.options.spool ? Math.max(0, this.options.spool.next - lane.reader.next) : 0
+  }
+
+  /** Reads and delivers this sink's whole backlog from the spool (for a drain): stops at the deadline. */
+  private async catchUp(lane: Lane): Promise<void> {
+    while (this.spooledEvents(lane) > 0 && !this.deadline.signal.aborted) {
+      await this.pump(lane)
+      lane.batcher.flush()
+      await lane.batcher.onIdle()
+    }
   }
 
   stats(): Record<string, SinkStats & Record<string, unknown>> {
     return Object.fromEntries(
-      this.lanes.map(({ sink, batcher, stats }) => [
-        sink.name,
+      this.lanes.map((lane) => [
+        lane.sink.name,
         {
-          ...stats,
-          ...sink.stats?.(),
-          buffered_events: batcher.bufferedEvents,
-          buffered_bytes: batcher.bufferedBytes,
+          ...lane.stats,
+          ...lane.sink.stats?.(),
+          buffered_events: lane.batcher.bufferedEvents,
+          buffered_bytes: lane.batcher.bufferedBytes,
+          ...(lane.reader ? { spooled_events: this.spooledEvents(lane) } : {}),
         },
       ]),
     )
@@ -290,7 +385,13 @@ export class Pipeline {
    */
   async drain(deadlineMs: number): Promise<DrainSummary> {
     this.stopAccepting()
-    const idle = Promise.all(this.lanes.map((lane) => lane.batcher.close()))
+    // With a spool, what is still on disk is delivered too, until the deadline; past it, it stays in the spool.
+    const idle = Promise.all(
+      this.lanes.map(async (lane) => {
+        await this.catchUp(lane)
+        await lane.batcher.close()
+      }),
+    )
     let timer: NodeJS.Timeout | undefined
     const timedOut = await Promise.race([
       idle.then(() => false),
@@ -320,11 +421,13 @@ export class Pipeline {
       deadLettered += stats.dead_lettered_events
       deadLetterFailed += stats.dead_letter_failed_events
     }
+    const leftInSpool = Math.max(0, ...this.lanes.map((lane) => this.spooledEvents(lane)))
     return {
       delivered,
       dead_lettered: deadLettered,
       dead_letter_failed: deadLetterFailed,
       timed_out: timedOut,
+      ...(this.options.spool ? { left_in_spool: leftInSpool } : {}),
     }
   }
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Batch, LogEvent } from '../event.js'
 import { JournalFile } from '../sinks/journal-file.js'
-import { type FsyncPolicy, SegmentLog } from './segment-log.js'
+import { type FsyncPolicy, type LogReader, SegmentLog } from './segment-log.js'
 
 const SEGMENT_BYTES = 16 * 1024 ** 2
 const FSYNC_INTERVAL_MS = 1000
@@ -148,8 +148,16 @@ function seqRange(batch: Batch): { from: number; to: number } | undefined {
 export interface Recovered {
   /** Sealed batches that were not done, rebuilt with their names, times and entries. */
   readonly batches: Batch[]
-  /** Entries no batch had taken yet. */
-  readonly entries: LogEvent[]
+  /** The first entry no batch had taken: the sink's reader starts here. */
+  readonly resumeFrom: number
+}
+
+/** A spool record back as the entry it was: `<event_id>\n<line>`. */
+export function recordToEvent({ seq, payload }: { seq: number; payload: Buffer }): LogEvent {
+  const text = payload.toString('utf8')
+  const newline = text.indexOf('\n')
+  const line = text.slice(newline + 1)
+  return { id: text.slice(0, newline), line, bytes: Buffer.byteLength(line) + 1, seq }
 }
 
 export class Spool {
@@ -191,13 +199,28 @@ export class Spool {
     return this.log.bytes + bytes + entries * 64 <= this.options.maxBytes
   }
 
-  /** Numbers the entries (sets `seq`) at once; resolves when they are in the log, synced per SPOOL_FSYNC. */
-  append(events: readonly LogEvent[]): Promise<void> {
+  /** Numbers the entries (sets `seq`) at once; `written` resolves when they are in the log, synced per SPOOL_FSYNC. */
+  append(events: readonly LogEvent[]): { firstSeq: number; written: Promise<void> } {
     const { firstSeq, written } = this.log.append(events.map((e) => Buffer.from(`${e.id}\n${e.line}`)))
     events.forEach((event, i) => {
       event.seq = firstSeq + i
     })
-    return written
+    return { firstSeq, written }
+  }
+
+  /** The sequence number the next accepted entry will get. */
+  get next(): number {
+    return this.log.next
+  }
+
+  /** Above 90% of SPOOL_MAX_BYTES: new requests are refused before their body is read. */
+  get isSaturated(): boolean {
+    return this.log.bytes > this.options.maxBytes * 0.9
+  }
+
+  /** A reader of the log for one sink, from `fromSeq` on. */
+  reader(fromSeq: number): LogReader {
+    return this.log.reader(fromSeq)
   }
 
   /** Deletes the segments every sink is done with. */
@@ -207,23 +230,34 @@ export class Spool {
     if (Number.isFinite(through)) await this.log.deleteThrough(through)
   }
 
-  /** What each sink still has to do, read back from the log. */
+  /**
+   * What each sink still has to do: its sealed batches that were not done, read back from the log (they were in
+   * memory before, so they fit again), and where its reader resumes. Later entries stay on disk until read.
+   */
   async recover(): Promise<Map<string, Recovered>> {
-    const result = new Map<string, Recovered>()
-    const from = Math.min(...[...this.cursors.values()].map((c) => c.doneThrough)) + 1
-    const bySeq = new Map<number, LogEvent>()
-    for await (const { seq, payload } of this.log.read(from)) {
-      const text = payload.toString('utf8')
-      const newline = text.indexOf('\n')
-      const line = text.slice(newline + 1)
-      bySeq.set(seq, { id: text.slice(0, newline), line, bytes: Buffer.byteLength(line) + 1, seq })
+    const wanted = new Map<number, LogEvent | undefined>()
+    for (const cursor of this.cursors.values()) {
+      for (const sealed of cursor.pendingBatches()) {
+        for (let seq = sealed.from; seq <= sealed.to; seq++) wanted.set(seq, undefined)
+      }
     }
+    if (wanted.size > 0) {
+      const reader = this.log.reader(Math.min(...wanted.keys()))
+      const last = Math.max(...wanted.keys())
+      for (;;) {
+        const records = await reader.read(10_000, 16 * 1024 ** 2)
+        for (const record of records)
+          if (wanted.has(record.seq)) wanted.set(record.seq, recordToEvent(record))
+        if (records.length === 0 || reader.next > last) break
+      }
+    }
+    const result = new Map<string, Recovered>()
     for (const [sink, cursor] of this.cursors) {
       const batches: Batch[] = []
       for (const sealed of cursor.pendingBatches()) {
         const events: LogEvent[] = []
         for (let seq = sealed.from; seq <= sealed.to; seq++) {
-          const event = bySeq.get(seq)
+          const event = wanted.get(seq)
           if (event) events.push(event)
         }
         if (events.length === 0) continue
@@ -234,8 +268,7 @@ export class Spool {
           bytes: events.reduce((sum, e) => sum + e.bytes, 0),
         })
       }
-      const entries = [...bySeq.values()].filter((e) => (e.seq ?? 0) > cursor.lastSealed)
-      result.set(sink, { batches, entries })
+      result.set(sink, { batches, resumeFrom: cursor.lastSealed + 1 })
     }
     return result
   }

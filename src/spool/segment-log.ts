@@ -189,6 +189,16 @@ export class SegmentLog {
     }
   }
 
+  /** A reader of the records from `fromSeq` on, that keeps its place between calls. */
+  reader(fromSeq: number): LogReader {
+    return new LogReader(this, fromSeq, this.options.maxRecordBytes)
+  }
+
+  /** The segment holding written record `seq`, or else the first one after it (past a gap left by damage). */
+  segmentAtOrAfter(seq: number): Readonly<Segment> | undefined {
+    return this.segments.find((s) => s.lastSeq >= seq && s.lastSeq >= s.firstSeq)
+  }
+
   /** Deletes the segments whose records are all at or below `seq`, except the newest one. */
   async deleteThrough(seq: number): Promise<number> {
     let deleted = 0
@@ -238,5 +248,94 @@ export class SegmentLog {
     const run = this.tail.then(step)
     this.tail = run.catch(() => {})
     return run
+  }
+}
+
+/** One record at `offset` of `data`: undefined when it is not all there yet. */
+function decodeRecord(
+  data: Buffer,
+  offset: number,
+): { seq: number; payload: Buffer; size: number } | undefined {
+  if (data.length - offset < HEADER_BYTES) return undefined
+  const length = data.readUInt32BE(offset)
+  if (data.length - offset - HEADER_BYTES < length) return undefined
+  const seqBytes = data.subarray(offset + 8, offset + 16)
+  const payload = data.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length)
+  if (checksum(seqBytes, payload) !== data.readUInt32BE(offset + 4)) {
+    throw new Error(`spool record at byte ${offset} fails its checksum`)
+  }
+  return { seq: Number(seqBytes.readBigUInt64BE(0)), payload, size: HEADER_BYTES + length }
+}
+
+/**
+ * Reads a log forward in chunks, remembering where it stopped (segment and byte offset), so a sink that fell
+ * behind catches up from disk without rescanning. `skip` moves past records the caller took another way.
+ */
+export class LogReader {
+  private segmentFirst = -1
+  /** Byte offset, in segment `segmentFirst`, of record `offsetSeq`. */
+  private offset = 0
+  private offsetSeq = -1
+
+  constructor(
+    private readonly log: SegmentLog,
+    /** The next record this reader hands out. */
+    public next: number,
+    private readonly maxRecordBytes: number,
+  ) {}
+
+  /** Records the caller took without reading them (handed over in memory as they were appended). */
+  skip(count: number): void {
+    this.next += count
+  }
+
+  /** Up to `maxRecords` records and about `maxBytes` of payload from `next` on, as written so far. */
+  async read(maxRecords: number, maxBytes: number): Promise<SpoolRecord[]> {
+    const records: SpoolRecord[] = []
+    let bytes = 0
+    while (records.length < maxRecords && bytes < maxBytes) {
+      const segment = this.log.segmentAtOrAfter(this.next)
+      if (!segment) break
+      if (segment.firstSeq > this.next) this.next = segment.firstSeq
+      if (segment.firstSeq !== this.segmentFirst || this.offsetSeq > this.next) {
+        this.segmentFirst = segment.firstSeq
+        this.offset = 0
+        this.offsetSeq = segment.firstSeq
+      }
+      const chunk = Math.min(
+        segment.bytes - this.offset,
+        Math.max(1024 ** 2, this.maxRecordBytes + HEADER_BYTES),
+      )
+      if (chunk <= 0) break
+      const data = Buffer.allocUnsafe(chunk)
+      const handle = await open(segment.path, 'r')
+      try {
+        await handle.read(data, 0, chunk, this.offset)
+      } finally {
+        await handle.close()
+      }
+      let at = 0
+      let progressed = false
+      for (;;) {
+        const record = decodeRecord(data, at)
+        if (!record) break
+        progressed = true
+        if (record.seq >= this.next) {
+          if (
+            records.length >= maxRecords ||
+            (records.length > 0 && bytes + record.payload.length > maxBytes)
+          )
+            break
+          records.push({ seq: record.seq, payload: Buffer.from(record.payload) })
+          bytes += record.payload.length
+          this.next = record.seq + 1
+        }
+        at += record.size
+        this.offset += record.size
+        this.offsetSeq = record.seq + 1
+      }
+      if (!progressed) break
+    }
+    return records
   }
 }

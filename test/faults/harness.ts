@@ -24,6 +24,8 @@ export interface ClientOptions {
   readonly stop: () => boolean
   /** Wait Retry-After after a 429/503 (a well-behaved client), or send again at once (an overload). */
   readonly backOff: boolean
+  /** Told how many entries each 202 acknowledged. */
+  readonly onAcknowledged?: (entries: number) => void
 }
 
 export interface ClientResult {
@@ -75,6 +77,7 @@ export async function runClients(options: ClientOptions): Promise<ClientResult> 
           count(String(res.status))
           if (res.status === 202) {
             for (const id of ids) acknowledged.add(id)
+            options.onAcknowledged?.(ids.length)
             break
           }
           if (res.status !== 429 && res.status !== 503) throw new Error(`unexpected answer ${res.status}`)
