@@ -337,10 +337,18 @@ export class Pipeline {
 
   /** Reads and delivers this sink's whole backlog from the spool (for a drain): stops at the deadline. */
   private async catchUp(lane: Lane): Promise<void> {
+    const { reader } = lane
+    const { spool } = this.options
+    if (!reader || !spool) return
     while (this.spooledEvents(lane) > 0 && !this.deadline.signal.aborted) {
+      const before = reader.next
+      // Entries still being appended become readable once written.
+      await spool.settled()
       await this.pump(lane)
       lane.batcher.flush()
       await lane.batcher.onIdle()
+      // Nothing read and nothing held: what is left is not in the log (a failed append); do not spin on it.
+      if (reader.next === before && lane.batcher.bufferedEvents === 0) break
     }
   }
 

@@ -218,6 +218,11 @@ export class Spool {
     return this.log.bytes > this.options.maxBytes * 0.9
   }
 
+  /** Resolves once every entry appended so far is written. */
+  settled(): Promise<void> {
+    return this.log.settled()
+  }
+
   /** A reader of the log for one sink, from `fromSeq` on. */
   reader(fromSeq: number): LogReader {
     return this.log.reader(fromSeq)

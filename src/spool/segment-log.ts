@@ -189,6 +189,11 @@ export class SegmentLog {
     }
   }
 
+  /** Resolves once every append made so far is written. */
+  settled(): Promise<void> {
+    return this.enqueue(async () => {})
+  }
+
   /** A reader of the records from `fromSeq` on, that keeps its place between calls. */
   reader(fromSeq: number): LogReader {
     return new LogReader(this, fromSeq, this.options.maxRecordBytes)

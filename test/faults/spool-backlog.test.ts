@@ -26,7 +26,7 @@ afterEach(async () => {
 })
 
 describe('spool: backlog on disk', () => {
-  it(`takes ${BACKLOG} entries while the sink is down with memory for ${MEMORY_EVENTS}, then delivers them once`, async () => {
+  it(`takes ${BACKLOG} entries while the sink is down with memory for ${MEMORY_EVENTS}, then drains them at SIGTERM, once`, async () => {
     gcs = new FakeGcsServer()
     await gcs.start()
     gcs.buckets.add('backlog-logs')
@@ -67,10 +67,12 @@ describe('spool: backlog on disk', () => {
     expect(during.sinks.gcs?.buffered_events).toBeLessThanOrEqual(MEMORY_EVENTS)
     expect(during.sinks.gcs?.spooled_events).toBeGreaterThan(BACKLOG - MEMORY_EVENTS - 1)
 
+    // The sink returns and SIGTERM comes at once: the drain reads the backlog from disk and delivers it.
     gcs.clearFaults()
-    await waitForHealth(url, (h) => h.buffer_size === 0)
     sidelog.child.kill('SIGTERM')
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
+    const stopped = sidelog.logs.find((l) => String(l.msg).startsWith('stopped'))
+    expect(stopped).toMatchObject({ left_in_spool: 0, dead_lettered: 0, timed_out: false })
     expectAccounted(
       'gcs',
       clients,
