@@ -6,14 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
 import { tempDir } from '../helpers.js'
-import {
-  bucketIds,
-  deadLetteredIds,
-  expectAccounted,
-  getHealth,
-  runClients,
-  waitForHealth,
-} from './harness.js'
+import { bucketIds, deadLetteredIds, expectAccounted, getHealth, runClients } from './harness.js'
 
 const MEMORY_EVENTS = 200
 const BACKLOG = 6000
