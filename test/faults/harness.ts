@@ -240,3 +240,63 @@ export async function startCloudSinks(name: string, env: Record<string, string> 
     },
   }
 }
+
+export interface SpooledGcs {
+  readonly gcs: FakeGcsServer
+  readonly spoolDir: string
+  readonly deadLetterDir: string
+  /** The process running now (restart() replaces it). */
+  sidelog: SidelogProcess
+  /** Starts sidelog again with the same settings, on the same spool. */
+  restart(): Promise<SidelogProcess>
+  /** event_ids in the bucket. */
+  inBucket(): string[]
+  /** Every upload answers 503 from now on, until `gcs.clearFaults()`. */
+  failUploads(): void
+  stop(): Promise<void>
+}
+
+/** The real process with SINKS=gcs and a disk spool, against the GCS fake, with quick retries. */
+export async function startSpooledGcs(name: string, env: Record<string, string> = {}): Promise<SpooledGcs> {
+  const gcs = new FakeGcsServer()
+  await gcs.start()
+  const bucket = `${name}-logs`
+  gcs.buckets.add(bucket)
+  const dir = await tempDir()
+  const spoolDir = join(dir, 'spool')
+  const deadLetterDir = join(dir, 'dead-letter')
+  const settings = {
+    SINKS: 'gcs',
+    LOG_BUCKET: bucket,
+    GCS_ENDPOINT: gcs.url,
+    SPOOL_DIR: spoolDir,
+    FLUSH_INTERVAL: '0.2',
+    RETRY_INITIAL_BACKOFF: '0.1',
+    RETRY_MAX_BACKOFF: '0.5',
+    DATA_DIR: join(dir, 'data'),
+    DEAD_LETTER_DIR: deadLetterDir,
+    ...env,
+  }
+  const processes = [await spawnSidelog(settings)]
+  const spooled: SpooledGcs = {
+    gcs,
+    spoolDir,
+    deadLetterDir,
+    sidelog: processes[0] as SidelogProcess,
+    async restart() {
+      const next = await spawnSidelog(settings)
+      processes.push(next)
+      spooled.sidelog = next
+      return next
+    },
+    inBucket: () => bucketIds(gcs, bucket),
+    failUploads() {
+      gcs.inject({ kind: 'status', status: 503 }, { target: 'upload', times: Number.MAX_SAFE_INTEGER })
+    },
+    async stop() {
+      for (const p of processes) p.child.kill('SIGKILL')
+      await gcs.stop()
+    },
+  }
+  return spooled
+}

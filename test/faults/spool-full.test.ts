@@ -4,49 +4,32 @@
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
-import { FakeGcsServer } from '../fakes/gcs-server.js'
-import { tempDir } from '../helpers.js'
 import {
-  bucketIds,
   deadLetteredIds,
   expectAccounted,
   getHealth,
   runClients,
+  type SpooledGcs,
+  startSpooledGcs,
   waitForHealth,
 } from './harness.js'
 
-let gcs: FakeGcsServer | undefined
-let sidelog: SidelogProcess | undefined
+let spooled: SpooledGcs | undefined
 afterEach(async () => {
-  sidelog?.child.kill('SIGKILL')
-  await gcs?.stop()
+  await spooled?.stop()
 })
 
 describe('fault: spool full', () => {
   it('429 SPOOL_FULL while the sink is down, no crash, and all of it delivered once space returns', async () => {
-    gcs = new FakeGcsServer()
-    await gcs.start()
-    gcs.buckets.add('full-logs')
-    const dir = await tempDir()
-    const spoolDir = join(dir, 'spool')
-    sidelog = await spawnSidelog({
-      SINKS: 'gcs',
-      LOG_BUCKET: 'full-logs',
-      GCS_ENDPOINT: gcs.url,
-      SPOOL_DIR: spoolDir,
+    spooled = await startSpooledGcs('full', {
       SPOOL_MAX_BYTES: '2MiB',
       BUFFER_MAX_BYTES: '2MiB',
       BATCH_BYTES: '256KiB',
       MAX_ENTRY_BYTES: '64KiB',
-      FLUSH_INTERVAL: '0.2',
-      RETRY_INITIAL_BACKOFF: '0.1',
-      RETRY_MAX_BACKOFF: '0.5',
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
     })
+    const { sidelog, gcs } = spooled
     const { url } = sidelog
-    gcs.inject({ kind: 'status', status: 503 }, { target: 'upload', times: Number.MAX_SAFE_INTEGER })
+    spooled.failUploads()
 
     let phase: 'filling' | 'recovering' | 'done' = 'filling'
     const clients = runClients({
@@ -69,12 +52,11 @@ describe('fault: spool full', () => {
     const result = await clients
     await waitForHealth(url, (h) => h.buffer_size === 0)
     expect(
-      (await readdir(join(spoolDir, 'log'))).filter((n) => n.endsWith('.seg')).length,
+      (await readdir(join(spooled.spoolDir, 'log'))).filter((n) => n.endsWith('.seg')).length,
     ).toBeLessThanOrEqual(2)
     sidelog.child.kill('SIGTERM')
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
 
-    const inBucket = bucketIds(gcs, 'full-logs')
-    expectAccounted('gcs', result, inBucket, await deadLetteredIds(join(dir, 'dead-letter'), 'gcs'))
+    expectAccounted('gcs', result, spooled.inBucket(), await deadLetteredIds(spooled.deadLetterDir, 'gcs'))
   })
 })
