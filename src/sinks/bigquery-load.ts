@@ -39,7 +39,9 @@ export interface LoadJob {
 type JournalRecord =
   | { readonly staged: string }
   | { readonly job: string; readonly objects: readonly string[]; readonly attempt: number }
-  | { readonly ended: string; readonly outcome: 'loaded' | 'failed' | 'retried' }
+  | { readonly ended: string; readonly outcome: 'loaded' | 'failed' | 'retried'; readonly at?: number }
+  /** An object loaded (or recorded as failed) at `at`: a later staging of the same name is ignored for a while. */
+  | { readonly remembered: string; readonly at: number }
 
 /** `sidelog_load_<sha256 of the sorted names and the attempt>`: the same objects give the same job. */
 export function loadJobId(objects: readonly string[], attempt: number): string {
@@ -49,7 +51,12 @@ export function loadJobId(objects: readonly string[], attempt: number): string {
   return `sidelog_load_${hash.digest('hex').slice(0, 40)}`
 }
 
-type LoadState = { unassigned: readonly string[]; jobs: readonly LoadJob[] }
+type LoadState = {
+  unassigned: readonly string[]
+  jobs: readonly LoadJob[]
+  /** Objects whose jobs ended lately, with when. */
+  recent: ReadonlyMap<string, number>
+}
 
 /** Load mode's journal: fsynced per record, compacted to the live state at start-up and after every load cycle. */
 class LoadJournal {
@@ -59,18 +66,30 @@ class LoadJournal {
     this.file = new JournalFile(path, logger)
   }
 
-  /** What an earlier process left: objects staged but in no job, and jobs not known to have ended. */
-  async recover(): Promise<{ unassigned: string[]; jobs: LoadJob[] }> {
+  /**
+   * What an earlier process left: objects staged but in no job, jobs not known to have ended, and objects whose
+   * jobs ended within `rememberMs` (a spool re-sending their batch after a crash must not load them twice).
+   */
+  async recover(rememberMs: number): Promise<LoadState> {
     const unassigned = new Set<string>()
     const jobs = new Map<string, LoadJob>()
+    const recent = new Map<string, number>()
     for (const record of await this.file.read()) {
       if ('staged' in record) unassigned.add(record.staged)
       else if ('job' in record) {
         for (const name of record.objects) unassigned.delete(name)
         jobs.set(record.job, { id: record.job, objects: record.objects, attempt: record.attempt })
-      } else jobs.delete(record.ended)
+      } else if ('remembered' in record) recent.set(record.remembered, record.at)
+      else {
+        const job = jobs.get(record.ended)
+        if (job && record.outcome !== 'retried')
+          for (const name of job.objects) recent.set(name, record.at ?? Date.now())
+        jobs.delete(record.ended)
+      }
     }
-    const state = { unassigned: [...unassigned], jobs: [...jobs.values()] }
+    const now = Date.now()
+    for (const [name, at] of recent) if (now - at > rememberMs) recent.delete(name)
+    const state = { unassigned: [...unassigned], jobs: [...jobs.values()], recent }
     await this.compact(state)
     return state
   }
@@ -82,6 +101,7 @@ class LoadJournal {
   /** Replaces the journal with just the live state, so it never grows past what is pending. */
   compact(state: LoadState): Promise<void> {
     return this.file.rewrite([
+      ...[...state.recent].map(([remembered, at]) => ({ remembered, at })),
       ...state.unassigned.map((staged) => ({ staged })),
       ...state.jobs.map(({ id, objects, attempt }) => ({ job: id, objects, attempt })),
     ])
@@ -120,7 +140,8 @@ class Loader {
 
   constructor(private readonly options: LoaderOptions) {}
 
-  start(recovered: { unassigned: readonly string[]; jobs: readonly LoadJob[] }): void {
+  start(recovered: LoadState): void {
+    for (const [name, at] of recovered.recent) this.recent.set(name, at)
     for (const name of recovered.unassigned) this.unassigned.add(name)
     for (const job of recovered.jobs) this.follow(job)
     if (recovered.unassigned.length + recovered.jobs.length > 0) {
@@ -171,7 +192,7 @@ class Loader {
       this.assign({ id: loadJobId(objects, 1), objects, attempt: 1 })
     }
     this.options.journal
-      .compact({ unassigned: [...this.unassigned], jobs: [...this.running.values()] })
+      .compact({ unassigned: [...this.unassigned], jobs: [...this.running.values()], recent: this.recent })
       .catch((err: unknown) =>
         this.options.logger.error({ err: errorMessage(err) }, 'load journal: compaction failed'),
       )
@@ -308,7 +329,7 @@ class Loader {
         this.recent.set(name, now)
       }
     }
-    await this.options.journal.append({ ended: job.id, outcome }).catch((err: unknown) => {
+    await this.options.journal.append({ ended: job.id, outcome, at: Date.now() }).catch((err: unknown) => {
       this.options.logger.error({ job: job.id, err: errorMessage(err) }, 'load journal: job end not recorded')
     })
   }
@@ -380,7 +401,8 @@ class Loader {
 export async function createLoadSink({ config, logger }: SinkContext, opened: OpenedTable): Promise<Sink> {
   const { bucket, startupError } = await openBucket(config, logger)
   const journal = new LoadJournal(resolve(config.DATA_DIR, 'bigquery-load.journal'), logger)
-  const recovered = await journal.recover()
+  const rememberMs = (config.RETRY_MAX_ELAPSED + config.SINK_TIMEOUT) * 1000
+  const recovered = await journal.recover(rememberMs)
   const loader = new Loader({
     opened,
     bucketName: bucket.name,
@@ -389,7 +411,7 @@ export async function createLoadSink({ config, logger }: SinkContext, opened: Op
     intervalMs: config.BQ_LOAD_INTERVAL * 1000,
     initialBackoffMs: config.RETRY_INITIAL_BACKOFF * 1000,
     maxBackoffMs: config.RETRY_MAX_BACKOFF * 1000,
-    rememberMs: (config.RETRY_MAX_ELAPSED + config.SINK_TIMEOUT) * 1000,
+    rememberMs,
     logger,
   })
   loader.start(recovered)

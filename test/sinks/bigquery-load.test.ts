@@ -7,11 +7,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { type App, createApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { ConfigError } from '../../src/errors.js'
+import { createBigQuerySink } from '../../src/sinks/bigquery.js'
 import { loadJobId } from '../../src/sinks/bigquery-load.js'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
 import {
   catchError,
+  makeEvents,
   postAccepted,
   QUICK_RETRIES_MANUAL_FLUSH,
   silentLogger,
@@ -209,8 +211,44 @@ describe('bigquery sink, load mode', () => {
     expect([...bq.jobs.keys()]).toEqual([id])
     expect(loadedTags()).toHaveLength(12)
     await second.app.close()
-    // Everything ended: the journal is compacted to nothing.
-    expect(await readFile(join(first.config.DATA_DIR, 'bigquery-load.journal'), 'utf8')).toBe('')
+    // Everything ended: the journal is compacted to the loaded objects it still remembers, nothing pending.
+    const records = (await readFile(join(first.config.DATA_DIR, 'bigquery-load.journal'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    expect(records.map((r) => r.remembered)).toEqual(staged())
+  })
+
+  it('ignores a batch the spool re-sends after a restart when its object was loaded already', async () => {
+    const dir = await tempDir()
+    const { config } = await startApp(dir).then(async ({ app, config }) => {
+      await app.close()
+      return { config }
+    })
+    const context = { config, logger: silentLogger, stdout: new PassThrough() }
+    const batch = {
+      name: 'resent-000001',
+      openedAt: new Date('2026-11-22T04:00:00Z'),
+      events: makeEvents(7, 'r'),
+      bytes: 0,
+    }
+    const signal = new AbortController().signal
+    const first = await createBigQuerySink(context)
+    await first.write(batch, { signal })
+    await first.flush?.()
+    await first.close()
+    expect(rows()).toHaveLength(7)
+
+    // A crash lost the spool's "done" for this batch: the restart writes it again, meets the object (412) ...
+    const second = await createBigQuerySink(context)
+    await second.write(batch, { signal })
+    await second.flush?.()
+    await second.close()
+    // ... and the load journal remembers it was loaded: no second job, no second copy of the rows.
+    expect(gcs.uploads().map((r) => r.status)).toEqual([200, 412])
+    expect(bq.jobs.size).toBe(1)
+    expect(rows()).toHaveLength(7)
+    expect(second.stats?.()).toMatchObject({ staged_objects: 0, loaded_jobs: 0 })
   })
 
   it('needs a bucket to stage in', () => {
