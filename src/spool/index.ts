@@ -1,9 +1,10 @@
-// The disk spool (SPOOL_DIR): with it, a 202 means the request's entries are in the segment log on disk. Each sink
-// keeps a journal of its batches: a batch is recorded as sealed (name, time, first and last sequence number) before
-// its first write, and as done once delivered or dead-lettered. After a crash, a restart re-sends each sealed batch
-// that is not done under its original name, so a write that had landed meets itself (412, the same file name, the
-// same insertIds) instead of a duplicate, and hands the entries no batch had taken to the sink's batcher anew.
-// A segment is deleted once every sink is done with all of its entries.
+// The disk spool (SPOOL_DIR): with it, a 202 means the request's entries are in the segment log on disk, and the
+// backlog waits there: each sink reads the log as its batcher has room. Each sink keeps a journal of its batches: a
+// batch is recorded as sealed (name, time, first and last sequence number) before its first write, and as done once
+// delivered or dead-lettered. After a crash, a restart re-sends each sealed batch that is not done under its
+// original name, so a write that had landed meets itself (412, the same file name, the same insertIds) instead of
+// a duplicate, and the sink reads on from the first entry no batch of its had taken. A segment is deleted once
+// every sink is done with all of its entries.
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
