@@ -1,8 +1,9 @@
-// The disk spool's storage: an append-only log of records, each with a sequence number, in segment files named by the first sequence number they hold. A record is
-// [u32 payload length][u32 crc32 of seq and payload][u64 seq][payload]. Opening the log checks every record: a torn
-// or corrupt record is logged with its byte offset, the segment is copied aside as `.corrupt` and truncated there,
-// and start-up goes on; numbers the cut-off bytes could have used are skipped, never reused. The newest segment is
-// never deleted, so the next sequence number survives a restart even when everything has been delivered.
+// The disk spool's storage: an append-only log of records, each with a sequence number, in segment files named by
+// the first sequence number they hold. A record is [u32 payload length][u32 crc32 of seq and payload][u64 seq]
+// [payload]. Opening the log checks every record: a torn or corrupt record is logged with its byte offset, the
+// segment is copied aside as `.corrupt` and truncated there, and start-up goes on; numbers the cut-off bytes could
+// have used are skipped, never reused. The newest segment is never deleted, so the next sequence number survives a
+// restart even when everything has been delivered.
 import { copyFile, type FileHandle, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
