@@ -242,14 +242,18 @@ export class Spool {
    */
   async recover(): Promise<Map<string, Recovered>> {
     const wanted = new Map<number, LogEvent | undefined>()
+    // Bounds kept by hand: spreading a buffer's worth of keys into Math.min overflows the stack past ~150,000.
+    let first = Number.POSITIVE_INFINITY
+    let last = 0
     for (const cursor of this.cursors.values()) {
       for (const sealed of cursor.pendingBatches()) {
         for (let seq = sealed.from; seq <= sealed.to; seq++) wanted.set(seq, undefined)
+        first = Math.min(first, sealed.from)
+        last = Math.max(last, sealed.to)
       }
     }
     if (wanted.size > 0) {
-      const reader = this.log.reader(Math.min(...wanted.keys()))
-      const last = Math.max(...wanted.keys())
+      const reader = this.log.reader(first)
       for (;;) {
         const records = await reader.read(10_000, 16 * 1024 ** 2)
         for (const record of records)

@@ -4,7 +4,7 @@ import { appendFile, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { Batch, LogEvent } from '../../src/event.js'
-import { SinkCursor } from '../../src/spool/index.js'
+import { SinkCursor, Spool } from '../../src/spool/index.js'
 import { silentLogger, tempDir } from '../helpers.js'
 
 function batch(name: string, from: number, to: number): Batch {
@@ -50,6 +50,36 @@ describe('SinkCursor', () => {
       '{"t":5}',
       '{"s":"b","at":"2026-11-22T04:00:00.000Z","from":6,"to":9}',
     ])
+    await second.close()
+  })
+})
+
+describe('Spool.recover', () => {
+  it('rebuilds an unfinished batch of 250,000 entries (more than a spread argument list can hold)', async () => {
+    const dir = await tempDir()
+    const options = {
+      dir,
+      fsync: 'never' as const,
+      maxBytes: 1024 ** 3,
+      maxEntryBytes: 1024,
+      sinks: ['file'],
+      logger: silentLogger,
+    }
+    const first = await Spool.open(options)
+    const events: LogEvent[] = Array.from({ length: 250_000 }, (_, i) => ({
+      id: `e${i}`,
+      line: `{"n":${i}}`,
+      bytes: 10,
+    }))
+    await first.append(events).written
+    await first.cursor('file')?.sealed({ name: 'big', openedAt: new Date(0), events, bytes: 0 })
+    await first.close()
+
+    const second = await Spool.open(options)
+    const recovered = (await second.recover()).get('file')
+    expect(recovered?.batches.map((b) => [b.name, b.events.length])).toEqual([['big', 250_000]])
+    expect(recovered?.batches[0]?.events.at(-1)).toMatchObject({ id: 'e249999', seq: 250_000 })
+    expect(recovered?.resumeFrom).toBe(250_001)
     await second.close()
   })
 })
