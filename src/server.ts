@@ -55,7 +55,7 @@ export function toErrorReply(
       status: 500,
       body: {
         error: err.code,
-        message: `${err.message}; the entries are buffered in memory and will be delivered, but not durably: do not resend them`,
+        message: `${err.message}; the entries were taken without being made durable (in memory, or in the dead-letter store of a sink that was behind): do not resend them`,
       },
     }
   }

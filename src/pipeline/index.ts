@@ -251,22 +251,43 @@ export class Pipeline {
       )
     }
     const { firstSeq, written } = spool.append(events)
+    const behind: Lane[] = []
     for (const lane of this.lanes) {
       const { reader, batcher } = lane
       if (reader && !lane.pumping && reader.next === firstSeq && batcher.hasRoomFor(events.length, bytes)) {
         batcher.offer(events)
         reader.skip(events.length)
+      } else {
+        behind.push(lane)
       }
     }
     this.accepted += events.length
+    const lastSeq = firstSeq + events.length - 1
     return written.then(
       () => {
         // Sinks that are behind can read these now.
-        const lastSeq = firstSeq + events.length - 1
-        for (const lane of this.lanes) if (lane.reader && lane.reader.next <= lastSeq) void this.pump(lane)
+        for (const lane of behind) void this.pump(lane)
       },
-      (err: unknown) => {
-        throw new SpoolWriteError(`the spool could not be written: ${errorMessage(err)}`)
+      async (err: unknown) => {
+        // The sinks that were keeping up have the entries in memory; the others would have read them from the
+        // log, where they are not: they go to those sinks' dead-letter store, so every sink accounts for them.
+        const reason = `the spool could not be written: ${errorMessage(err)}`
+        const batch: Batch = {
+          name: `spool-failed-${firstSeq}-${lastSeq}`,
+          openedAt: new Date(),
+          events,
+          bytes,
+        }
+        for (const lane of behind) {
+          await this.deadLetter(
+            lane.sink.name,
+            batch,
+            events.map((event) => ({ event, reason })),
+            0,
+            lane.stats,
+          )
+        }
+        throw new SpoolWriteError(reason)
       },
     )
   }

@@ -116,15 +116,17 @@ export class SinkCursor {
     return this.file.close()
   }
 
-  /** Moves `through` past every done batch that follows it directly. */
+  /**
+   * Moves `through` past the done batches at the front. A sink seals its batches in sequence order, so numbers
+   * below the first sealed batch that no batch holds will never be in one (a failed append, a damaged segment):
+   * they count as done, or the spool could never delete their segment again.
+   */
   private advance(): void {
     for (const batch of [...this.sealedBatches.values()].sort((a, b) => a.from - b.from)) {
-      if (batch.to <= this.through) {
-        this.sealedBatches.delete(batch.name)
-        continue
+      if (batch.to > this.through) {
+        if (!batch.done) break
+        this.through = batch.to
       }
-      if (!batch.done || batch.from > this.through + 1) break
-      this.through = batch.to
       this.sealedBatches.delete(batch.name)
     }
   }

@@ -170,7 +170,13 @@ export class SegmentLog {
         await this.startSegment(firstSeq)
         current = this.current()
       }
-      await this.handle?.write(data)
+      try {
+        await this.handle?.write(data)
+      } catch (err) {
+        // Part of it may be in the file: later records go to a new segment, and readers stop at the last good one.
+        await this.startSegment(lastSeq + 1).catch(() => {})
+        throw err
+      }
       current.bytes += data.length
       current.lastSeq = lastSeq
       if (this.options.fsync === 'always') await this.handle?.datasync()

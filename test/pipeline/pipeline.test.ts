@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Logger, pino } from 'pino'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import {
   InputError,
   PartialWriteError,
@@ -13,6 +13,7 @@ import type { Batch, LogEvent } from '../../src/event.js'
 import { Pipeline, type PipelineOptions } from '../../src/pipeline/index.js'
 import { createDeadLetterStore } from '../../src/sinks/dead-letter.js'
 import type { Sink } from '../../src/sinks/sink.js'
+import { Spool } from '../../src/spool/index.js'
 import { catchError, listFiles, makeEvents, readJsonlTree, silentLogger, tempDir } from '../helpers.js'
 
 function recordingSink(name: string, write?: (batch: Batch) => Promise<void>) {
@@ -202,5 +203,68 @@ describe('Pipeline', () => {
     const fatal = lines.map((l) => JSON.parse(l)).find((l) => l.level === 60)
     expect(fatal.entries.map((e: string) => JSON.parse(e).event_id)).toEqual(['kept0', 'kept1'])
     await expect(readFile(blocker, 'utf8')).resolves.toBe('x')
+  })
+})
+
+describe('pipeline with a spool whose append fails', () => {
+  it('answers SPOOL_WRITE_FAILED, and dead-letters the entries for a sink that would have read them from disk', async () => {
+    const dir = await tempDir()
+    const spool = await Spool.open({
+      dir: join(dir, 'spool'),
+      fsync: 'never',
+      maxBytes: 1024 ** 2,
+      maxEntryBytes: 1024,
+      sinks: ['fast', 'slow'],
+      logger: silentLogger,
+    })
+    let release: () => void = () => {}
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const fast = recordingSink('fast')
+    const slow = recordingSink('slow', () => held)
+    const deadLetterDir = join(dir, 'dead-letter')
+    const pipeline = new Pipeline({
+      sinks: [fast.sink, slow.sink],
+      spool,
+      batching: {
+        instanceId: 'inst',
+        maxBatchEvents: 10,
+        maxBatchBytes: 1_000_000,
+        flushIntervalMs: 60_000,
+        maxBufferedEvents: 10,
+        maxBufferedBytes: 10_000_000,
+        concurrency: 1,
+      },
+      retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
+      deadLetter: createDeadLetterStore(deadLetterDir),
+      logger: silentLogger,
+      retryAfterMs: 1000,
+    })
+    // Ten entries fill a batch for each sink; the slow sink holds its batch, so it has no room for more.
+    await pipeline.accept(makeEvents(10, 'first'))
+    await vi.waitFor(() => expect(pipeline.stats().fast?.buffered_events).toBe(0))
+    expect(pipeline.stats().slow?.buffered_events).toBe(10)
+    const append = spool.append.bind(spool)
+    spool.append = (events) => {
+      const result = append(events)
+      return { ...result, written: result.written.then(() => Promise.reject(new Error('disk gone'))) }
+    }
+    const error = await pipeline.accept(makeEvents(5, 'second'))?.catch((err: unknown) => err)
+    expect(error).toMatchObject({ code: 'SPOOL_WRITE_FAILED', message: expect.stringContaining('disk gone') })
+
+    const deadLettered = await readJsonlTree(join(deadLetterDir, 'slow'))
+    expect(deadLettered.map((r) => (r.entry as { event_id: string }).event_id)).toEqual(
+      makeEvents(5, 'second').map((e) => e.id),
+    )
+    expect(await listFiles(join(deadLetterDir, 'fast'))).toEqual([])
+    release()
+    await pipeline.drain(10_000)
+    // The fast sink took the five in memory; the slow one never sees them: each accounts for them once.
+    expect(fast.batches.flatMap((b) => b.events.map((e) => e.id))).toHaveLength(15)
+    expect(slow.batches.flatMap((b) => b.events.map((e) => e.id))).toEqual(
+      makeEvents(10, 'first').map((e) => e.id),
+    )
+    await spool.close()
   })
 })
