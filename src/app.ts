@@ -7,11 +7,11 @@ import { getHeapStatistics } from 'node:v8'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { type Config, heapProblem } from './config.js'
+import { createDeadLetterStore } from './delivery/dead-letter.js'
 import { ConfigError } from './errors.js'
 import { createEnricher } from './pipeline/enrich.js'
 import { type DrainSummary, Pipeline } from './pipeline/index.js'
 import { createServer } from './server.js'
-import { createDeadLetterStore } from './sinks/dead-letter.js'
 import { sinkFactories } from './sinks/index.js'
 import type { Sink } from './sinks/sink.js'
 import { registerHttpSource } from './sources/http.js'
@@ -19,8 +19,6 @@ import { Spool } from './spool/index.js'
 
 /** Retry-After for a 429: the buffer frees as batches are written, usually within a second. */
 const RETRY_AFTER_MS = 1000
-/** Part of SHUTDOWN_TIMEOUT kept back for writing undelivered batches to the dead-letter store. */
-const DEAD_LETTER_RESERVE_MS = 1000
 
 export interface AppOptions {
   readonly logger: Logger
@@ -39,6 +37,8 @@ export interface App {
   start(): Promise<AddressInfo>
   /** Stops accepting, delivers within SHUTDOWN_TIMEOUT, dead-letters the rest, closes sinks. */
   close(): Promise<DrainSummary>
+  /** The last resort before a hard exit: what is still held is dead-lettered synchronously. Returns how many. */
+  deadLetterNow(): number
 }
 
 export async function createApp(config: Config, options: AppOptions): Promise<App> {
@@ -52,6 +52,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   for (const kind of config.SINKS) {
     sinks.push(await sinkFactories[kind]({ config, logger, stdout: options.stdout ?? process.stdout }))
   }
+
+  const deadLetter = createDeadLetterStore(config.DEAD_LETTER_DIR)
+  await deadLetter.open()
 
   const spool = config.SPOOL_DIR
     ? await Spool.open({
@@ -82,7 +85,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       maxElapsedMs: config.RETRY_MAX_ELAPSED * 1000,
       attemptTimeoutMs: config.SINK_TIMEOUT * 1000,
     },
-    deadLetter: createDeadLetterStore(config.DEAD_LETTER_DIR),
+    deadLetter,
     logger,
     retryAfterMs: RETRY_AFTER_MS,
   })
@@ -94,9 +97,19 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     bodyLimit: config.MAX_BODY_BYTES,
     health: () => {
       const sinkStats = pipeline.stats()
-      const failing = Object.values(sinkStats).some((s) => !s.healthy)
+      const spoolProblem = pipeline.spoolProblem
+      const failing = spoolProblem !== undefined || Object.values(sinkStats).some((s) => !s.healthy)
       return {
         status: pipeline.isAccepting ? (failing ? 'degraded' : 'healthy') : 'draining',
+        ...(spool
+          ? {
+              spool: {
+                bytes: spool.bytes,
+                damaged_at_open: spool.damagedAtOpen,
+                last_error: spoolProblem ?? null,
+              },
+            }
+          : {}),
         buffer_size: pipeline.bufferedEvents,
         lines_processed: pipeline.acceptedEvents,
         uptime_s: Math.round((Date.now() - startedAt) / 1000),
@@ -125,13 +138,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       await server.listen({ host: config.SIDELOG_HOST, port: config.SIDELOG_PORT })
       return server.server.address() as AddressInfo
     },
+    deadLetterNow: () => pipeline.deadLetterNow(),
     async close() {
       const budgetMs = config.SHUTDOWN_TIMEOUT * 1000
-      const reserveMs = Math.min(DEAD_LETTER_RESERVE_MS, budgetMs / 4)
       // Refuse new entries first (503), so nothing is accepted that the drain below would not see.
       pipeline.stopAccepting()
       const serverClosed = server.close()
-      const summary = await pipeline.drain(budgetMs - reserveMs)
+      const summary = await pipeline.drain(budgetMs)
       // Whatever connection is still open (a slow upload) holds nothing accepted: do not wait for it.
       server.server.closeAllConnections()
       await serverClosed

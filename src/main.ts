@@ -38,14 +38,20 @@ async function main(): Promise<void> {
     process.exit(1)
   }
 
-  closeWithGrace(
+  const grace = closeWithGrace(
     {
       delay: config.SHUTDOWN_TIMEOUT * 1000 + HARD_EXIT_MARGIN_MS,
+      // Signals are handled below: a second one must not cut the drain short.
+      skip: ['SIGTERM', 'SIGINT'],
       logger: { error: (message: unknown) => logger.error({ detail: String(message) }, 'shutdown problem') },
+      onTimeout: () => {
+        // The drain overran its budget: nothing it still holds may vanish with the process.
+        const written = app.deadLetterNow()
+        logger.fatal({ last_resort: written }, 'shutdown overran SHUTDOWN_TIMEOUT; exiting')
+      },
     },
-    async ({ signal, err }) => {
+    async ({ err }) => {
       if (err) logger.error({ err }, 'unexpected error; draining before exit')
-      logger.info({ signal }, 'draining')
       const summary = await app.close()
       logger.info(
         summary,
@@ -53,6 +59,22 @@ async function main(): Promise<void> {
       )
     },
   )
+
+  let signalled = false
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (signalled) {
+        logger.warn(
+          { signal },
+          'already draining; the signal is ignored (the drain ends within SHUTDOWN_TIMEOUT)',
+        )
+        return
+      }
+      signalled = true
+      logger.info({ signal }, 'draining')
+      void grace.close()
+    })
+  }
 
   try {
     const address = await app.start()

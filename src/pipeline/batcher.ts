@@ -29,6 +29,10 @@ export class Batcher {
   private seq = 0
   private readonly queue: PQueue
   private held = { events: 0, bytes: 0 }
+  /** Batches queued and not started yet: what `abandonQueued` can still take back. */
+  private readonly waiting = new Set<Batch>()
+  /** Batches being delivered (or dead-lettered) now. */
+  private readonly running = new Set<Batch>()
 
   constructor(private readonly options: BatcherOptions) {
     this.queue = new PQueue({ concurrency: options.concurrency })
@@ -115,15 +119,51 @@ export class Batcher {
   }
 
   private dispatch(batch: Batch): void {
+    this.waiting.add(batch)
     void this.queue.add(async () => {
+      if (!this.waiting.delete(batch)) return // abandoned: the caller took it back
+      this.running.add(batch)
       try {
         await this.options.deliver(batch)
       } finally {
-        this.held.events -= batch.events.length
-        this.held.bytes -= batch.bytes
-        this.options.onRoom?.()
+        this.running.delete(batch)
+        this.release(batch)
       }
     })
+  }
+
+  private release(batch: Batch): void {
+    this.held.events -= batch.events.length
+    this.held.bytes -= batch.bytes
+    this.options.onRoom?.()
+  }
+
+  /**
+   * Takes back every batch not started yet, the open one included (sealed first): at a shutdown deadline they are
+   * dead-lettered together, in one write, instead of one at a time behind the writes in flight.
+   */
+  abandonQueued(): Batch[] {
+    this.flush()
+    const batches = [...this.waiting]
+    this.waiting.clear()
+    for (const batch of batches) this.release(batch)
+    return batches
+  }
+
+  /** Every batch this batcher still holds (open, queued, in flight): for the last resort before a hard exit. */
+  unfinished(): Batch[] {
+    const open: Batch[] =
+      this.open.length > 0
+        ? [
+            {
+              name: `${this.options.instanceId}-open`,
+              openedAt: this.openedAt,
+              events: this.open,
+              bytes: this.openBytes,
+            },
+          ]
+        : []
+    return [...open, ...this.waiting, ...this.running]
   }
 
   /** Resolves when nothing is queued or being written (the open batch is not flushed: call flush() first). */

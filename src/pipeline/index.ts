@@ -1,6 +1,8 @@
 // The pipeline: one lane per sink (bounded batcher → retrying sink → dead-letter store), all-or-nothing accept(),
 // per-sink counters, and a drain that delivers what it can before a deadline and dead-letters the rest.
 import type { Logger } from 'pino'
+import type { DeadLetterStore } from '../delivery/dead-letter.js'
+import { DeliveryFailedError, type RetryPolicy, withRetry } from '../delivery/retry.js'
 import {
   errorMessage,
   InputError,
@@ -10,12 +12,13 @@ import {
   SpoolWriteError,
 } from '../errors.js'
 import type { Batch, LogEvent } from '../event.js'
-import type { DeadLetterStore } from '../sinks/dead-letter.js'
-import { DeliveryFailedError, type RetryPolicy, withRetry } from '../sinks/retry.js'
 import type { Sink } from '../sinks/sink.js'
 import { type Recovered, recordToEvent, type Spool } from '../spool/index.js'
 import type { LogReader } from '../spool/segment-log.js'
 import { Batcher, type BatcherOptions } from './batcher.js'
+
+/** Part of the shutdown budget kept back for writing what is left to the dead-letter store. */
+const DEAD_LETTER_RESERVE_MS = 1000
 
 export interface PipelineOptions {
   readonly sinks: readonly Sink[]
@@ -36,6 +39,8 @@ export interface SinkStats {
   dead_lettered_events: number
   /** Events that could be neither delivered nor written to the dead-letter store (their lines are in a fatal log). */
   dead_letter_failed_events: number
+  /** With a spool: acknowledged entries this sink could not read back because their records were damaged. */
+  lost_events: number
   buffered_events: number
   buffered_bytes: number
   /** False from a failed attempt until the next successful write. */
@@ -51,6 +56,8 @@ export interface DrainSummary {
   readonly timed_out: boolean
   /** With a spool: entries still on disk for the next start (at most, across sinks). */
   readonly left_in_spool?: number
+  /** Entries written synchronously to the dead-letter store (or stderr) just before a hard exit. */
+  readonly last_resort?: number
 }
 
 interface Lane {
@@ -61,6 +68,10 @@ interface Lane {
   reader?: LogReader
   /** The read from disk under way, if any (one at a time per sink). */
   pumping?: Promise<void>
+  /** Set when more may have become readable since the read under way began: it reads again before it ends. */
+  pumpAgain?: boolean
+  /** With a spool, at the deadline: entries taken back from memory unsent, which stay in the spool. */
+  leftInMemory: number
 }
 
 export class Pipeline {
@@ -69,6 +80,8 @@ export class Pipeline {
   private readonly deadline = new AbortController()
   private accepting = true
   private accepted = 0
+  /** The last failed spool append, until one succeeds: /health is degraded meanwhile. */
+  private spoolFailure: { message: string; at: string } | undefined
 
   constructor(private readonly options: PipelineOptions) {
     this.lanes = options.sinks.map((sink) => this.createLane(sink))
@@ -82,6 +95,7 @@ export class Pipeline {
       retries: 0,
       dead_lettered_events: 0,
       dead_letter_failed_events: 0,
+      lost_events: 0,
       healthy: sink.startupError === undefined,
       last_error: sink.startupError
         ? { message: errorMessage(sink.startupError), at: new Date().toISOString() }
@@ -124,33 +138,60 @@ export class Pipeline {
       if (lane.reader) void this.pump(lane)
     }
     const batcher = new Batcher({ ...this.options.batching, deliver, onRoom })
-    const spool = this.options.spool
-    const lane: Lane = { sink, batcher, stats, ...(spool ? { reader: spool.reader(spool.next) } : {}) }
+    const lane: Lane = { sink, batcher, stats, leftInMemory: 0 }
+    if (this.options.spool) lane.reader = this.readerFor(lane, this.options.spool.next)
     return lane
+  }
+
+  /** A reader of the spool for one sink; damage it skips is counted against that sink and logged, never silent. */
+  private readerFor(lane: Lane, fromSeq: number): LogReader {
+    const spool = this.options.spool as Spool
+    return spool.reader(fromSeq, (damage) => {
+      lane.stats.lost_events += damage.lostRecords
+      lane.stats.last_error = {
+        message: `spool: ${damage.lostRecords} entries lost to a damaged record (${damage.problem})`,
+        at: new Date().toISOString(),
+      }
+      this.options.logger.error(
+        {
+          sink: lane.sink.name,
+          segment: damage.segment,
+          byte_offset: damage.byteOffset,
+          problem: damage.problem,
+          lost_events: damage.lostRecords,
+        },
+        'spool: damaged records skipped; the entries around them go on',
+      )
+    })
   }
 
   /**
    * Reads entries this sink has not taken yet from the spool into its batcher, as far as its bounds allow: with a
-   * spool, the backlog waits on disk and memory holds only what the batcher holds.
+   * spool, the backlog waits on disk and memory holds only what the batcher holds. A call while a read is under way
+   * makes that read go round once more, so entries made durable meanwhile are never left waiting for another call.
    */
   private pump(lane: Lane): Promise<void> {
     const { reader } = lane
     if (!reader) return Promise.resolve()
+    lane.pumpAgain = true
     if (lane.pumping) return lane.pumping
     const run = (async () => {
       try {
-        for (;;) {
-          const room = lane.batcher.room()
-          if (room.events <= 0 || room.bytes <= this.options.batching.maxBatchBytes / 4) break
-          const records = await reader.read(room.events, room.bytes)
-          if (records.length === 0) break
-          lane.batcher.offer(records.map(recordToEvent))
+        while (lane.pumpAgain) {
+          lane.pumpAgain = false
+          for (;;) {
+            const room = lane.batcher.room()
+            if (room.events <= 0 || room.bytes <= this.options.batching.maxBatchBytes / 4) break
+            const records = await reader.read(room.events, room.bytes)
+            if (records.length === 0) break
+            lane.batcher.offer(records.map(recordToEvent))
+          }
         }
       } catch (err) {
-        this.options.logger.error({ sink: lane.sink.name, err: errorMessage(err) }, 'spool: read failed')
+        lane.pumpAgain = false
+        this.options.logger.error({ sink: lane.sink.name, err }, 'spool: read failed')
       }
     })()
-    // Cleared after it is set, even when the read found nothing to do and finished at once.
     lane.pumping = run
     void run.finally(() => {
       if (lane.pumping === run) lane.pumping = undefined
@@ -239,8 +280,9 @@ export class Pipeline {
   }
 
   /**
-   * With a spool, only the spool bounds what is accepted: entries are numbered and appended, a sink that is keeping
-   * up takes them from memory at once, and one that is behind reads them from disk when it has room.
+   * With a spool, only the spool bounds what is accepted: entries are numbered and appended, and no sink sees them
+   * before they are durable. Then a sink that is keeping up takes them from memory, and one that is behind reads them
+   * from disk when it has room.
    */
   private acceptToSpool(spool: Spool, events: readonly LogEvent[], bytes: number): Promise<void> {
     if (!spool.hasRoomFor(bytes, events.length)) {
@@ -251,34 +293,40 @@ export class Pipeline {
       )
     }
     const { firstSeq, written } = spool.append(events)
-    const behind: Lane[] = []
-    for (const lane of this.lanes) {
-      const { reader, batcher } = lane
-      if (reader && !lane.pumping && reader.next === firstSeq && batcher.hasRoomFor(events.length, bytes)) {
-        batcher.offer(events)
-        reader.skip(events.length)
-      } else {
-        behind.push(lane)
-      }
-    }
     this.accepted += events.length
-    const lastSeq = firstSeq + events.length - 1
+    // Appends settle in sequence order, so each sink is offered the entries in the order they were numbered.
+    const handOver = (): Lane[] => {
+      const behind: Lane[] = []
+      for (const lane of this.lanes) {
+        const { reader, batcher } = lane
+        if (reader && !lane.pumping && reader.next === firstSeq && batcher.hasRoomFor(events.length, bytes)) {
+          batcher.offer(events)
+          reader.skip(events.length)
+        } else {
+          behind.push(lane)
+        }
+      }
+      return behind
+    }
     return written.then(
       () => {
-        // Sinks that are behind can read these now.
-        for (const lane of behind) void this.pump(lane)
+        this.spoolFailure = undefined
+        for (const lane of handOver()) void this.pump(lane)
       },
       async (err: unknown) => {
-        // The sinks that were keeping up have the entries in memory; the others would have read them from the
-        // log, where they are not: they go to those sinks' dead-letter store, so every sink accounts for them.
+        // Not durable: the sinks that are keeping up take them from memory; the others would have read them from
+        // the log, where they are not: they go to those sinks' dead-letter store, so every sink accounts for them.
         const reason = `the spool could not be written: ${errorMessage(err)}`
+        this.spoolFailure = { message: reason, at: new Date().toISOString() }
+        this.options.logger.error({ err, entries: events.length }, 'spool: append failed')
         const batch: Batch = {
-          name: `spool-failed-${firstSeq}-${lastSeq}`,
+          name: `spool-failed-${firstSeq}-${firstSeq + events.length - 1}`,
           openedAt: new Date(),
           events,
           bytes,
         }
-        for (const lane of behind) {
+        for (const lane of handOver()) {
+          if (lane.reader && lane.reader.next === firstSeq) lane.reader.skip(events.length)
           await this.deadLetter(
             lane.sink.name,
             batch,
@@ -299,7 +347,8 @@ export class Pipeline {
       const work = recovered.get(lane.sink.name)
       if (!work || !spool) continue
       for (const batch of work.batches) lane.batcher.enqueue(batch)
-      lane.reader = spool.reader(work.resumeFrom)
+      lane.stats.lost_events += work.missing
+      lane.reader = this.readerFor(lane, work.resumeFrom)
       const waiting = spool.next - work.resumeFrom
       if (work.batches.length + waiting > 0) {
         this.options.logger.info(
@@ -408,12 +457,20 @@ export class Pipeline {
     this.accepting = false
   }
 
+  /** The last spool append that failed, while no later one has succeeded. */
+  get spoolProblem(): { message: string; at: string } | undefined {
+    return this.spoolFailure
+  }
+
   /**
-   * Stops accepting, flushes every batcher and waits for delivery until `deadlineMs` from now; then aborts retries
-   * and in-flight writes so that what is left goes to the dead-letter store, and closes the sinks.
+   * Stops accepting, flushes every batcher and delivers until `budgetMs` less a reserve; then aborts retries, gives the
+   * writes under way a moment to say how they ended, and dead-letters what is left in one write per sink (with a
+   * spool, what no write had started stays there for the next start); then closes the sinks, by `budgetMs`.
    */
-  async drain(deadlineMs: number): Promise<DrainSummary> {
+  async drain(budgetMs: number): Promise<DrainSummary> {
+    const startedAt = Date.now()
     this.stopAccepting()
+    const reserveMs = Math.min(DEAD_LETTER_RESERVE_MS, budgetMs / 4)
     // With a spool, what is still on disk is delivered too, until the deadline; past it, it stays in the spool.
     const idle = Promise.all(
       this.lanes.map(async (lane) => {
@@ -421,27 +478,92 @@ export class Pipeline {
         await lane.batcher.close()
       }),
     )
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = await Promise.race([
-      idle.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), deadlineMs)
-      }),
-    ])
-    clearTimeout(timer)
+    const timedOut = await withinMs(idle, budgetMs - reserveMs)
     if (timedOut) {
-      this.deadline.abort(new Error(`shutdown deadline reached (SHUTDOWN_TIMEOUT)`))
+      this.deadline.abort(new Error('shutdown deadline reached (SHUTDOWN_TIMEOUT)'))
+      await Promise.all(this.lanes.map((lane) => this.abandon(lane)))
       await idle
     }
+    const closeBy = startedAt + budgetMs
     await Promise.all(
-      this.lanes.map(({ sink }) =>
-        sink
+      this.lanes.map(async ({ sink }) => {
+        const closed = sink
           .close()
-          .catch((err) =>
-            this.options.logger.error({ sink: sink.name, err: errorMessage(err) }, 'close failed'),
-          ),
-      ),
+          .catch((err) => this.options.logger.error({ sink: sink.name, err }, 'close failed'))
+        if (await withinMs(closed, closeBy - Date.now())) {
+          this.options.logger.error(
+            { sink: sink.name },
+            'close did not finish inside SHUTDOWN_TIMEOUT; not waiting',
+          )
+        }
+      }),
     )
+    return this.summary(timedOut)
+  }
+
+  /** At the deadline: the batches no write has started go out together, instead of one by one behind the rest. */
+  private async abandon(lane: Lane): Promise<void> {
+    const batches = lane.batcher.abandonQueued()
+    const events = batches.flatMap((batch) => batch.events)
+    if (events.length === 0) return
+    if (this.options.spool) {
+      // Not sealed, so on disk and not journaled: the next start on this spool reads them again.
+      lane.leftInMemory += events.length
+      return
+    }
+    const batch: Batch = {
+      name: `${batches[0]?.name}-shutdown`,
+      openedAt: batches[0]?.openedAt ?? new Date(),
+      events,
+      bytes: events.reduce((sum, e) => sum + e.bytes, 0),
+    }
+    const reason = 'not delivered before the shutdown deadline (SHUTDOWN_TIMEOUT)'
+    await this.deadLetter(
+      lane.sink.name,
+      batch,
+      events.map((event) => ({ event, reason })),
+      0,
+      lane.stats,
+    )
+  }
+
+  /**
+   * The last resort before a hard exit (the drain overran its budget): every entry a sink still holds is written to
+   * the dead-letter store synchronously, or, if that fails, to stderr in a fatal log line. Returns how many.
+   */
+  deadLetterNow(): number {
+    let total = 0
+    for (const lane of this.lanes) {
+      const events = lane.batcher.unfinished().flatMap((batch) => batch.events)
+      if (events.length === 0) continue
+      total += events.length
+      const reason = 'still held when the process had to exit (SHUTDOWN_TIMEOUT overran)'
+      const items = events.map((event) => ({ event, reason }))
+      const batch: Batch = {
+        name: `last-resort-${process.pid}`,
+        openedAt: new Date(),
+        events,
+        bytes: 0,
+      }
+      try {
+        const path = this.options.deadLetter.writeNow(batch, items, { sink: lane.sink.name, attempts: 0 })
+        lane.stats.dead_lettered_events += events.length
+        this.options.logger.error(
+          { sink: lane.sink.name, events: events.length, path },
+          'last resort: dead-lettered',
+        )
+      } catch (err) {
+        lane.stats.dead_letter_failed_events += events.length
+        this.options.logger.fatal(
+          { sink: lane.sink.name, err, entries: events.map((event) => event.line) },
+          'last resort: the dead-letter store failed; the entries are in this log line',
+        )
+      }
+    }
+    return total
+  }
+
+  private summary(timedOut: boolean): DrainSummary {
     let delivered = 0
     let deadLettered = 0
     let deadLetterFailed = 0
@@ -450,7 +572,7 @@ export class Pipeline {
       deadLettered += stats.dead_lettered_events
       deadLetterFailed += stats.dead_letter_failed_events
     }
-    const leftInSpool = Math.max(0, ...this.lanes.map((lane) => this.spooledEvents(lane)))
+    const leftInSpool = Math.max(0, ...this.lanes.map((lane) => this.spooledEvents(lane) + lane.leftInMemory))
     return {
       delivered,
       dead_lettered: deadLettered,
@@ -459,4 +581,17 @@ export class Pipeline {
       ...(this.options.spool ? { left_in_spool: leftInSpool } : {}),
     }
   }
+}
+
+/** Waits for `promise` at most `ms`; true if the time ran out first. */
+async function withinMs(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = await Promise.race([
+    promise.then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), Math.max(0, ms))
+    }),
+  ])
+  clearTimeout(timer)
+  return timedOut
 }

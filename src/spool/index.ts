@@ -9,8 +9,8 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Batch, LogEvent } from '../event.js'
-import { JournalFile } from '../sinks/journal-file.js'
-import { type FsyncPolicy, type LogReader, SegmentLog } from './segment-log.js'
+import { JournalFile } from '../storage/journal-file.js'
+import { type DamageReport, type FsyncPolicy, type LogReader, SegmentLog } from './segment-log.js'
 
 const SEGMENT_BYTES = 16 * 1024 ** 2
 const FSYNC_INTERVAL_MS = 1000
@@ -153,14 +153,36 @@ export interface Recovered {
   readonly batches: Batch[]
   /** The first entry no batch had taken: the sink's reader starts here. */
   readonly resumeFrom: number
+  /** Entries of unfinished batches the log no longer has: reported, counted as lost. */
+  readonly missing: number
 }
 
-/** A spool record back as the entry it was: `<event_id>\n<line>`. */
+/**
+ * An entry as a spool record: [u32 byte length of the event id][event id][line]. The id's length is explicit, so no
+ * byte an app puts in its event_id can move where the line starts.
+ */
+export function eventToRecord(event: LogEvent): Buffer {
+  const idBytes = Buffer.byteLength(event.id)
+  const record = Buffer.allocUnsafe(4 + idBytes + Buffer.byteLength(event.line))
+  record.writeUInt32BE(idBytes, 0)
+  record.write(event.id, 4)
+  record.write(event.line, 4 + idBytes)
+  return record
+}
+
+/** A spool record back as the entry it was. */
 export function recordToEvent({ seq, payload }: { seq: number; payload: Buffer }): LogEvent {
-  const text = payload.toString('utf8')
-  const newline = text.indexOf('\n')
-  const line = text.slice(newline + 1)
-  return { id: text.slice(0, newline), line, bytes: Buffer.byteLength(line) + 1, seq }
+  const idBytes = payload.readUInt32BE(0)
+  const line = payload.toString('utf8', 4 + idBytes)
+  return { id: payload.toString('utf8', 4, 4 + idBytes), line, bytes: Buffer.byteLength(line) + 1, seq }
+}
+
+/** The first format's payload, `<event_id>\n<line>`, in today's (for a spool written by an earlier version). */
+function upgradePayload(payload: Buffer): Buffer {
+  const newline = payload.indexOf(10)
+  const id = payload.toString('utf8', 0, newline)
+  const line = payload.toString('utf8', newline + 1)
+  return eventToRecord({ id, line, bytes: 0 })
 }
 
 export class Spool {
@@ -178,6 +200,7 @@ export class Spool {
       // The entry, its id and the record's own framing.
       maxRecordBytes: options.maxEntryBytes * 2 + 1024,
       logger: options.logger,
+      upgradePayload,
     })
     await mkdir(join(options.dir, 'sinks'), { recursive: true })
     const cursors = new Map<string, SinkCursor>()
@@ -185,6 +208,9 @@ export class Spool {
       const cursor = new SinkCursor(sink, join(options.dir, 'sinks', `${sink}.journal`), options.logger)
       await cursor.recover()
       cursors.set(sink, cursor)
+      // Numbers a journal knows are never given out again, even if the log lost them (a power loss with
+      // SPOOL_FSYNC=interval or never): a reader would otherwise skip the new entries that reuse them.
+      await log.reserveThrough(cursor.lastSealed)
     }
     return new Spool(log, cursors, options)
   }
@@ -204,7 +230,7 @@ export class Spool {
 
   /** Numbers the entries (sets `seq`) at once; `written` resolves when they are in the log, synced per SPOOL_FSYNC. */
   append(events: readonly LogEvent[]): { firstSeq: number; written: Promise<void> } {
-    const { firstSeq, written } = this.log.append(events.map((e) => Buffer.from(`${e.id}\n${e.line}`)))
+    const { firstSeq, written } = this.log.append(events.map(eventToRecord))
     events.forEach((event, i) => {
       event.seq = firstSeq + i
     })
@@ -226,9 +252,14 @@ export class Spool {
     return this.log.settled()
   }
 
-  /** A reader of the log for one sink, from `fromSeq` on. */
-  reader(fromSeq: number): LogReader {
-    return this.log.reader(fromSeq)
+  /** A reader of the log for one sink, from `fromSeq` on; `onDamage` hears of every damaged stretch it skips. */
+  reader(fromSeq: number, onDamage?: (damage: DamageReport) => void): LogReader {
+    return this.log.reader(fromSeq, onDamage)
+  }
+
+  /** Damaged records found when the log was opened (each also reported by the readers that meet it). */
+  get damagedAtOpen(): number {
+    return this.log.damagedAtOpen
   }
 
   /** Deletes the segments every sink is done with. */
@@ -266,13 +297,19 @@ export class Spool {
     const result = new Map<string, Recovered>()
     for (const [sink, cursor] of this.cursors) {
       const batches: Batch[] = []
+      let missing = 0
       for (const sealed of cursor.pendingBatches()) {
         const events: LogEvent[] = []
         for (let seq = sealed.from; seq <= sealed.to; seq++) {
           const event = wanted.get(seq)
           if (event) events.push(event)
+          else missing++
         }
-        if (events.length === 0) continue
+        if (events.length === 0) {
+          // Nothing of it is left to send: done, or its numbers would hold the sink's journal back for good.
+          await cursor.done({ name: sealed.name, openedAt: new Date(sealed.at), events: [], bytes: 0 })
+          continue
+        }
         batches.push({
           name: sealed.name,
           openedAt: new Date(sealed.at),
@@ -280,7 +317,13 @@ export class Spool {
           bytes: events.reduce((sum, e) => sum + e.bytes, 0),
         })
       }
-      result.set(sink, { batches, resumeFrom: cursor.lastSealed + 1 })
+      if (missing > 0) {
+        this.options.logger.error(
+          { sink, lost_events: missing },
+          'spool: entries of unfinished batches are missing from the log (damaged or lost with the disk); the rest is re-sent',
+        )
+      }
+      result.set(sink, { batches, resumeFrom: cursor.lastSealed + 1, missing })
     }
     return result
   }

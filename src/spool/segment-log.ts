@@ -1,16 +1,31 @@
 // The disk spool's storage: an append-only log of records, each with a sequence number, in segment files named by
-// the first sequence number they hold. A record is [u32 payload length][u32 crc32 of seq and payload][u64 seq]
-// [payload]. Opening the log checks every record: a torn or corrupt record is logged with its byte offset, the
-// segment is copied aside as `.corrupt` and truncated there, and start-up goes on; numbers the cut-off bytes could
-// have used are skipped, never reused. The newest segment is never deleted, so the next sequence number survives a
-// restart even when everything has been delivered.
-import { copyFile, type FileHandle, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises'
+// the first sequence number they hold. A segment starts with a 16-byte header, `SLSPOOL2` and a random 8-byte marker
+// of its own; every record is [marker][u32 length][u32 crc32 of length, seq and payload][u64 seq][payload]. The
+// marker lets a reader find the next record after damage, so a damaged record costs that record and its neighbours
+// are kept; an app cannot forge a record inside its own bytes, since it never sees the marker. Readers only see
+// records that are durable (synced, with SPOOL_FSYNC=always), and numbers are never given out twice, not even after
+// damage cut the tail off a segment.
+import { randomBytes } from 'node:crypto'
+import {
+  copyFile,
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  unlink,
+} from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import type { Logger } from 'pino'
-import { fsyncDir } from '../sinks/atomic-file.js'
+import { fsyncDir } from '../storage/fsync.js'
 
-const HEADER_BYTES = 16
+const MAGIC = Buffer.from('SLSPOOL2')
+const MARKER_BYTES = 8
+const FILE_HEADER_BYTES = MAGIC.length + MARKER_BYTES
+const HEADER_BYTES = MARKER_BYTES + 16
 const SUFFIX = '.seg'
 
 export type FsyncPolicy = 'always' | 'interval' | 'never'
@@ -24,6 +39,8 @@ export interface SegmentLogOptions {
   /** The largest payload a record may hold; a longer length field can only be corruption. */
   readonly maxRecordBytes: number
   readonly logger: Logger
+  /** Turns a payload of the first format (before segment headers) into today's, for a spool written by an older version. */
+  readonly upgradePayload?: (payload: Buffer) => Buffer
 }
 
 export interface SpoolRecord {
@@ -34,59 +51,125 @@ export interface SpoolRecord {
 interface Segment {
   readonly path: string
   readonly firstSeq: number
-  /** firstSeq - 1 while empty. */
+  readonly marker: Buffer
+  /** The last durable record's number; firstSeq - 1 while empty. */
   lastSeq: number
+  /** Bytes up to the end of the last durable record: what readers may read, and what SPOOL_MAX_BYTES counts. */
   bytes: number
+}
+
+/** A stretch of a segment that holds no readable record: where it starts, and where the next record starts. */
+export interface Damage {
+  readonly offset: number
+  readonly problem: string
+  /** The next good record's offset, or undefined when nothing after the damage is readable. */
+  readonly resumeAt: number | undefined
 }
 
 const segmentName = (firstSeq: number) => `${String(firstSeq).padStart(16, '0')}${SUFFIX}`
 
-function checksum(seq: Buffer, payload: Buffer): number {
-  return crc32(payload, crc32(seq))
+function checksum(data: Buffer, at: number, length: number): number {
+  let crc = crc32(data.subarray(at + MARKER_BYTES, at + MARKER_BYTES + 4))
+  crc = crc32(data.subarray(at + MARKER_BYTES + 8, at + HEADER_BYTES), crc)
+  return crc32(data.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length), crc)
 }
 
-function encode(seq: number, payload: Buffer): Buffer {
+function encode(marker: Buffer, seq: number, payload: Buffer): Buffer {
   const record = Buffer.allocUnsafe(HEADER_BYTES + payload.length)
-  record.writeUInt32BE(payload.length, 0)
-  record.writeBigUInt64BE(BigInt(seq), 8)
-  record.writeUInt32BE(checksum(record.subarray(8, 16), payload), 4)
+  marker.copy(record, 0)
+  record.writeUInt32BE(payload.length, MARKER_BYTES)
+  record.writeBigUInt64BE(BigInt(seq), MARKER_BYTES + 8)
   payload.copy(record, HEADER_BYTES)
+  record.writeUInt32BE(checksum(record, 0, payload.length), MARKER_BYTES + 4)
   return record
 }
 
-/**
- * The valid records of a segment's bytes, from the start up to the first record that is torn (cut short), corrupt
- * (checksum), implausible (length) or out of sequence; `validBytes` is where that record starts.
- */
-export function decodeSegment(
+type Decoded =
+  | { readonly kind: 'record'; readonly seq: number; readonly payload: Buffer; readonly size: number }
+  | { readonly kind: 'incomplete' }
+  | { readonly kind: 'bad'; readonly problem: string }
+
+function decodeAt(
   data: Buffer,
-  firstSeq: number,
+  at: number,
+  marker: Buffer,
   maxRecordBytes: number,
-): { records: SpoolRecord[]; validBytes: number; problem?: string } {
-  const records: SpoolRecord[] = []
-  let offset = 0
-  let expected = firstSeq
-  while (offset < data.length) {
-    if (data.length - offset < HEADER_BYTES)
-      return { records, validBytes: offset, problem: 'torn record header' }
-    const length = data.readUInt32BE(offset)
-    if (length > maxRecordBytes)
-      return { records, validBytes: offset, problem: `implausible length ${length}` }
-    if (data.length - offset - HEADER_BYTES < length)
-      return { records, validBytes: offset, problem: 'torn record' }
-    const seqBytes = data.subarray(offset + 8, offset + 16)
-    const payload = data.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length)
-    if (checksum(seqBytes, payload) !== data.readUInt32BE(offset + 4)) {
-      return { records, validBytes: offset, problem: 'checksum mismatch' }
-    }
-    const seq = Number(seqBytes.readBigUInt64BE(0))
-    if (seq !== expected)
-      return { records, validBytes: offset, problem: `sequence ${seq} where ${expected} was due` }
-    records.push({ seq, payload })
-    expected++
-    offset += HEADER_BYTES + length
+  afterSeq: number,
+): Decoded {
+  if (data.length - at < HEADER_BYTES) return { kind: 'incomplete' }
+  if (data.compare(marker, 0, MARKER_BYTES, at, at + MARKER_BYTES) !== 0)
+    return { kind: 'bad', problem: 'no record marker' }
+  const length = data.readUInt32BE(at + MARKER_BYTES)
+  if (length > maxRecordBytes) return { kind: 'bad', problem: `implausible length ${length}` }
+  if (data.length - at - HEADER_BYTES < length) return { kind: 'incomplete' }
+  if (checksum(data, at, length) !== data.readUInt32BE(at + MARKER_BYTES + 4))
+    return { kind: 'bad', problem: 'checksum mismatch' }
+  const seq = Number(data.readBigUInt64BE(at + MARKER_BYTES + 8))
+  if (seq <= afterSeq) return { kind: 'bad', problem: `sequence ${seq} after ${afterSeq}` }
+  return {
+    kind: 'record',
+    seq,
+    payload: data.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length),
+    size: HEADER_BYTES + length,
   }
-  return { records, validBytes: offset }
+}
+
+/**
+ * The records in `data` from `start` on, and the damaged stretches between them. With `final`, `data` ends where the
+ * readable bytes end, so a record cut short there is damage (a torn tail); without it, scanning stops before such a
+ * record and `end` says where the next read should begin.
+ */
+export function scanRecords(
+  data: Buffer,
+  start: number,
+  marker: Buffer,
+  options: { maxRecordBytes: number; afterSeq: number; final: boolean },
+): { records: (SpoolRecord & { offset: number; size: number })[]; damage: Damage[]; end: number } {
+  const records: (SpoolRecord & { offset: number; size: number })[] = []
+  const damage: Damage[] = []
+  let afterSeq = options.afterSeq
+  let at = start
+  while (at < data.length) {
+    const decoded = decodeAt(data, at, marker, options.maxRecordBytes, afterSeq)
+    if (decoded.kind === 'record') {
+      records.push({ seq: decoded.seq, payload: decoded.payload, offset: at, size: decoded.size })
+      afterSeq = decoded.seq
+      at += decoded.size
+      continue
+    }
+    if (decoded.kind === 'incomplete' && !options.final) break
+    const problem = decoded.kind === 'bad' ? decoded.problem : 'torn record'
+    const next = data.indexOf(marker, at + 1)
+    if (next === -1) {
+      if (options.final) {
+        damage.push({ offset: at, problem, resumeAt: undefined })
+        at = data.length
+      } else {
+        // The marker may straddle the end of this chunk: resume just before it.
+        const resumeAt = Math.max(at + 1, data.length - MARKER_BYTES + 1)
+        damage.push({ offset: at, problem, resumeAt })
+        at = resumeAt
+      }
+      break
+    }
+    damage.push({ offset: at, problem, resumeAt: next })
+    at = next
+  }
+  return { records, damage, end: at }
+}
+
+/** The first format (no segment header, no marker): records up to the first bad one. Read once, to upgrade. */
+function decodeFirstFormat(data: Buffer, maxRecordBytes: number): SpoolRecord[] {
+  const records: SpoolRecord[] = []
+  for (let at = 0; data.length - at >= 16; ) {
+    const length = data.readUInt32BE(at)
+    if (length > maxRecordBytes || data.length - at - 16 < length) break
+    const payload = data.subarray(at + 16, at + 16 + length)
+    if (crc32(payload, crc32(data.subarray(at + 8, at + 16))) !== data.readUInt32BE(at + 4)) break
+    records.push({ seq: Number(data.readBigUInt64BE(at + 8)), payload })
+    at += 16 + length
+  }
+  return records
 }
 
 export class SegmentLog {
@@ -96,6 +179,8 @@ export class SegmentLog {
   private tail: Promise<unknown> = Promise.resolve()
   private dirty = false
   private timer: NodeJS.Timeout | undefined
+  /** Records found damaged at open: reported, skipped by readers. */
+  damagedAtOpen = 0
 
   private constructor(
     readonly dir: string,
@@ -107,30 +192,7 @@ export class SegmentLog {
     const log = new SegmentLog(dir, options)
     await mkdir(dir, { recursive: true })
     const names = (await readdir(dir)).filter((n) => /^\d{16}\.seg$/.test(n)).sort()
-    for (const name of names) {
-      const path = join(dir, name)
-      const firstSeq = Number(name.slice(0, 16))
-      // Sequence numbers only grow: a segment that starts before the end of the previous one is damage too.
-      const data = await readFile(path)
-      const { records, validBytes, problem } = decodeSegment(data, firstSeq, options.maxRecordBytes)
-      if (problem) {
-        options.logger.warn(
-          { segment: path, byte_offset: validBytes, problem, kept_records: records.length },
-          'spool: damaged segment truncated at the first bad record (a copy is kept as .corrupt)',
-        )
-        await copyFile(path, `${path}.corrupt`)
-        const handle = await open(path, 'r+')
-        await handle.truncate(validBytes)
-        await handle.sync()
-        await handle.close()
-      }
-      const lastSeq = firstSeq + records.length - 1
-      log.segments.push({ path, firstSeq, lastSeq, bytes: validBytes })
-      // The bytes cut off may have held records whose numbers a sink's journal already knows: never give those
-      // numbers out again. Each record takes at least HEADER_BYTES, which bounds how many there could have been.
-      const lost = Math.ceil((data.length - validBytes) / HEADER_BYTES)
-      log.nextSeq = Math.max(log.nextSeq, lastSeq + 1 + lost)
-    }
+    for (const name of names) await log.openSegment(join(dir, name), Number(name.slice(0, 16)))
     const last = log.segments.at(-1)
     if (last && last.lastSeq + 1 === log.nextSeq) {
       log.handle = await open(last.path, 'a')
@@ -142,6 +204,85 @@ export class SegmentLog {
       log.timer.unref()
     }
     return log
+  }
+
+  private async openSegment(path: string, firstSeq: number): Promise<void> {
+    const { logger, maxRecordBytes } = this.options
+    let data: Buffer = await readFile(path)
+    if (
+      data.length > 0 &&
+      data.length >= FILE_HEADER_BYTES &&
+      !data.subarray(0, MAGIC.length).equals(MAGIC)
+    ) {
+      data = await this.upgrade(path, data)
+    }
+    if (data.length < FILE_HEADER_BYTES) {
+      // Created, and the process died before its header was durable: it holds no record.
+      await unlink(path)
+      this.nextSeq = Math.max(this.nextSeq, firstSeq)
+      return
+    }
+    const marker = Buffer.from(data.subarray(MAGIC.length, FILE_HEADER_BYTES))
+    const { records, damage } = scanRecords(data, FILE_HEADER_BYTES, marker, {
+      maxRecordBytes,
+      afterSeq: firstSeq - 1,
+      final: true,
+    })
+    let bytes = data.length
+    let lost = 0
+    if (damage.length > 0) {
+      await copyFile(path, `${path}.corrupt`)
+      const last = damage.at(-1) as Damage
+      if (last.resumeAt === undefined) {
+        // Nothing readable after the last damage: cut it off, so appends go after the last good record. Numbers
+        // the cut-off bytes could have held are never given out again (a sink's journal may know them).
+        bytes = last.offset
+        lost = Math.ceil((data.length - bytes) / HEADER_BYTES)
+        const handle = await open(path, 'r+')
+        await handle.truncate(bytes)
+        await handle.sync()
+        await handle.close()
+      }
+      this.damagedAtOpen += damage.length
+      logger.warn(
+        {
+          segment: path,
+          damage: damage.map((d) => ({ byte_offset: d.offset, problem: d.problem })),
+          kept_records: records.length,
+        },
+        'spool: damaged records skipped; the records around them are kept (a copy of the segment is kept as .corrupt)',
+      )
+    }
+    const lastSeq = records.at(-1)?.seq ?? firstSeq - 1
+    this.segments.push({ path, firstSeq, marker, lastSeq, bytes })
+    this.nextSeq = Math.max(this.nextSeq, lastSeq + 1 + lost)
+  }
+
+  /** Rewrites a segment of the first format in today's, in place (atomically), and returns its new bytes. */
+  private async upgrade(path: string, data: Buffer): Promise<Buffer> {
+    const marker = randomBytes(MARKER_BYTES)
+    const upgradePayload = this.options.upgradePayload ?? ((payload: Buffer) => payload)
+    const records = decodeFirstFormat(data, this.options.maxRecordBytes)
+    const upgraded = Buffer.concat([
+      MAGIC,
+      marker,
+      ...records.map((r) => encode(marker, r.seq, upgradePayload(r.payload))),
+    ])
+    const temp = `${path}.upgrade`
+    const handle = await open(temp, 'w')
+    try {
+      await handle.writeFile(upgraded)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(temp, path)
+    await fsyncDir(this.dir)
+    this.options.logger.info(
+      { segment: path, records: records.length },
+      'spool: segment upgraded to the current format',
+    )
+    return upgraded
   }
 
   /** Bytes on disk, across segments: what SPOOL_MAX_BYTES bounds. */
@@ -156,43 +297,53 @@ export class SegmentLog {
 
   /**
    * Appends one record per payload. Their sequence numbers are given at once (callers number their entries before
-   * they go on); `written` resolves once the records are written, and synced if the policy is `always`. Writes
-   * happen in call order, so the file order is the sequence order.
+   * they go on); `written` resolves once the records are durable per the policy (synced, with `always`), and only
+   * then can a reader see them. Writes happen in call order, so the file order is the sequence order.
    */
   append(payloads: readonly Buffer[]): { firstSeq: number; lastSeq: number; written: Promise<void> } {
     const firstSeq = this.nextSeq
     const lastSeq = firstSeq + payloads.length - 1
     this.nextSeq = lastSeq + 1
     const written = this.enqueue(async () => {
-      const data = Buffer.concat(payloads.map((payload, i) => encode(firstSeq + i, payload)))
       let current = this.current()
-      if (current.bytes > 0 && current.bytes + data.length > this.options.segmentBytes) {
+      if (
+        current.bytes > FILE_HEADER_BYTES &&
+        current.bytes + this.estimate(payloads) > this.options.segmentBytes
+      ) {
         await this.startSegment(firstSeq)
         current = this.current()
       }
+      const data = Buffer.concat(payloads.map((payload, i) => encode(current.marker, firstSeq + i, payload)))
       try {
         await this.handle?.write(data)
+        if (this.options.fsync === 'always') await this.handle?.datasync()
       } catch (err) {
-        // Part of it may be in the file: later records go to a new segment, and readers stop at the last good one.
+        // Part of it may be in the file, unsynced: later records go to a new segment, and this one ends at its last
+        // durable record.
         await this.startSegment(lastSeq + 1).catch(() => {})
         throw err
       }
       current.bytes += data.length
       current.lastSeq = lastSeq
-      if (this.options.fsync === 'always') await this.handle?.datasync()
-      else this.dirty = true
+      if (this.options.fsync !== 'always') this.dirty = true
     })
     return { firstSeq, lastSeq, written }
   }
 
-  /** Every record from `fromSeq` on, in order, as written so far (gaps left by damage are skipped). */
-  async *read(fromSeq: number): AsyncGenerator<SpoolRecord> {
-    for (const segment of [...this.segments]) {
-      if (segment.lastSeq < fromSeq) continue
-      const data = (await readFile(segment.path)).subarray(0, segment.bytes)
-      const { records } = decodeSegment(data, segment.firstSeq, this.options.maxRecordBytes)
-      for (const record of records) if (record.seq >= fromSeq) yield record
-    }
+  private estimate(payloads: readonly Buffer[]): number {
+    let bytes = 0
+    for (const payload of payloads) bytes += HEADER_BYTES + payload.length
+    return bytes
+  }
+
+  /**
+   * Makes sure no number up to `seq` is given out again: a restart whose journals know numbers the log lost (a power
+   * loss with SPOOL_FSYNC=interval or never) goes on after them.
+   */
+  async reserveThrough(seq: number): Promise<void> {
+    if (seq < this.nextSeq) return
+    this.nextSeq = seq + 1
+    await this.enqueue(() => this.startSegment(seq + 1))
   }
 
   /** Resolves once every append made so far is written. */
@@ -201,11 +352,11 @@ export class SegmentLog {
   }
 
   /** A reader of the records from `fromSeq` on, that keeps its place between calls. */
-  reader(fromSeq: number): LogReader {
-    return new LogReader(this, fromSeq, this.options.maxRecordBytes)
+  reader(fromSeq: number, onDamage?: (damage: DamageReport) => void): LogReader {
+    return new LogReader(this, fromSeq, this.options.maxRecordBytes, onDamage)
   }
 
-  /** The segment holding written record `seq`, or else the first one after it (past a gap left by damage). */
+  /** The segment holding durable record `seq`, or else the first one after it (past a gap). */
   segmentAtOrAfter(seq: number): Readonly<Segment> | undefined {
     return this.segments.find((s) => s.lastSeq >= seq && s.lastSeq >= s.firstSeq)
   }
@@ -216,6 +367,7 @@ export class SegmentLog {
     while (this.segments.length > 1 && (this.segments[0]?.lastSeq ?? Number.POSITIVE_INFINITY) <= seq) {
       const segment = this.segments.shift() as Segment
       await unlink(segment.path)
+      await unlink(`${segment.path}.corrupt`).catch(() => {})
       deleted++
     }
     return deleted
@@ -245,14 +397,24 @@ export class SegmentLog {
   /** Closes the current segment and starts one whose first record will be `firstSeq`. */
   private async startSegment(firstSeq: number): Promise<void> {
     if (this.handle) {
-      if (this.options.fsync !== 'never') await this.handle.datasync()
-      await this.handle.close()
+      const handle = this.handle
+      this.handle = undefined
+      if (this.options.fsync !== 'never') await handle.datasync().catch(() => {})
+      await handle.close().catch(() => {})
     }
     const path = join(this.dir, segmentName(firstSeq))
-    this.handle = await open(path, 'a')
-    if (this.options.fsync !== 'never') await fsyncDir(this.dir)
+    const marker = randomBytes(MARKER_BYTES)
+    const handle = await open(path, 'w')
+    await handle.write(Buffer.concat([MAGIC, marker]))
+    if (this.options.fsync !== 'never') {
+      await handle.datasync()
+      await fsyncDir(this.dir)
+    }
+    this.handle = handle
     const { size } = await stat(path)
-    this.segments.push({ path, firstSeq, lastSeq: firstSeq - 1, bytes: size })
+    const last = this.segments.at(-1)
+    if (last?.path === path) this.segments.pop()
+    this.segments.push({ path, firstSeq, marker, lastSeq: firstSeq - 1, bytes: size })
   }
 
   private enqueue<T>(step: () => Promise<T>): Promise<T> {
@@ -262,37 +424,33 @@ export class SegmentLog {
   }
 }
 
-/** One record at `offset` of `data`: undefined when it is not all there yet. */
-function decodeRecord(
-  data: Buffer,
-  offset: number,
-): { seq: number; payload: Buffer; size: number } | undefined {
-  if (data.length - offset < HEADER_BYTES) return undefined
-  const length = data.readUInt32BE(offset)
-  if (data.length - offset - HEADER_BYTES < length) return undefined
-  const seqBytes = data.subarray(offset + 8, offset + 16)
-  const payload = data.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length)
-  if (checksum(seqBytes, payload) !== data.readUInt32BE(offset + 4)) {
-    throw new Error(`spool record at byte ${offset} fails its checksum`)
-  }
-  return { seq: Number(seqBytes.readBigUInt64BE(0)), payload, size: HEADER_BYTES + length }
+/** Damage a reader met: where, and how many records it cost (the numbers skipped over it). */
+export interface DamageReport {
+  readonly segment: string
+  readonly byteOffset: number
+  readonly problem: string
+  readonly lostRecords: number
 }
 
 /**
  * Reads a log forward in chunks, remembering where it stopped (segment and byte offset), so a sink that fell
- * behind catches up from disk without rescanning. `skip` moves past records the caller took another way.
+ * behind catches up from disk without rescanning. Damage costs the damaged records only: the reader reports it and
+ * goes on at the next good record. `skip` moves past records the caller took another way.
  */
 export class LogReader {
   private segmentFirst = -1
-  /** Byte offset, in segment `segmentFirst`, of record `offsetSeq`. */
+  /** Byte offset, in segment `segmentFirst`, of the record after `offsetSeq - 1`. */
   private offset = 0
   private offsetSeq = -1
+  /** Records this reader found damaged and skipped. */
+  lost = 0
 
   constructor(
     private readonly log: SegmentLog,
     /** The next record this reader hands out. */
     public next: number,
     private readonly maxRecordBytes: number,
+    private readonly onDamage?: (damage: DamageReport) => void,
   ) {}
 
   /** Records the caller took without reading them (handed over in memory as they were appended). */
@@ -300,7 +458,7 @@ export class LogReader {
     this.next += count
   }
 
-  /** Up to `maxRecords` records and about `maxBytes` of payload from `next` on, as written so far. */
+  /** Up to `maxRecords` records and about `maxBytes` of payload from `next` on, as made durable so far. */
   async read(maxRecords: number, maxBytes: number): Promise<SpoolRecord[]> {
     const records: SpoolRecord[] = []
     let bytes = 0
@@ -310,14 +468,18 @@ export class LogReader {
       if (segment.firstSeq > this.next) this.next = segment.firstSeq
       if (segment.firstSeq !== this.segmentFirst || this.offsetSeq > this.next) {
         this.segmentFirst = segment.firstSeq
-        this.offset = 0
+        this.offset = FILE_HEADER_BYTES
         this.offsetSeq = segment.firstSeq
       }
       const chunk = Math.min(
         segment.bytes - this.offset,
         Math.max(1024 ** 2, this.maxRecordBytes + HEADER_BYTES),
       )
-      if (chunk <= 0) break
+      if (chunk <= 0) {
+        // The rest of this segment was damage: its remaining numbers are lost; go on with the next segment.
+        this.reportTail(segment)
+        continue
+      }
       const data = Buffer.allocUnsafe(chunk)
       const handle = await open(segment.path, 'r')
       try {
@@ -325,28 +487,64 @@ export class LogReader {
       } finally {
         await handle.close()
       }
-      let at = 0
-      let progressed = false
-      for (;;) {
-        const record = decodeRecord(data, at)
-        if (!record) break
-        progressed = true
+      const final = this.offset + chunk >= segment.bytes
+      const scan = scanRecords(data, 0, segment.marker, {
+        maxRecordBytes: this.maxRecordBytes,
+        afterSeq: this.offsetSeq - 1,
+        final,
+      })
+      let consumed = 0
+      let full = false
+      for (const record of scan.records) {
         if (record.seq >= this.next) {
           if (
             records.length >= maxRecords ||
             (records.length > 0 && bytes + record.payload.length > maxBytes)
-          )
+          ) {
+            full = true
             break
+          }
+          // Records are numbered without gaps inside a segment: numbers skipped here were in damaged bytes.
+          const gapFrom = Math.max(this.offsetSeq, this.next)
+          if (record.seq > gapFrom) this.report(segment, scan.damage[0], record.seq - gapFrom)
           records.push({ seq: record.seq, payload: Buffer.from(record.payload) })
           bytes += record.payload.length
           this.next = record.seq + 1
         }
-        at += record.size
-        this.offset += record.size
+        consumed = record.offset + record.size
         this.offsetSeq = record.seq + 1
       }
-      if (!progressed) break
+      const before = this.offset
+      if (full) {
+        this.offset += consumed
+        break
+      }
+      this.offset += scan.end
+      if (final && scan.damage.at(-1)?.resumeAt === undefined && scan.damage.length > 0) {
+        this.offset = segment.bytes
+      }
+      if (this.offset >= segment.bytes && segment.lastSeq >= this.offsetSeq)
+        this.reportTail(segment, scan.damage[0])
+      if (this.offset === before && scan.records.length === 0) break
     }
     return records
+  }
+
+  private report(segment: Readonly<Segment>, damage: Damage | undefined, lost: number): void {
+    this.lost += lost
+    this.onDamage?.({
+      segment: segment.path,
+      byteOffset: damage ? this.offset + damage.offset : this.offset,
+      problem: damage?.problem ?? 'damaged records',
+      lostRecords: lost,
+    })
+  }
+
+  /** The segment's last numbers were in damaged bytes: count them once and move past them. */
+  private reportTail(segment: Readonly<Segment>, damage?: Damage): void {
+    const lost = segment.lastSeq - Math.max(this.offsetSeq, this.next) + 1
+    if (lost > 0) this.report(segment, damage, lost)
+    this.next = Math.max(this.next, segment.lastSeq + 1)
+    this.offsetSeq = Math.max(this.offsetSeq, segment.lastSeq + 1)
   }
 }

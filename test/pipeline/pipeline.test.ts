@@ -2,6 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Logger, pino } from 'pino'
 import { describe, expect, it, vi } from 'vitest'
+import { createDeadLetterStore } from '../../src/delivery/dead-letter.js'
 import {
   InputError,
   PartialWriteError,
@@ -11,7 +12,6 @@ import {
 } from '../../src/errors.js'
 import type { Batch, LogEvent } from '../../src/event.js'
 import { Pipeline, type PipelineOptions } from '../../src/pipeline/index.js'
-import { createDeadLetterStore } from '../../src/sinks/dead-letter.js'
 import type { Sink } from '../../src/sinks/sink.js'
 import { Spool } from '../../src/spool/index.js'
 import { catchError, listFiles, makeEvents, readJsonlTree, silentLogger, tempDir } from '../helpers.js'

@@ -1,12 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { PartialWriteError, PermanentError } from '../../src/errors.js'
-import type { Batch, LogEvent } from '../../src/event.js'
 import {
   AttemptTimeoutError,
   DeliveryFailedError,
   type RetryPolicy,
   withRetry,
-} from '../../src/sinks/retry.js'
+} from '../../src/delivery/retry.js'
+import { PartialWriteError, PermanentError } from '../../src/errors.js'
+import type { Batch, LogEvent } from '../../src/event.js'
 import type { Sink } from '../../src/sinks/sink.js'
 import { makeEvents } from '../helpers.js'
 

@@ -4,7 +4,8 @@
 import { type FileHandle, open, readFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
-import { fsyncDir, writeFileAtomic } from './atomic-file.js'
+import { removeStaleTempBeside, writeFileAtomic } from './atomic-file.js'
+import { fsyncDir } from './fsync.js'
 
 export class JournalFile<Record> {
   private handle: FileHandle | undefined
@@ -19,6 +20,8 @@ export class JournalFile<Record> {
 
   /** The records an earlier process left, in order. A line that does not parse (cut short by a crash) is skipped. */
   async read(): Promise<Record[]> {
+    // A crash between a rewrite's temp file and its rename leaves the temp file: the journal itself is intact.
+    await removeStaleTempBeside(this.path)
     let text = ''
     try {
       text = await readFile(this.path, 'utf8')

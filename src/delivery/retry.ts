@@ -3,7 +3,7 @@
 // partial write left pending.
 import { errorMessage, isPermanent, PartialWriteError, type RejectedEvent } from '../errors.js'
 import type { Batch, LogEvent } from '../event.js'
-import type { Sink } from './sink.js'
+import type { Sink } from '../sinks/sink.js'
 
 export interface RetryPolicy {
   /** Upper bound of the first delay; doubles per attempt up to maxBackoffMs. */
@@ -15,6 +15,11 @@ export interface RetryPolicy {
   readonly attemptTimeoutMs: number
   /** In [0, 1); tests pass a fixed one. */
   readonly random?: () => number
+  /**
+   * At the shutdown deadline, how long a write already under way may take to finish: its real outcome decides
+   * between delivered and dead-lettered, so a batch that lands in that moment is not also dead-lettered.
+   */
+  readonly settleOnShutdownMs?: number
 }
 
 export type GiveUpReason = 'permanent' | 'budget-exhausted' | 'shutdown'
@@ -77,7 +82,7 @@ export function withRetry(sink: Sink, policy: RetryPolicy, hooks: RetryHooks = {
       for (let attempt = 1; ; attempt++) {
         if (signal.aborted) throw giveUp('shutdown', attempt - 1, lastError)
         try {
-          await attemptWrite(sink, current, signal, policy.attemptTimeoutMs)
+          await attemptWrite(sink, current, signal, policy.attemptTimeoutMs, policy.settleOnShutdownMs ?? 500)
           return { attempts: attempt, rejected }
         } catch (err) {
           lastError = err
@@ -104,21 +109,42 @@ export function withRetry(sink: Sink, policy: RetryPolicy, hooks: RetryHooks = {
 
 /**
  * Runs one write with its own abort signal (aborted on timeout or shutdown) and stops waiting when that signal
- * aborts, even if the sink does not honour it: a hung sink cannot hold a batch past its deadline.
+ * aborts, even if the sink does not honour it: a hung sink cannot hold a batch past its deadline. At shutdown the
+ * write may be past the point of no return (a rename, an upload's last byte): it gets `settleMs` to say how it
+ * ended, and only a write that is still undecided then counts as not delivered.
  */
-async function attemptWrite(sink: Sink, batch: Batch, outer: AbortSignal, timeoutMs: number): Promise<void> {
+async function attemptWrite(
+  sink: Sink,
+  batch: Batch,
+  outer: AbortSignal,
+  timeoutMs: number,
+  settleMs: number,
+): Promise<void> {
   const controller = new AbortController()
   const onOuterAbort = () => controller.abort(outer.reason)
   outer.addEventListener('abort', onOuterAbort, { once: true })
   const timer = setTimeout(() => controller.abort(new AttemptTimeoutError(timeoutMs)), timeoutMs)
+  const write = sink.write(batch, { signal: controller.signal })
+  // An abandoned write may still fail later; that is already accounted for, so keep it from going unhandled.
+  write.catch(() => {})
   try {
     const aborted = new Promise<never>((_, reject) => {
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
     })
-    const write = sink.write(batch, { signal: controller.signal })
-    // An abandoned write may still fail later; that is already accounted for, so keep it from going unhandled.
-    write.catch(() => {})
     await Promise.race([write, aborted])
+  } catch (err) {
+    if (!outer.aborted) throw err
+    const giveUp = new AbortController()
+    const settled = await Promise.race([
+      write.then(
+        () => 'delivered' as const,
+        () => 'failed' as const,
+      ),
+      sleep(settleMs, giveUp.signal).then(() => 'undecided' as const),
+    ])
+    giveUp.abort()
+    if (settled === 'delivered') return
+    throw err
   } finally {
     clearTimeout(timer)
     outer.removeEventListener('abort', onOuterAbort)

@@ -1,0 +1,157 @@
+// Whole-file writes that a reader never sees half done: temp file, fsync, rename. A failed write removes its temp
+// file, and the temp files a crash left behind are removed when a root is opened, so a full disk cannot fill up with
+// them. File-system errors are classified here: the ones no retry can fix become PermanentError.
+import { randomBytes } from 'node:crypto'
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
+import { basename, dirname, join, parse, relative, resolve, sep } from 'node:path'
+import { PermanentError } from '../errors.js'
+
+/** File-system errors that no retry can fix: the path or its permissions are wrong. */
+const PERMANENT_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'EINVAL'])
+
+/** Where a root keeps its temp files: one place to clean at start-up, outside the tree readers list. */
+export const TEMP_DIR = '.tmp'
+
+export function classifyFsError(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (code && PERMANENT_CODES.has(code))
+    return new PermanentError(`${code}: ${(err as Error).message}`, { cause: err })
+  return err
+}
+
+/**
+ * mkdir -p that names the real cause: a recursive mkdir reports ENOENT when a missing parent cannot be created (a
+ * read-only file system, no permission), which reads as "try again". On ENOENT each missing level is made in turn,
+ * so the error is the one that level gives (EROFS, EACCES, ...).
+ */
+export async function makeDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    const absolute = resolve(dir)
+    const { root } = parse(absolute)
+    let path = root
+    for (const part of relative(root, absolute).split(sep)) {
+      path = join(path, part)
+      try {
+        await mkdir(path)
+      } catch (levelErr) {
+        if ((levelErr as NodeJS.ErrnoException).code !== 'EEXIST') throw levelErr
+      }
+    }
+  }
+}
+
+/** Remembers the directory made last, so that a busy sink writing into one day's directory skips the mkdir. */
+export interface DirCache {
+  ensure(dir: string): Promise<void>
+  forget(dir: string): void
+}
+
+export function createDirCache(): DirCache {
+  let ready = ''
+  return {
+    async ensure(dir) {
+      if (dir === ready) return
+      await makeDir(dir)
+      ready = dir
+    },
+    forget(dir) {
+      if (dir === ready) ready = ''
+    },
+  }
+}
+
+export interface AtomicWriteOptions {
+  /** If it aborts before the rename, nothing is published. */
+  readonly signal?: AbortSignal
+  readonly dirs?: DirCache
+  /** Where the temp file goes (same file system as `path`); beside `path` by default. */
+  readonly tempDir?: string
+}
+
+/**
+ * Writes `data` to `path` atomically and durably. Each call uses its own temp name, so two attempts at the same
+ * path never interleave; renaming onto an existing file with the same content is harmless, which makes a retried
+ * batch land once. Whatever fails, the temp file is removed.
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const dir = dirname(path)
+  const dirs = options.dirs ?? createDirCache()
+  await dirs.ensure(dir)
+  const temp = join(options.tempDir ?? dir, `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`)
+  let handle: FileHandle
+  try {
+    handle = await open(temp, 'wx')
+  } catch (err) {
+    // The directory may have been removed behind our back: make it again on the next attempt.
+    dirs.forget(dir)
+    throw err
+  }
+  try {
+    try {
+      await handle.writeFile(data)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    options.signal?.throwIfAborted()
+    await rename(temp, path)
+  } catch (err) {
+    await unlink(temp).catch(() => {})
+    // The directory may have been removed behind our back: make it again on the next attempt.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') dirs.forget(dir)
+    throw err
+  }
+}
+
+/** Atomic writes under one root directory, with their temp files in `<root>/.tmp`. */
+export interface AtomicRoot {
+  readonly root: string
+  write(path: string, data: string | Buffer, options?: { signal?: AbortSignal }): Promise<void>
+}
+
+/**
+ * Opens `root` for atomic writes: makes it and its temp directory, and removes the temp files an earlier process left
+ * (one sidelog per root). Throws what mkdir throws, for the caller to turn into a start-up error.
+ */
+export async function openAtomicRoot(root: string): Promise<AtomicRoot> {
+  const absolute = resolve(root)
+  const tempDir = join(absolute, TEMP_DIR)
+  await makeDir(tempDir)
+  await removeStaleTemp(tempDir)
+  const dirs = createDirCache()
+  return {
+    root: absolute,
+    async write(path, data, options = {}) {
+      try {
+        await writeFileAtomic(path, data, { ...options, dirs, tempDir })
+      } catch (err) {
+        // The temp directory itself may be gone (removed by hand): make it again for the next attempt.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') await makeDir(tempDir).catch(() => {})
+        throw err
+      }
+    },
+  }
+}
+
+async function removeStaleTemp(tempDir: string): Promise<void> {
+  for (const name of await readdir(tempDir)) {
+    const path = join(tempDir, name)
+    if ((await stat(path).catch(() => undefined))?.isFile()) await rm(path, { force: true })
+  }
+}
+
+/** Removes the temp files `writeFileAtomic` leaves beside `path` when a crash stops it between open and rename. */
+export async function removeStaleTempBeside(path: string): Promise<void> {
+  const prefix = `.${basename(path)}.`
+  const entries = await readdir(dirname(path)).catch(() => [] as string[])
+  for (const name of entries) {
+    if (name.startsWith(prefix) && name.endsWith('.tmp')) await rm(join(dirname(path), name), { force: true })
+  }
+}
