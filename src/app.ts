@@ -84,6 +84,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       maxBackoffMs: config.RETRY_MAX_BACKOFF * 1000,
       maxElapsedMs: config.RETRY_MAX_ELAPSED * 1000,
       attemptTimeoutMs: config.SINK_TIMEOUT * 1000,
+      // A quarter of the drain's dead-letter reserve (see Pipeline.drain).
+      settleOnShutdownMs: Math.min(250, (config.SHUTDOWN_TIMEOUT * 1000) / 16),
     },
     deadLetter,
     logger,
@@ -95,6 +97,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const server = createServer({
     logger,
     bodyLimit: config.MAX_BODY_BYTES,
+    requestTimeoutMs: config.REQUEST_TIMEOUT * 1000,
+    maxConnections: config.MAX_CONNECTIONS,
     health: () => {
       const sinkStats = pipeline.stats()
       const spoolProblem = pipeline.spoolProblem
@@ -121,6 +125,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   registerHttpSource(server, {
     pipeline,
     maxBodyBytes: config.MAX_BODY_BYTES,
+    maxInflightBytes: config.MAX_INFLIGHT_BYTES,
+    retryAfterMs: RETRY_AFTER_MS,
     enrich: createEnricher({
       service: config.K_SERVICE,
       revision: config.K_REVISION,

@@ -144,6 +144,23 @@ export const ConfigSchema = Type.Object({
     64 * 1024 ** 2,
     'Largest single entry as JSON; a larger one gets 413.',
   ),
+  MAX_INFLIGHT_BYTES: bytes(
+    '16MiB',
+    1024,
+    16 * 1024 ** 3,
+    'Body bytes all requests together may hold while they are read and parsed; past it requests get 429 (INFLIGHT_FULL).',
+  ),
+  MAX_CONNECTIONS: integer(
+    256,
+    1,
+    1_000_000,
+    'Open connections at most; more are closed at once (counted as refused_connections in /health).',
+  ),
+  REQUEST_TIMEOUT: seconds(
+    30,
+    3600,
+    'Time a client has to send a whole request, headers and body; a stalled request is closed.',
+  ),
   SINK_CONCURRENCY: integer(4, 1, 64, 'Batches each sink writes at the same time.'),
   SINK_TIMEOUT: seconds(
     30,
@@ -379,6 +396,7 @@ function crossCheck(c: Config): string[] {
     }
   }
   order('MAX_ENTRY_BYTES', 'BATCH_BYTES', 'one entry must fit in a batch')
+  order('MAX_BODY_BYTES', 'MAX_INFLIGHT_BYTES', 'one request body must fit in what may be in flight')
   order('BATCH_BYTES', 'BUFFER_MAX_BYTES', 'one batch must fit in the buffer')
   order('BATCH_SIZE', 'BUFFER_MAX_EVENTS', 'one batch must fit in the buffer')
   order('RETRY_INITIAL_BACKOFF', 'RETRY_MAX_BACKOFF', 'the first delay cannot be above the largest')

@@ -46,7 +46,7 @@ export class QueueFullError extends Error {
   constructor(
     message: string,
     readonly retryAfterMs: number,
-    readonly code: 'BUFFER_FULL' | 'SPOOL_FULL' = 'BUFFER_FULL',
+    readonly code: 'BUFFER_FULL' | 'SPOOL_FULL' | 'INFLIGHT_FULL' = 'BUFFER_FULL',
   ) {
     super(message)
     this.name = 'QueueFullError'

@@ -6,6 +6,7 @@ import Fastify, {
   type FastifyInstance,
   LogController,
 } from 'fastify'
+import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import {
   bodyTooLarge,
@@ -20,6 +21,10 @@ export interface ServerOptions {
   readonly logger: Logger
   /** Largest request body in bytes (after decompression). */
   readonly bodyLimit: number
+  /** Time a client has to send a whole request (REQUEST_TIMEOUT); a stalled one is closed. */
+  readonly requestTimeoutMs: number
+  /** Open connections at most (MAX_CONNECTIONS); more are closed at once, and counted. */
+  readonly maxConnections: number
   /** The /health document; `status` decides nothing about the HTTP code, which is 200 while running. */
   readonly health: () => Record<string, unknown>
 }
@@ -91,6 +96,36 @@ export function toErrorReply(
   }
 }
 
+/**
+ * Reads and throws away what is left of a refused request's body, so that the answer reaches the client: closing a
+ * socket with unread bytes makes the kernel reset it, and the client sees a broken connection instead of a 413 or a
+ * 429, which it would retry forever. Past `maxBytes` (or at the request time-out) the connection is closed.
+ */
+async function discardUnread(raw: IncomingMessage, maxBytes: number): Promise<boolean> {
+  if (raw.complete || raw.readableEnded || raw.destroyed) return true
+  return new Promise((resolve) => {
+    let seen = 0
+    const done = (ok: boolean) => {
+      raw.off('data', onData)
+      raw.off('end', onEnd)
+      raw.off('close', onClose)
+      resolve(ok)
+    }
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length
+      if (seen > maxBytes) done(false)
+    }
+    const onEnd = () => done(true)
+    const onClose = () => done(raw.complete)
+    raw.on('data', onData)
+    raw.once('end', onEnd)
+    raw.once('close', onClose)
+    // Whatever it was piped into (a body meter, gunzip) has stopped reading: take it off, or backpressure stalls it.
+    raw.unpipe()
+    raw.resume()
+  })
+}
+
 export function createServer(options: ServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
@@ -98,15 +133,25 @@ export function createServer(options: ServerOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
     return503OnClosing: true,
+    // Every wait on a client has a time-out: a body that stalls is closed (Node checks every second here).
+    requestTimeout: options.requestTimeoutMs,
+    http: { connectionsCheckingInterval: 1000, headersTimeout: options.requestTimeoutMs },
+  })
+  app.server.maxConnections = options.maxConnections
+  let droppedConnections = 0
+  app.server.on('drop', () => {
+    droppedConnections++
   })
 
   // Refused requests by error code (BUFFER_FULL, INVALID_JSON, ...): what clients were told, shown in /health.
   const refused: Record<string, number> = {}
-  app.setErrorHandler((err, request, reply) => {
+  app.setErrorHandler(async (err, request, reply) => {
     const { status, body, retryAfterS } = toErrorReply(err, options.bodyLimit)
     refused[body.error] = (refused[body.error] ?? 0) + 1
     if (status >= 500 && status !== 503) request.log.error({ err }, 'request failed')
     if (retryAfterS !== undefined) void reply.header('retry-after', String(retryAfterS))
+    // A client that sends more than twice the limit after being refused is not listening: close on it.
+    if (!(await discardUnread(request.raw, 2 * options.bodyLimit + 1024 ** 2))) void reply.header('connection', 'close')
     return reply.code(status).send(body)
   })
 
@@ -117,6 +162,10 @@ export function createServer(options: ServerOptions): FastifyInstance {
     }),
   )
 
-  app.get('/health', async () => ({ ...options.health(), refused_requests: refused }))
+  app.get('/health', async () => ({
+    ...options.health(),
+    refused_requests: refused,
+    refused_connections: droppedConnections,
+  }))
   return app
 }

@@ -44,7 +44,9 @@ const SEVERITY_BY_LEVEL: Record<string, string> = {
 
 export function severityOf(level: unknown): string | undefined {
   if (typeof level !== 'string' && typeof level !== 'number') return undefined
-  return SEVERITY_BY_LEVEL[String(level).toLowerCase()]
+  const key = String(level).toLowerCase()
+  // Own keys only: `level: "constructor"` must not find Object.prototype's.
+  return Object.hasOwn(SEVERITY_BY_LEVEL, key) ? SEVERITY_BY_LEVEL[key] : undefined
 }
 
 /** The entry's own time when it carries one sidelog understands (pino's epoch-ms `time`, or an ISO string). */

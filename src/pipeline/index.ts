@@ -360,6 +360,29 @@ export class Pipeline {
     }
   }
 
+  /** The most entries one request may hold: what one sink's buffer can take at all. */
+  get maxRequestEntries(): number {
+    return this.options.batching.maxBufferedEvents
+  }
+
+  /**
+   * Throws QueueFullError unless every sink has room for `entries` more now (bytes are checked again by accept()):
+   * lets a source refuse a request before it spends work on enriching its entries.
+   */
+  assertRoomFor(entries: number): void {
+    if (entries > this.maxRequestEntries) {
+      throw new InputError(
+        413,
+        'REQUEST_TOO_LARGE',
+        `request holds ${entries} entries; a sink buffers at most ${this.maxRequestEntries} (BUFFER_MAX_EVENTS): split it`,
+      )
+    }
+    if (this.options.spool) return
+    for (const { sink, batcher } of this.lanes) {
+      if (!batcher.hasRoomFor(entries, 0)) throw this.fullError(sink.name, batcher)
+    }
+  }
+
   /** Throws QueueFullError if any sink is saturated: lets the HTTP source refuse a request before reading it. */
   assertNotSaturated(): void {
     const { spool } = this.options

@@ -1,10 +1,10 @@
 // POST /logs: JSON object, JSON array or NDJSON, optionally gzip. Parses and enriches the whole request, then hands
 // it to the pipeline in one call: 202 when every entry is buffered, an error naming the line or index otherwise.
-import { pipeline as pipe, Transform, type TransformCallback } from 'node:stream'
+import { Transform, type TransformCallback } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import type { FastifyInstance } from 'fastify'
 import sjson from 'secure-json-parse'
-import { bodyTooLarge, InputError, ShuttingDownError } from '../errors.js'
+import { bodyTooLarge, InputError, QueueFullError, ShuttingDownError } from '../errors.js'
 import type { LogEvent } from '../event.js'
 import type { Enricher } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
@@ -13,6 +13,10 @@ export interface HttpSourceOptions {
   readonly pipeline: Pipeline
   readonly enrich: Enricher
   readonly maxBodyBytes: number
+  /** Body bytes all requests together may hold while they are read and parsed (MAX_INFLIGHT_BYTES). */
+  readonly maxInflightBytes: number
+  /** Retry-After given with a 429. */
+  readonly retryAfterMs: number
 }
 
 type Format = 'json' | 'ndjson'
@@ -55,7 +59,10 @@ function syntaxError(err: unknown, where: { line?: number; index?: number }, pre
 }
 
 /** The entries of a JSON body, and whether it was an array (errors then name the index). */
-function parseJson(text: string): { entries: Entry[]; isArray: boolean } {
+function parseJson(text: string, maxEntries: number): { entries: Entry[]; isArray: boolean } {
+  // Every element takes at least three characters ({} and a comma): only a body that long can hold too many.
+  if (text.length > 3 * maxEntries && /^\s*\[/.test(text) && countArrayElements(text, maxEntries) > maxEntries)
+    throw tooManyEntries(maxEntries + 1, maxEntries, {})
   let value: unknown
   try {
     value = sjson.parse(text, undefined, SAFE_PARSE)
@@ -94,7 +101,10 @@ function safeJsonParse(text: string): unknown {
 }
 
 /** One entry per non-empty line; `\r\n` line ends are accepted. Line numbers are 1-based. */
-function parseNdjson(text: string): { entries: Entry[]; lines: number[] } {
+function parseNdjson(text: string, maxEntries: number): { entries: Entry[]; lines: number[] } {
+  // Every entry takes at least three characters ({} and a newline): only a body that long can hold too many.
+  if (text.length > 3 * maxEntries && countLines(text, maxEntries) > maxEntries)
+    throw tooManyEntries(maxEntries + 1, maxEntries, {})
   const entries: Entry[] = []
   const lines: number[] = []
   let start = 0
@@ -118,26 +128,113 @@ function parseNdjson(text: string): { entries: Entry[]; lines: number[] } {
   return { entries, lines }
 }
 
-/** Fails the body with a 413 as soon as the decompressed bytes pass the limit, so a gzip bomb stops inflating. */
-class ByteLimit extends Transform {
-  private seen = 0
-  /** Compressed bytes read from the client: Fastify compares them with Content-Length. */
+/** Body bytes held by requests being read or parsed, across all of them: bounded by MAX_INFLIGHT_BYTES. */
+interface Inflight {
+  bytes: number
+}
+
+/**
+ * Counts a body's bytes as they arrive (after decompression): fails it with a 413 as soon as it passes the limit, so
+ * a gzip bomb stops inflating, and with a 429 when all bodies in flight together would pass MAX_INFLIGHT_BYTES.
+ */
+class BodyMeter extends Transform {
+  /** This body's bytes, counted in `inflight` until the request is answered. */
+  held = 0
+  /** Bytes read from the client (compressed, for gzip): Fastify compares them with Content-Length. */
   receivedEncodedLength = 0
-  constructor(private readonly limit: number) {
+  constructor(
+    private readonly limit: number,
+    private readonly inflight: Inflight,
+    private readonly maxInflight: number,
+    private readonly retryAfterMs: number,
+    private readonly encoded: boolean,
+  ) {
     super()
   }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
-    this.seen += chunk.length
-    if (this.seen > this.limit) {
+    if (!this.encoded) this.receivedEncodedLength += chunk.length
+    this.held += chunk.length
+    this.inflight.bytes += chunk.length
+    if (this.held > this.limit) {
       callback(bodyTooLarge(this.limit))
+      return
+    }
+    if (this.inflight.bytes > this.maxInflight) {
+      callback(inflightFull(this.inflight.bytes, this.retryAfterMs))
       return
     }
     callback(null, chunk)
   }
 }
 
+function inflightFull(bytes: number, retryAfterMs: number): QueueFullError {
+  return new QueueFullError(
+    `requests being read hold ${bytes} bytes of bodies, over MAX_INFLIGHT_BYTES; retry later`,
+    retryAfterMs,
+    'INFLIGHT_FULL',
+  )
+}
+
+function tooManyEntries(count: number, max: number, where: { line?: number; index?: number }): InputError {
+  return new InputError(
+    413,
+    'REQUEST_TOO_LARGE',
+    `request holds ${count} or more entries; a sink buffers at most ${max} (BUFFER_MAX_EVENTS): split it`,
+    where,
+  )
+}
+
+/**
+ * How many elements a JSON array body holds, counted without parsing it (strings and nesting respected), so that an
+ * oversized request is refused before any entry is built. Stops counting past `max`.
+ */
+export function countArrayElements(text: string, max: number): number {
+  let depth = 0
+  let count = 0
+  let inString = false
+  let empty = true
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 92) i++ // backslash: skip the escaped character
+      else if (c === 34) inString = false
+      continue
+    }
+    if (c === 34) inString = true
+    else if (c === 91 || c === 123) depth++
+    else if (c === 93 || c === 125) depth--
+    else if (c === 44 && depth === 1) {
+      count++
+      if (count >= max) return count + 1
+    }
+    if (depth >= 1 && empty && c !== 91 && c !== 32 && c !== 10 && c !== 13 && c !== 9) empty = false
+  }
+  return empty ? 0 : count + 1
+}
+
+/** Non-empty lines of an NDJSON body, counted without parsing them; stops counting past `max`. */
+function countLines(text: string, max: number): number {
+  let count = 0
+  let start = 0
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start)
+    if (end === -1) end = text.length
+    for (let i = start; i < end; i++) {
+      const c = text.charCodeAt(i)
+      if (c !== 32 && c !== 9 && c !== 13) {
+        if (++count > max) return count
+        break
+      }
+    }
+    start = end + 1
+  }
+  return count
+}
+
 export function registerHttpSource(app: FastifyInstance, options: HttpSourceOptions): void {
-  const { pipeline, enrich, maxBodyBytes } = options
+  const { pipeline, enrich, maxBodyBytes, maxInflightBytes, retryAfterMs } = options
+  const inflight: Inflight = { bytes: 0 }
+  const meters = new WeakMap<object, BodyMeter>()
 
   // Encapsulated: these parsers and the gzip hook apply to /logs only.
   app.register(async (scope) => {
@@ -149,27 +246,46 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     scope.addContentTypeParser(NDJSON_TYPES, { parseAs: 'buffer' }, asRaw('ndjson'))
 
     // Before the body is read: a draining or saturated sidecar refuses at once, at the cost of a header parse.
-    scope.addHook('onRequest', async () => {
+    scope.addHook('onRequest', async (request) => {
       if (!pipeline.isAccepting) throw new ShuttingDownError()
       pipeline.assertNotSaturated()
+      // A body whose announced size would not fit beside the ones being read is refused before it is read.
+      const announced = Math.min(Number(request.headers['content-length']) || 0, maxBodyBytes)
+      if (inflight.bytes + announced > maxInflightBytes) throw inflightFull(inflight.bytes, retryAfterMs)
     })
 
     scope.addHook('preParsing', async (request, _reply, payload) => {
       const encoding = (request.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
-      if (encoding === 'identity' || encoding === '') return payload
-      if (encoding !== 'gzip' && encoding !== 'x-gzip') {
+      const encoded = encoding !== 'identity' && encoding !== ''
+      if (encoded && encoding !== 'gzip' && encoding !== 'x-gzip') {
         throw new InputError(
           415,
           'UNSUPPORTED_ENCODING',
           `Content-Encoding "${encoding}" is not supported; send gzip or none`,
         )
       }
-      const inflated = pipe(payload, createGunzip(), new ByteLimit(maxBodyBytes), () => {})
+      const meter = new BodyMeter(maxBodyBytes, inflight, maxInflightBytes, retryAfterMs, encoded)
+      meters.set(request, meter)
+      if (!encoded) return payload.pipe(meter)
+      // pipe(), not stream.pipeline(): a failure must not destroy the request, whose rest is read and discarded so
+      // that the error answer reaches the client (see the server's error handler).
+      const gunzip = createGunzip()
+      gunzip.on('error', (err) => meter.destroy(err))
       payload.on('data', (chunk: Buffer) => {
-        inflated.receivedEncodedLength += chunk.length
+        meter.receivedEncodedLength += chunk.length
       })
-      return inflated
+      return payload.pipe(gunzip).pipe(meter)
     })
+
+    // The body's bytes count against MAX_INFLIGHT_BYTES until the request is answered or abandoned.
+    const release = async (request: object) => {
+      const meter = meters.get(request)
+      if (!meter) return
+      meters.delete(request)
+      inflight.bytes -= meter.held
+    }
+    scope.addHook('onResponse', release)
+    scope.addHook('onRequestAbort', release)
 
     scope.post('/logs', async (request, reply) => {
       const body = request.body as RawBody | undefined
@@ -178,13 +294,16 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       }
       const receivedAt = new Date().toISOString()
       const events: LogEvent[] = []
+      const maxEntries = pipeline.maxRequestEntries
       if (body.format === 'json') {
-        const { entries, isArray } = parseJson(body.text)
+        const { entries, isArray } = parseJson(body.text, maxEntries)
+        pipeline.assertRoomFor(entries.length)
         for (let index = 0; index < entries.length; index++) {
           events.push(enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}))
         }
       } else {
-        const { entries, lines } = parseNdjson(body.text)
+        const { entries, lines } = parseNdjson(body.text, maxEntries)
+        pipeline.assertRoomFor(entries.length)
         for (let i = 0; i < entries.length; i++) {
           events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }))
         }
