@@ -96,16 +96,22 @@ export function toErrorReply(
   }
 }
 
+/** A refused request's body that stops arriving for this long is not waited for: the answer goes out at once. */
+const DISCARD_IDLE_MS = 1000
+
 /**
  * Reads and throws away what is left of a refused request's body, so that the answer reaches the client: closing a
  * socket with unread bytes makes the kernel reset it, and the client sees a broken connection instead of a 413 or a
- * 429, which it would retry forever. Past `maxBytes` (or at the request time-out) the connection is closed.
+ * 429, which it would retry forever. Past `maxBytes`, or once the body stalls, it stops waiting (false: the caller
+ * then closes the connection after the answer).
  */
 async function discardUnread(raw: IncomingMessage, maxBytes: number): Promise<boolean> {
   if (raw.complete || raw.readableEnded || raw.destroyed) return true
   return new Promise((resolve) => {
     let seen = 0
+    let idle = setTimeout(() => done(false), DISCARD_IDLE_MS)
     const done = (ok: boolean) => {
+      clearTimeout(idle)
       raw.off('data', onData)
       raw.off('end', onEnd)
       raw.off('close', onClose)
@@ -113,6 +119,8 @@ async function discardUnread(raw: IncomingMessage, maxBytes: number): Promise<bo
     }
     const onData = (chunk: Buffer) => {
       seen += chunk.length
+      clearTimeout(idle)
+      idle = setTimeout(() => done(false), DISCARD_IDLE_MS)
       if (seen > maxBytes) done(false)
     }
     const onEnd = () => done(true)

@@ -138,8 +138,10 @@ interface Inflight {
  * a gzip bomb stops inflating, and with a 429 when all bodies in flight together would pass MAX_INFLIGHT_BYTES.
  */
 class BodyMeter extends Transform {
-  /** This body's bytes, counted in `inflight` until the request is answered. */
-  held = 0
+  /** This body's bytes so far. */
+  private seen = 0
+  /** What this request counts in `inflight` until it is answered: its announced size, or more if more came. */
+  held: number
   /** Bytes read from the client (compressed, for gzip): Fastify compares them with Content-Length. */
   receivedEncodedLength = 0
   constructor(
@@ -148,14 +150,19 @@ class BodyMeter extends Transform {
     private readonly maxInflight: number,
     private readonly retryAfterMs: number,
     private readonly encoded: boolean,
+    reserved: number,
   ) {
     super()
+    this.held = reserved
   }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
     if (!this.encoded) this.receivedEncodedLength += chunk.length
-    this.held += chunk.length
-    this.inflight.bytes += chunk.length
-    if (this.held > this.limit) {
+    this.seen += chunk.length
+    if (this.seen > this.held) {
+      this.inflight.bytes += this.seen - this.held
+      this.held = this.seen
+    }
+    if (this.seen > this.limit) {
       callback(bodyTooLarge(this.limit))
       return
     }
@@ -234,7 +241,8 @@ function countLines(text: string, max: number): number {
 export function registerHttpSource(app: FastifyInstance, options: HttpSourceOptions): void {
   const { pipeline, enrich, maxBodyBytes, maxInflightBytes, retryAfterMs } = options
   const inflight: Inflight = { bytes: 0 }
-  const meters = new WeakMap<object, BodyMeter>()
+  /** Per request: the bytes it counts in `inflight` (reserved from Content-Length, then as the body arrives). */
+  const holds = new WeakMap<object, { held: number }>()
 
   // Encapsulated: these parsers and the gzip hook apply to /logs only.
   app.register(async (scope) => {
@@ -252,6 +260,8 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       // A body whose announced size would not fit beside the ones being read is refused before it is read.
       const announced = Math.min(Number(request.headers['content-length']) || 0, maxBodyBytes)
       if (inflight.bytes + announced > maxInflightBytes) throw inflightFull(inflight.bytes, retryAfterMs)
+      inflight.bytes += announced
+      holds.set(request, { held: announced })
     })
 
     scope.addHook('preParsing', async (request, _reply, payload) => {
@@ -264,8 +274,9 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
           `Content-Encoding "${encoding}" is not supported; send gzip or none`,
         )
       }
-      const meter = new BodyMeter(maxBodyBytes, inflight, maxInflightBytes, retryAfterMs, encoded)
-      meters.set(request, meter)
+      const hold = holds.get(request) ?? { held: 0 }
+      const meter = new BodyMeter(maxBodyBytes, inflight, maxInflightBytes, retryAfterMs, encoded, hold.held)
+      holds.set(request, meter)
       if (!encoded) return payload.pipe(meter)
       // pipe(), not stream.pipeline(): a failure must not destroy the request, whose rest is read and discarded so
       // that the error answer reaches the client (see the server's error handler).
@@ -279,10 +290,10 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
 
     // The body's bytes count against MAX_INFLIGHT_BYTES until the request is answered or abandoned.
     const release = async (request: object) => {
-      const meter = meters.get(request)
-      if (!meter) return
-      meters.delete(request)
-      inflight.bytes -= meter.held
+      const hold = holds.get(request)
+      if (!hold) return
+      holds.delete(request)
+      inflight.bytes -= hold.held
     }
     scope.addHook('onResponse', release)
     scope.addHook('onRequestAbort', release)

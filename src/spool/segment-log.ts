@@ -20,7 +20,7 @@ import {
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import type { Logger } from 'pino'
-import { fsyncDir } from '../storage/fsync.js'
+import { fsyncDir, writeAll } from '../storage/fsync.js'
 
 const MAGIC = Buffer.from('SLSPOOL2')
 const MARKER_BYTES = 8
@@ -315,7 +315,7 @@ export class SegmentLog {
       }
       const data = Buffer.concat(payloads.map((payload, i) => encode(current.marker, firstSeq + i, payload)))
       try {
-        await this.handle?.write(data)
+        if (this.handle) await writeAll(this.handle, data)
         if (this.options.fsync === 'always') await this.handle?.datasync()
       } catch (err) {
         // Part of it may be in the file, unsynced: later records go to a new segment, and this one ends at its last
@@ -405,7 +405,7 @@ export class SegmentLog {
     const path = join(this.dir, segmentName(firstSeq))
     const marker = randomBytes(MARKER_BYTES)
     const handle = await open(path, 'w')
-    await handle.write(Buffer.concat([MAGIC, marker]))
+    await writeAll(handle, Buffer.concat([MAGIC, marker]))
     if (this.options.fsync !== 'never') {
       await handle.datasync()
       await fsyncDir(this.dir)

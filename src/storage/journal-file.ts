@@ -5,7 +5,7 @@ import { type FileHandle, open, readFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
 import { removeStaleTempBeside, writeFileAtomic } from './atomic-file.js'
-import { fsyncDir } from './fsync.js'
+import { fsyncDir, writeAll } from './fsync.js'
 
 export class JournalFile<Record> {
   private handle: FileHandle | undefined
@@ -48,7 +48,7 @@ export class JournalFile<Record> {
   append(record: Record, sync: boolean): Promise<void> {
     return this.enqueue(async () => {
       if (!this.handle) throw new Error(`journal ${this.path} is not open`)
-      await this.handle.write(`${JSON.stringify(record)}\n`)
+      await writeAll(this.handle, Buffer.from(`${JSON.stringify(record)}\n`))
       if (sync) await this.handle.datasync()
       this.appendedSinceRewrite++
     })
