@@ -6,8 +6,10 @@ import type { Writable } from 'node:stream'
 import { getHeapStatistics } from 'node:v8'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import { createMonitoring } from './admin.js'
 import { type Config, heapProblem } from './config.js'
 import { ConfigError } from './errors.js'
+import { createMetrics } from './metrics.js'
 import { createEnricher } from './pipeline/enrich.js'
 import { type DrainSummary, Pipeline } from './pipeline/index.js'
 import { createServer } from './server.js'
@@ -48,9 +50,11 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const instanceId = options.instanceId ?? randomBytes(6).toString('hex')
   const startedAt = Date.now()
 
+  const metrics = createMetrics(config)
   const sinks: Sink[] = []
   for (const kind of config.SINKS) {
-    sinks.push(await sinkFactories[kind]({ config, logger, stdout: options.stdout ?? process.stdout }))
+    const sink = await sinkFactories[kind]({ config, logger, stdout: options.stdout ?? process.stdout })
+    sinks.push(metrics.instrument(sink))
   }
 
   const spool = config.SPOOL_DIR
@@ -85,6 +89,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     deadLetter: createDeadLetterStore(config.DEAD_LETTER_DIR),
     logger,
     retryAfterMs: RETRY_AFTER_MS,
+    observer: metrics.observer,
   })
   // Before listening: what the last run accepted and did not finish goes out first.
   if (spool) pipeline.replay(await spool.recover())
@@ -105,6 +110,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       }
     },
   })
+  metrics.bind({ pipeline, refused: server.refusedRequests, ...(spool ? { spool } : {}) })
+  const monitoring = createMonitoring({ config, logger, metrics, pipeline, health: server.healthDocument })
+  monitoring.register(server)
   registerHttpSource(server, {
     pipeline,
     maxBodyBytes: config.MAX_BODY_BYTES,
@@ -123,6 +131,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     instanceId,
     async start() {
       await server.listen({ host: config.SIDELOG_HOST, port: config.SIDELOG_PORT })
+      await monitoring.listen()
       return server.server.address() as AddressInfo
     },
     async close() {
@@ -135,6 +144,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       // Whatever connection is still open (a slow upload) holds nothing accepted: do not wait for it.
       server.server.closeAllConnections()
       await serverClosed
+      await monitoring.close()
       await spool?.close()
       return summary
     },
