@@ -3,7 +3,8 @@
 // gets a fresh process, so its peak RSS is its own, and each checks that the destination holds exactly what
 // sidelog counted as accepted.
 // BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 50), BENCH_RATE (requests/s; unset = saturation),
-// BENCH_ONLY (a substring of scenario names), SIDELOG_NODE_OPTIONS, and any sidelog setting are passed on.
+// BENCH_ONLY (a substring of scenario names), BENCH_SCRAPE (scrape /metrics every N seconds during the run, as
+// Prometheus would), SIDELOG_NODE_OPTIONS, and any sidelog setting are passed on.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -26,6 +27,30 @@ const SETTINGS = Object.fromEntries(
 )
 /** Node flags for the sidelog process only (the bench itself runs without them), e.g. a heap cap. */
 const SIDELOG_NODE_OPTIONS = process.env.SIDELOG_NODE_OPTIONS
+const SCRAPE_S = process.env.BENCH_SCRAPE ? Number(process.env.BENCH_SCRAPE) : undefined
+
+/** Scrapes /metrics every `seconds` until stopped; returns how many scrapes and their mean time. */
+function scrapeMetrics(url: string, seconds: number): () => Promise<{ scrapes: number; meanMs: number }> {
+  let scrapes = 0
+  let totalMs = 0
+  let stopped = false
+  const loop = (async () => {
+    while (!stopped) {
+      const startedAt = performance.now()
+      const res = await fetch(`${url}/metrics`)
+      if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`)
+      await res.text()
+      totalMs += performance.now() - startedAt
+      scrapes++
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+    }
+  })()
+  return async () => {
+    stopped = true
+    await loop
+    return { scrapes, meanMs: scrapes ? Math.round((totalMs / scrapes) * 10) / 10 : 0 }
+  }
+}
 
 /** About 230 bytes, like a typical access-log entry. */
 function entry(i: number): Record<string, unknown> {
@@ -174,6 +199,7 @@ async function runScenario(scenario: Scenario) {
       DATA_DIR: join(dir, 'data'),
       DEAD_LETTER_DIR: join(dir, 'dead-letter'),
     })
+    const stopScraping = SCRAPE_S === undefined ? undefined : scrapeMetrics(sidelog.url, SCRAPE_S)
     const result = await autocannon({
       url: `${sidelog.url}/logs`,
       method: 'POST',
@@ -183,6 +209,7 @@ async function runScenario(scenario: Scenario) {
       body: scenario.body,
       ...(RATE === undefined ? {} : { overallRate: RATE }),
     })
+    const scraped = await stopScraping?.()
     const rss = await peakRssMiB(sidelog.child.pid as number)
     // sidelog's own count: autocannon does not count the answers to requests still in flight when it stops.
     const health = (await (await fetch(`${sidelog.url}/health`)).json()) as { lines_processed: number }
@@ -206,6 +233,7 @@ async function runScenario(scenario: Scenario) {
       '429s': result.non2xx,
       errors: result.errors + result.timeouts,
       'peak RSS MiB': Math.round(rss),
+      ...(scraped ? { scrapes: scraped.scrapes, 'scrape ms': scraped.meanMs } : {}),
     }
   } finally {
     await destination.stop()
@@ -221,6 +249,7 @@ for (const scenario of scenarios.filter((s) => !ONLY || s.name.includes(ONLY))) 
 console.log(
   `\nsidelog bench: settings ${JSON.stringify({ ...SETTINGS, SIDELOG_NODE_OPTIONS })}, ${CONNECTIONS} connections, ` +
     `${RATE === undefined ? 'unpaced' : `${RATE} req/s`}, ${DURATION_S} s per scenario, ` +
+    `${SCRAPE_S === undefined ? 'no scraping' : `/metrics scraped every ${SCRAPE_S} s`}, ` +
     `node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
 )
 console.table(rows)

@@ -6,9 +6,11 @@ import type { Writable } from 'node:stream'
 import { getHeapStatistics } from 'node:v8'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import { createMonitoring } from './admin.js'
 import { type Config, heapProblem } from './config.js'
 import { createDeadLetterStore } from './delivery/dead-letter.js'
 import { ConfigError } from './errors.js'
+import { createMetrics } from './metrics.js'
 import { createEnricher } from './pipeline/enrich.js'
 import { type DrainSummary, Pipeline } from './pipeline/index.js'
 import { createServer } from './server.js'
@@ -48,9 +50,11 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const instanceId = options.instanceId ?? randomBytes(6).toString('hex')
   const startedAt = Date.now()
 
+  const metrics = createMetrics(config)
   const sinks: Sink[] = []
   for (const kind of config.SINKS) {
-    sinks.push(await sinkFactories[kind]({ config, logger, stdout: options.stdout ?? process.stdout }))
+    const sink = await sinkFactories[kind]({ config, logger, stdout: options.stdout ?? process.stdout })
+    sinks.push(metrics.instrument(sink))
   }
 
   const deadLetter = createDeadLetterStore(config.DEAD_LETTER_DIR)
@@ -90,6 +94,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     deadLetter,
     logger,
     retryAfterMs: RETRY_AFTER_MS,
+    observer: metrics.observer,
   })
   // Before listening: what the last run accepted and did not finish goes out first.
   if (spool) pipeline.replay(await spool.recover())
@@ -122,6 +127,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       }
     },
   })
+  metrics.bind({ pipeline, refused: server.refusedRequests, ...(spool ? { spool } : {}) })
+  const monitoring = createMonitoring({ config, logger, metrics, pipeline, health: server.healthDocument })
+  monitoring.register(server)
   registerHttpSource(server, {
     pipeline,
     maxBodyBytes: config.MAX_BODY_BYTES,
@@ -142,6 +150,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     instanceId,
     async start() {
       await server.listen({ host: config.SIDELOG_HOST, port: config.SIDELOG_PORT })
+      await monitoring.listen()
       return server.server.address() as AddressInfo
     },
     deadLetterNow: () => pipeline.deadLetterNow(),
@@ -154,6 +163,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       // Whatever connection is still open (a slow upload) holds nothing accepted: do not wait for it.
       server.server.closeAllConnections()
       await serverClosed
+      await monitoring.close()
       await spool?.close()
       return summary
     },

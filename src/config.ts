@@ -325,6 +325,32 @@ export const ConfigSchema = Type.Object({
   ),
   K_SERVICE: text('unknown', 'Service name added to every entry as `service` (Cloud Run sets it).'),
   K_REVISION: text('unknown', 'Revision added to every entry as `revision` (Cloud Run sets it).'),
+  LOG_FORMAT: Type.Union([Type.Literal('auto'), Type.Literal('gcp'), Type.Literal('json')], {
+    default: 'auto',
+    description:
+      "Format of sidelog's own logs. gcp: Cloud Logging's structured JSON (severity, message, time, stack_trace; errors reach Error Reporting); json: pino's plain JSON (numeric level, msg); auto: gcp when K_SERVICE is set (Cloud Run, Knative, the Kubernetes manifest), json elsewhere.",
+    accepts: 'auto, gcp or json',
+  }),
+  ADMIN_HOST: text(
+    '0.0.0.0',
+    'Address of the admin listener (/health, /ready, /metrics only, never /logs), when ADMIN_PORT is set: the platform reaches it while /logs stays on SIDELOG_HOST.',
+  ),
+  ADMIN_PORT: Type.Transform(
+    Type.String({
+      default: '',
+      pattern: '^\\s*(\\d{1,5})?\\s*$',
+      description:
+        'Port of the admin listener serving /health, /ready and /metrics (0 picks a free one). Empty: no admin listener; the same routes are on SIDELOG_PORT anyway.',
+      accepts: 'empty, or a port from 0 to 65535',
+    }),
+  )
+    .Decode((port) => {
+      if (port.trim() === '') return undefined
+      const n = Number(port)
+      if (n > 65535) throw new Error('out of range')
+      return n
+    })
+    .Encode((port) => (port === undefined ? '' : String(port))),
 })
 
 export type Config = Readonly<StaticDecode<typeof ConfigSchema>>
@@ -414,6 +440,11 @@ function crossCheck(c: Config): string[] {
   }
   if (c.SINKS.includes('bigquery') && c.BQ_MODE === 'load' && !gcsBucket(c)) {
     problems.push('BQ_MODE is load, so LOG_BUCKET (or GCS_BUCKET) must name the bucket that stages the loads')
+  }
+  if (c.ADMIN_PORT !== undefined && c.ADMIN_PORT !== 0 && c.ADMIN_PORT === c.SIDELOG_PORT) {
+    problems.push(
+      `ADMIN_PORT (${c.ADMIN_PORT}) must differ from SIDELOG_PORT: the admin listener is a second port`,
+    )
   }
   if (c.SINKS.includes('gcs') && !gcsBucket(c)) {
     problems.push('SINKS includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')

@@ -3,15 +3,9 @@
 // probes): GET /health on the address sidelog listens on, from the same settings, and exit 0 on a 200, 1 otherwise.
 import { loadConfig } from './config.js'
 import { errorMessage } from './errors.js'
+import { probeHost } from './listen-address.js'
 
 const TIMEOUT_MS = 2000
-
-/** A wildcard listen address is reached on the loopback of the same family. */
-export function probeHost(listenHost: string): string {
-  if (listenHost === '0.0.0.0') return '127.0.0.1'
-  if (listenHost === '::') return '[::1]'
-  return listenHost.includes(':') ? `[${listenHost}]` : listenHost
-}
 
 async function check(): Promise<number> {
   const config = loadConfig(process.env)

@@ -1,15 +1,20 @@
 #!/usr/bin/env node
 // The process edge: reads process.env and argv, installs signal handling, sets the exit code. Nothing else does.
 import closeWithGrace from 'close-with-grace'
-import { pino } from 'pino'
 import { createApp } from './app.js'
 import { type Config, helpText, loadConfig } from './config.js'
 import { ConfigError, errorMessage } from './errors.js'
+import { createLogger } from './logger.js'
 
 /** Past SHUTDOWN_TIMEOUT, how long close-with-grace waits before it exits 1 anyway. */
 const HARD_EXIT_MARGIN_MS = 1500
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'top') {
+    const { runTop } = await import('./top/cli.js')
+    process.exitCode = await runTop(process.argv.slice(3))
+    return
+  }
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
     process.stdout.write(`${helpText()}\n`)
     return
@@ -23,11 +28,7 @@ async function main(): Promise<void> {
     process.exit(1)
   }
 
-  // Synchronous stderr: the exit line must be written before close-with-grace calls process.exit.
-  const logger = pino(
-    { level: config.LOG_LEVEL, base: { service: 'sidelog' } },
-    pino.destination({ dest: 2, sync: true }),
-  )
+  const logger = createLogger(config)
 
   let app: Awaited<ReturnType<typeof createApp>>
   try {

@@ -29,6 +29,15 @@ export interface ServerOptions {
   readonly health: () => Record<string, unknown>
 }
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The /health document, for other listeners (the admin listener) to serve as it is. */
+    healthDocument(): Record<string, unknown>
+    /** Requests answered with an error, by the error code they were given (read by /metrics). */
+    readonly refusedRequests: Readonly<Record<string, number>>
+  }
+}
+
 export interface ErrorBody {
   error: string
   message: string
@@ -170,10 +179,12 @@ export function createServer(options: ServerOptions): FastifyInstance {
     }),
   )
 
-  app.get('/health', async () => ({
+  app.decorate('healthDocument', () => ({
     ...options.health(),
     refused_requests: refused,
     refused_connections: droppedConnections,
   }))
+  app.decorate('refusedRequests', refused)
+  app.get('/health', async () => app.healthDocument())
   return app
 }

@@ -2,7 +2,7 @@
 // per-sink counters, and a drain that delivers what it can before a deadline and dead-letters the rest.
 import type { Logger } from 'pino'
 import type { DeadLetterStore } from '../delivery/dead-letter.js'
-import { DeliveryFailedError, type RetryPolicy, withRetry } from '../delivery/retry.js'
+import { DeliveryFailedError, type GiveUpReason, type RetryPolicy, withRetry } from '../delivery/retry.js'
 import {
   errorMessage,
   InputError,
@@ -30,6 +30,18 @@ export interface PipelineOptions {
   readonly retryAfterMs: number
   /** The disk spool (SPOOL_DIR), if any: accepted entries are appended to it, and every sink's batches journaled. */
   readonly spool?: Spool
+  /** Told what the counters below cannot say (bytes, why entries were dead-lettered), where they are counted. */
+  readonly observer?: PipelineObserver
+}
+
+/** Why entries went to the dead-letter store: the retry layer's reason, a row the destination refused, or the spool. */
+export type DeadLetterClass = GiveUpReason | 'rejected' | 'spool-write-failed'
+
+export interface PipelineObserver {
+  /** Entries of one batch delivered (counted in `delivered_events` at the same moment), and their bytes. */
+  onDelivered?(sink: string, events: number, bytes: number): void
+  /** Entries written to the dead-letter store (counted in `dead_lettered_events` at the same moment), by class. */
+  onDeadLettered?(sink: string, counts: Partial<Record<DeadLetterClass, number>>): void
 }
 
 export interface SinkStats {
@@ -209,10 +221,12 @@ export class Pipeline {
   ): Promise<void> {
     let undelivered: RejectedEvent[]
     let attempts: number
+    let classes: Partial<Record<DeadLetterClass, number>>
     try {
       const outcome = await retrying.write(batch, { signal: this.deadline.signal })
       undelivered = [...outcome.rejected]
       attempts = outcome.attempts
+      classes = { rejected: outcome.rejected.length }
       stats.delivered_batches++
       stats.healthy = true
       stats.last_delivery_at = new Date().toISOString()
@@ -225,9 +239,15 @@ export class Pipeline {
         ...failure.pending.map((event) => ({ event, reason: failure.message })),
       ]
       attempts = failure.attempts
+      classes = { rejected: failure.rejected.length, [failure.reason]: failure.pending.length }
     }
     stats.delivered_events += batch.events.length - undelivered.length
-    if (undelivered.length > 0) await this.deadLetter(sink.name, batch, undelivered, attempts, stats)
+    if (this.options.observer?.onDelivered) {
+      let bytes = batch.bytes
+      for (const { event } of undelivered) bytes -= event.bytes
+      this.options.observer.onDelivered(sink.name, batch.events.length - undelivered.length, bytes)
+    }
+    if (undelivered.length > 0) await this.deadLetter(sink.name, batch, undelivered, attempts, stats, classes)
   }
 
   private async deadLetter(
@@ -236,12 +256,14 @@ export class Pipeline {
     items: readonly RejectedEvent[],
     attempts: number,
     stats: Lane['stats'],
+    classes: Partial<Record<DeadLetterClass, number>>,
   ) {
     const reasons = [...new Set(items.map((item) => item.reason))]
     const log = { sink, batch: batch.name, events: items.length, attempts, reasons: reasons.slice(0, 5) }
     try {
       const path = await this.options.deadLetter.write(batch, items, { sink, attempts })
       stats.dead_lettered_events += items.length
+      this.options.observer?.onDeadLettered?.(sink, classes)
       this.options.logger.error({ ...log, path }, 'entries not delivered; dead-lettered')
     } catch (err) {
       stats.dead_letter_failed_events += items.length
@@ -333,6 +355,7 @@ export class Pipeline {
             events.map((event) => ({ event, reason })),
             0,
             lane.stats,
+            { 'spool-write-failed': events.length },
           )
         }
         throw new SpoolWriteError(reason)
@@ -547,6 +570,7 @@ export class Pipeline {
       events.map((event) => ({ event, reason })),
       0,
       lane.stats,
+      { shutdown: events.length },
     )
   }
 
@@ -571,6 +595,7 @@ export class Pipeline {
       try {
         const path = this.options.deadLetter.writeNow(batch, items, { sink: lane.sink.name, attempts: 0 })
         lane.stats.dead_lettered_events += events.length
+        this.options.observer?.onDeadLettered?.(lane.sink.name, { shutdown: events.length })
         this.options.logger.error(
           { sink: lane.sink.name, events: events.length, path },
           'last resort: dead-lettered',

@@ -26,12 +26,13 @@ export function assertBuilt(): void {
 
 /**
  * Runs `node dist/main.js` with `env` (and SIDELOG_PORT=0), resolving once it logs that it listens, which it does at
- * LOG_LEVEL info or below.
+ * LOG_LEVEL info or below. Logs are pino's plain JSON (`msg`) unless `env` sets LOG_FORMAT: some tests set K_SERVICE,
+ * which would otherwise switch them to Cloud Logging's format (`message`).
  */
 export function spawnSidelog(env: Record<string, string>): Promise<SidelogProcess> {
   assertBuilt()
   const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH, SIDELOG_PORT: '0', ...env },
+    env: { PATH: process.env.PATH, SIDELOG_PORT: '0', LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const logs: Record<string, unknown>[] = []
@@ -48,7 +49,8 @@ export function spawnSidelog(env: Record<string, string>): Promise<SidelogProces
         record = { raw: line }
       }
       logs.push(record)
-      if (typeof record.port === 'number' && String(record.msg).startsWith('listening')) {
+      const message = record.msg ?? record.message
+      if (typeof record.port === 'number' && String(message).startsWith('listening')) {
         resolve({ child, url: `http://127.0.0.1:${record.port}`, logs, exited })
       }
     })

@@ -1,0 +1,8 @@
+// Where a client on the same host reaches a listener: a wildcard listen address becomes the loopback of its family.
+
+/** A wildcard listen address is reached on the loopback of the same family; an IPv6 literal gets brackets. */
+export function probeHost(listenHost: string): string {
+  if (listenHost === '0.0.0.0') return '127.0.0.1'
+  if (listenHost === '::') return '[::1]'
+  return listenHost.includes(':') ? `[${listenHost}]` : listenHost
+}
