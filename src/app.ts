@@ -15,6 +15,7 @@ import { createDeadLetterStore } from './sinks/dead-letter.js'
 import { sinkFactories } from './sinks/index.js'
 import type { Sink } from './sinks/sink.js'
 import { registerHttpSource } from './sources/http.js'
+import { createSources } from './sources/index.js'
 import { Spool } from './spool/index.js'
 
 /** Retry-After for a 429: the buffer frees as batches are written, usually within a second. */
@@ -102,20 +103,20 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         uptime_s: Math.round((Date.now() - startedAt) / 1000),
         instance: instanceId,
         sinks: sinkStats,
+        sources: sources.stats(),
       }
     },
   })
-  registerHttpSource(server, {
-    pipeline,
-    maxBodyBytes: config.MAX_BODY_BYTES,
-    enrich: createEnricher({
-      service: config.K_SERVICE,
-      revision: config.K_REVISION,
-      host: hostname(),
-      labels: config.LABELS,
-      maxEntryBytes: config.MAX_ENTRY_BYTES,
-    }),
+  const enrich = createEnricher({
+    service: config.K_SERVICE,
+    revision: config.K_REVISION,
+    host: hostname(),
+    labels: config.LABELS,
+    maxEntryBytes: config.MAX_ENTRY_BYTES,
+    project: config.GOOGLE_CLOUD_PROJECT || config.BQ_PROJECT,
   })
+  registerHttpSource(server, { pipeline, maxBodyBytes: config.MAX_BODY_BYTES, enrich })
+  const sources = await createSources({ config, logger, server, pipeline, enrich })
 
   return {
     server,
@@ -123,6 +124,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     instanceId,
     async start() {
       await server.listen({ host: config.SIDELOG_HOST, port: config.SIDELOG_PORT })
+      sources.start()
       return server.server.address() as AddressInfo
     },
     async close() {
@@ -130,6 +132,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       const reserveMs = Math.min(DEAD_LETTER_RESERVE_MS, budgetMs / 4)
       // Refuse new entries first (503), so nothing is accepted that the drain below would not see.
       pipeline.stopAccepting()
+      // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain.
+      await sources.close()
       const serverClosed = server.close()
       const summary = await pipeline.drain(budgetMs - reserveMs)
       // Whatever connection is still open (a slow upload) holds nothing accepted: do not wait for it.

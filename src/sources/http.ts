@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import sjson from 'secure-json-parse'
 import { bodyTooLarge, InputError, ShuttingDownError } from '../errors.js'
 import type { LogEvent } from '../event.js'
-import type { Enricher } from '../pipeline/enrich.js'
+import { type Enricher, requestContextOf } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
 
 export interface HttpSourceOptions {
@@ -177,16 +177,17 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
         throw new InputError(400, 'EMPTY_BODY', 'request body is empty; send at least one entry')
       }
       const receivedAt = new Date().toISOString()
+      const context = requestContextOf(request.headers)
       const events: LogEvent[] = []
       if (body.format === 'json') {
         const { entries, isArray } = parseJson(body.text)
         for (let index = 0; index < entries.length; index++) {
-          events.push(enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}))
+          events.push(enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}, context))
         }
       } else {
         const { entries, lines } = parseNdjson(body.text)
         for (let i = 0; i < entries.length; i++) {
-          events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }))
+          events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }, context))
         }
       }
       // With a spool, 202 only once the entries are on disk.
