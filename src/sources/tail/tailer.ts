@@ -261,7 +261,10 @@ export class Tailer {
     this.saved.delete(key)
     if (fingerprint === undefined) {
       // Emptied since the checkpoint (copy-truncate): what was not read yet may live on in a copy.
-      if (saved) this.retire(saved.fingerprint, saved.offset)
+      if (saved) {
+        this.counters.truncated_files++
+        this.retire(saved.fingerprint, saved.offset)
+      }
       return void (await handle.close())
     }
     const file: TrackedFile = {
@@ -275,8 +278,11 @@ export class Tailer {
     if (saved?.fingerprint.equals(fingerprint)) {
       file.offset = saved.offset
     } else {
-      // Another file on a reused inode: the old one's unread lines may live on in a copy.
-      if (saved) this.retire(saved.fingerprint, saved.offset)
+      // Rewritten since the checkpoint, or another file on a reused inode: the old content may live on in a copy.
+      if (saved) {
+        this.counters.truncated_files++
+        this.retire(saved.fingerprint, saved.offset)
+      }
       const original = [...this.files.values()].find(
         (f) => f.shadowOf === undefined && f.fingerprint?.equals(fingerprint),
       )
