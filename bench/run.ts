@@ -5,7 +5,9 @@
 // BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 50), BENCH_RATE (requests/s; unset = saturation),
 // BENCH_ONLY (a substring of scenario names), BENCH_SCRAPE (scrape /metrics every N seconds during the run, as
 // Prometheus would), SIDELOG_NODE_OPTIONS, and any sidelog setting are passed on.
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+// The tail scenario writes BENCH_TAIL_LINES (default 500,000) lines to a file first, then times how long sidelog's
+// tail input takes to read and accept them all, and checks the file sink holds each once.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
@@ -241,10 +243,72 @@ async function runScenario(scenario: Scenario) {
   }
 }
 
+const TAIL_LINES = Number(process.env.BENCH_TAIL_LINES ?? 500_000)
+const TAIL_SCENARIO = 'tail: file sink, lines written before start'
+
+/** The tail input's throughput: lines a second from a file already written, until every one is accepted. */
+async function runTailScenario() {
+  const dir = await mkdtemp(join(tmpdir(), 'sidelog-bench-'))
+  try {
+    await mkdir(join(dir, 'logs'))
+    const chunk = Array.from({ length: 1000 }, (_, i) => JSON.stringify(entry(i))).join('\n')
+    const parts: string[] = []
+    for (let written = 0; written < TAIL_LINES; written += 1000) parts.push(chunk)
+    const text = `${parts.join('\n')}\n`
+    await writeFile(join(dir, 'logs', 'app.log'), text)
+    const started = performance.now()
+    const sidelog = await spawnSidelog({
+      ...SETTINGS,
+      SINKS: 'file',
+      ...(SIDELOG_NODE_OPTIONS ? { NODE_OPTIONS: SIDELOG_NODE_OPTIONS } : {}),
+      TAIL_PATHS: join(dir, 'logs', '*.log'),
+      DATA_DIR: join(dir, 'data'),
+      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    })
+    // Accepted (with a spool: on disk), then delivered: a spool's backlog left at SIGTERM would wait for a restart.
+    let acceptedS = 0
+    for (;;) {
+      const health = (await (await fetch(`${sidelog.url}/health`)).json()) as {
+        sources: { tail: { lines: number } }
+        sinks: { file: { delivered_events: number } }
+      }
+      if (!acceptedS && health.sources.tail.lines >= TAIL_LINES)
+        acceptedS = (performance.now() - started) / 1000
+      if (health.sinks.file.delivered_events >= TAIL_LINES) break
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    const seconds = (performance.now() - started) / 1000
+    const rss = await peakRssMiB(sidelog.child.pid as number)
+    sidelog.child.kill('SIGTERM')
+    const exit = await sidelog.exited
+    // The file sink's batches only (the checkpoint file is beside them, in DATA_DIR).
+    const delivered = (await readJsonlTree(join(dir, 'data', 'logs'))).length
+    if (exit.code !== 0 || delivered !== TAIL_LINES) {
+      throw new Error(`${TAIL_SCENARIO}: exit ${exit.code}, written ${TAIL_LINES}, delivered ${delivered}`)
+    }
+    return {
+      scenario: TAIL_SCENARIO,
+      lines: TAIL_LINES,
+      's to all accepted': Math.round(acceptedS * 10) / 10,
+      's to all delivered': Math.round(seconds * 10) / 10,
+      'lines/s accepted': Math.round(TAIL_LINES / acceptedS),
+      'MiB/s accepted': Math.round((Buffer.byteLength(text) / 1024 ** 2 / acceptedS) * 10) / 10,
+      'peak RSS MiB': Math.round(rss),
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
 const rows = []
 for (const scenario of scenarios.filter((s) => !ONLY || s.name.includes(ONLY))) {
   process.stderr.write(`running: ${scenario.name} (${DURATION_S} s, ${CONNECTIONS} connections)\n`)
   rows.push(await runScenario(scenario))
+}
+const tailRows = []
+if (!ONLY || TAIL_SCENARIO.includes(ONLY)) {
+  process.stderr.write(`running: ${TAIL_SCENARIO} (${TAIL_LINES} lines)\n`)
+  tailRows.push(await runTailScenario())
 }
 console.log(
   `\nsidelog bench: settings ${JSON.stringify({ ...SETTINGS, SIDELOG_NODE_OPTIONS })}, ${CONNECTIONS} connections, ` +
@@ -252,4 +316,5 @@ console.log(
     `${SCRAPE_S === undefined ? 'no scraping' : `/metrics scraped every ${SCRAPE_S} s`}, ` +
     `node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
 )
-console.table(rows)
+if (rows.length > 0) console.table(rows)
+if (tailRows.length > 0) console.table(tailRows)

@@ -17,6 +17,7 @@ import { createServer } from './server.js'
 import { sinkFactories } from './sinks/index.js'
 import type { Sink } from './sinks/sink.js'
 import { registerHttpSource } from './sources/http.js'
+import { createSources } from './sources/index.js'
 import { Spool } from './spool/index.js'
 
 /** Retry-After for a 429: the buffer frees as batches are written, usually within a second. */
@@ -124,25 +125,29 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         uptime_s: Math.round((Date.now() - startedAt) / 1000),
         instance: instanceId,
         sinks: sinkStats,
+        sources: sources.stats(),
       }
     },
   })
   metrics.bind({ pipeline, refused: server.refusedRequests, ...(spool ? { spool } : {}) })
   const monitoring = createMonitoring({ config, logger, metrics, pipeline, health: server.healthDocument })
   monitoring.register(server)
+  const enrich = createEnricher({
+    service: config.K_SERVICE,
+    revision: config.K_REVISION,
+    host: hostname(),
+    labels: config.LABELS,
+    maxEntryBytes: config.MAX_ENTRY_BYTES,
+    project: config.GOOGLE_CLOUD_PROJECT || config.BQ_PROJECT,
+  })
   registerHttpSource(server, {
     pipeline,
     maxBodyBytes: config.MAX_BODY_BYTES,
     maxInflightBytes: config.MAX_INFLIGHT_BYTES,
     retryAfterMs: RETRY_AFTER_MS,
-    enrich: createEnricher({
-      service: config.K_SERVICE,
-      revision: config.K_REVISION,
-      host: hostname(),
-      labels: config.LABELS,
-      maxEntryBytes: config.MAX_ENTRY_BYTES,
-    }),
+    enrich,
   })
+  const sources = await createSources({ config, logger, server, pipeline, enrich })
 
   return {
     server,
@@ -151,6 +156,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     async start() {
       await server.listen({ host: config.SIDELOG_HOST, port: config.SIDELOG_PORT })
       await monitoring.listen()
+      sources.start()
       return server.server.address() as AddressInfo
     },
     deadLetterNow: () => pipeline.deadLetterNow(),
@@ -158,6 +164,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       const budgetMs = config.SHUTDOWN_TIMEOUT * 1000
       // Refuse new entries first (503), so nothing is accepted that the drain below would not see.
       pipeline.stopAccepting()
+      // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain.
+      await sources.close()
       const serverClosed = server.close()
       const summary = await pipeline.drain(budgetMs)
       // Whatever connection is still open (a slow upload) holds nothing accepted: do not wait for it.

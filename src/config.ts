@@ -2,6 +2,8 @@
 import { type StaticDecode, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from './errors.js'
+import { checkOtlpSettings, otlpSettings } from './sources/otlp/settings.js'
+import { checkTailSettings, tailSettings } from './sources/tail/settings.js'
 
 /** The sinks sidelog can deliver to. `sinks/index.ts` must register a factory for each (checked by the compiler). */
 export const SINK_KINDS = ['file', 'stdout', 'gcs', 'bigquery'] as const
@@ -74,6 +76,10 @@ function seconds(defaultValue: number, maximum: number, description: string) {
 function text(defaultValue: string, description: string) {
   return Type.String({ default: defaultValue, minLength: 1, description, accepts: 'a non-empty string' })
 }
+
+/** The field builders a source's settings module uses (they take them as an argument, so config.ts is not imported at run time). */
+const settingHelpers = { bytes, integer, seconds, text }
+export type SettingHelpers = typeof settingHelpers
 
 const BUCKET_PATTERN = '^([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])?$'
 const BUCKET_ACCEPTS =
@@ -351,6 +357,16 @@ export const ConfigSchema = Type.Object({
       return n
     })
     .Encode((port) => (port === undefined ? '' : String(port))),
+  GOOGLE_CLOUD_PROJECT: Type.String({
+    default: '',
+    pattern: '^([a-z][a-z0-9-]{4,28}[a-z0-9])?$',
+    description:
+      'Project named in Cloud Logging trace fields (logging.googleapis.com/trace = projects/<project>/traces/<id>); empty: BQ_PROJECT, and without that the bare trace id.',
+    accepts:
+      'a Google Cloud project id: 6 to 30 lower-case letters, digits or dashes, starting with a letter',
+  }),
+  ...otlpSettings(settingHelpers),
+  ...tailSettings(settingHelpers),
 })
 
 export type Config = Readonly<StaticDecode<typeof ConfigSchema>>
@@ -449,6 +465,7 @@ function crossCheck(c: Config): string[] {
   if (c.SINKS.includes('gcs') && !gcsBucket(c)) {
     problems.push('SINKS includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
   }
+  problems.push(...checkOtlpSettings(c), ...checkTailSettings(c))
   return problems
 }
 

@@ -25,3 +25,7 @@ export interface Batch {
 export function createLogEvent(id: string, line: string): LogEvent {
   return { id, line, bytes: Buffer.byteLength(line) + 1 }
 }
+
+/** Cloud Logging's special fields for the trace and span an entry belongs to (set at enrichment, read by sinks). */
+export const TRACE_FIELD = 'logging.googleapis.com/trace'
+export const SPAN_FIELD = 'logging.googleapis.com/spanId'

@@ -1,12 +1,13 @@
 // createServer(): the Fastify instance with /health and one error handler that turns every failure into a clear
 // JSON answer. It never listens by itself: tests use inject(), app.ts calls listen().
+
+import type { IncomingMessage } from 'node:http'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
   LogController,
 } from 'fastify'
-import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import {
   bodyTooLarge,
@@ -168,7 +169,8 @@ export function createServer(options: ServerOptions): FastifyInstance {
     if (status >= 500 && status !== 503) request.log.error({ err }, 'request failed')
     if (retryAfterS !== undefined) void reply.header('retry-after', String(retryAfterS))
     // A client that sends more than twice the limit after being refused is not listening: close on it.
-    if (!(await discardUnread(request.raw, 2 * options.bodyLimit + 1024 ** 2))) void reply.header('connection', 'close')
+    if (!(await discardUnread(request.raw, 2 * options.bodyLimit + 1024 ** 2)))
+      void reply.header('connection', 'close')
     return reply.code(status).send(body)
   })
 

@@ -1,8 +1,9 @@
 // Enrichment, once per entry at ingest: adds (never overwrites) event_id, service, revision, host, processed_at,
-// timestamp and severity, and serialises the result to the JSON line every sink writes.
+// timestamp, severity and Cloud Logging's message and trace fields, and serialises the result to the JSON line every
+// sink writes.
 import { randomUUID } from 'node:crypto'
 import { InputError } from '../errors.js'
-import { createLogEvent, type LogEvent } from '../event.js'
+import { createLogEvent, type LogEvent, SPAN_FIELD, TRACE_FIELD } from '../event.js'
 
 export interface EnrichContext {
   readonly service: string
@@ -12,6 +13,49 @@ export interface EnrichContext {
   readonly labels: Readonly<Record<string, string>>
   readonly maxEntryBytes: number
   readonly newId?: () => string
+  /** Project for `logging.googleapis.com/trace` (`projects/<project>/traces/<id>`); without it, the bare trace id. */
+  readonly project?: string
+}
+
+/** A trace id (32 lower-case hex digits) and, when known, a span id (16). */
+export interface TraceIds {
+  readonly traceId: string
+  readonly spanId?: string
+}
+
+/** What a whole request says about its entries: the W3C `traceparent` header of a POST to /logs. */
+export interface RequestContext {
+  readonly trace?: TraceIds
+}
+
+const TRACEPARENT = /^([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-[\da-f]{2}(-|$)/
+const HEX32 = /^[\da-f]{32}$/
+const HEX16 = /^[\da-f]{16}$/
+const ZERO_TRACE = '0'.repeat(32)
+const ZERO_SPAN = '0'.repeat(16)
+
+/** The ids of a W3C traceparent (`00-<trace>-<span>-<flags>`); undefined for anything else, all-zero ids and version ff. */
+export function parseTraceparent(value: unknown): TraceIds | undefined {
+  if (typeof value !== 'string') return undefined
+  const match = TRACEPARENT.exec(value.trim().toLowerCase())
+  if (!match || match[1] === 'ff' || match[2] === ZERO_TRACE || match[3] === ZERO_SPAN) return undefined
+  return { traceId: match[2] as string, spanId: match[3] as string }
+}
+
+/** OpenTelemetry's log correlation fields (`trace_id`, `span_id`, as pino's and Go's OTel bridges write them). */
+function otelIdsOf(entry: Record<string, unknown>): TraceIds | undefined {
+  const traceId = entry.trace_id
+  if (typeof traceId !== 'string' || !HEX32.test(traceId) || traceId === ZERO_TRACE) return undefined
+  const spanId = entry.span_id
+  return typeof spanId === 'string' && HEX16.test(spanId) && spanId !== ZERO_SPAN
+    ? { traceId, spanId }
+    : { traceId }
+}
+
+/** The context of one request to /logs, from its headers. */
+export function requestContextOf(headers: Record<string, string | string[] | undefined>): RequestContext {
+  const trace = parseTraceparent(headers.traceparent)
+  return trace ? { trace } : {}
 }
 
 /** Longest app-supplied event_id kept as is (BigQuery's insertId has a length limit; keep ids short and opaque). */
@@ -64,6 +108,7 @@ export type Enricher = (
   entry: Record<string, unknown>,
   receivedAt: string,
   where: { line?: number; index?: number },
+  request?: RequestContext,
 ) => LogEvent
 
 /**
@@ -91,8 +136,13 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     return added
   }
   const newId = ctx.newId ?? randomUUID
+  // Project ids and hex ids need no JSON escaping: the trace field is spliced as is.
+  const tracePrefix = ctx.project ? `projects/${ctx.project}/traces/` : ''
+  const traceFields = (ids: TraceIds, hasSpan: boolean) =>
+    `,"${TRACE_FIELD}":"${tracePrefix}${ids.traceId}"` +
+    (ids.spanId === undefined || hasSpan ? '' : `,"${SPAN_FIELD}":"${ids.spanId}"`)
 
-  return (entry, receivedAt, where) => {
+  return (entry, receivedAt, where, request) => {
     let json: string
     try {
       json = JSON.stringify(entry)
@@ -129,6 +179,15 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     if (!Object.hasOwn(entry, 'timestamp')) added += `,"timestamp":"${timestampOf(entry, receivedAt)}"`
     const severity = Object.hasOwn(entry, 'severity') ? undefined : severityOf(entry.level)
     if (severity !== undefined) added += `,"severity":"${severity}"`
+    // Cloud Logging shows `message`; pino, Go's slog and many others write `msg`. Only a string is copied, so this
+    // costs a stringify of one field, never of the entry.
+    if (typeof entry.msg === 'string' && !Object.hasOwn(entry, 'message')) {
+      added += `,"message":${JSON.stringify(entry.msg)}`
+    }
+    if (!Object.hasOwn(entry, TRACE_FIELD)) {
+      const ids = parseTraceparent(entry.traceparent) ?? otelIdsOf(entry) ?? request?.trace
+      if (ids) added += traceFields(ids, Object.hasOwn(entry, SPAN_FIELD))
+    }
     added += addMissing(entry, labels)
 
     if (added === '') return createLogEvent(id as string, json)

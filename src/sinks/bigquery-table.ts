@@ -5,6 +5,7 @@ import { OAuth2Client } from 'google-auth-library'
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
+import { SPAN_FIELD, TRACE_FIELD } from '../event.js'
 import { classifyGoogleError } from './google-errors.js'
 
 export interface SchemaField {
@@ -23,7 +24,18 @@ export const DEFAULT_SCHEMA: readonly SchemaField[] = [
   { name: 'revision', type: 'STRING' },
   { name: 'host', type: 'STRING' },
   { name: 'processed_at', type: 'TIMESTAMP' },
+  { name: 'trace', type: 'STRING' },
+  { name: 'span_id', type: 'STRING' },
   { name: 'payload', type: 'JSON' },
+]
+
+/**
+ * Columns filled from Cloud Logging's field when the entry has no field of the column's own name. A table without
+ * the column (one made before it was in the default schema) keeps the field in its JSON column, as any other.
+ */
+const COLUMN_FALLBACKS: readonly (readonly [column: string, field: string])[] = [
+  ['trace', TRACE_FIELD],
+  ['span_id', SPAN_FIELD],
 ]
 
 /** How an entry becomes a row of the table sidelog found (or made). */
@@ -34,6 +46,8 @@ export interface RowPlan {
   readonly wholeEntry?: string
   /** Otherwise, the table's first JSON column: it receives the fields that have no column of their own. */
   readonly overflow?: string
+  /** Cloud Logging field → the column it fills when the entry lacks the column's own field (see COLUMN_FALLBACKS). */
+  readonly fallbacks: ReadonlyMap<string, string>
 }
 
 export function planRows(fields: readonly SchemaField[]): RowPlan {
@@ -43,7 +57,10 @@ export function planRows(fields: readonly SchemaField[]): RowPlan {
   const columns = new Map(
     fields.filter((f) => f.name !== wholeEntry && f.name !== overflow).map((f) => [f.name, f.type] as const),
   )
-  return { columns, ...(wholeEntry ? { wholeEntry } : {}), ...(overflow ? { overflow } : {}) }
+  const fallbacks = new Map(
+    COLUMN_FALLBACKS.filter(([column]) => columns.has(column)).map(([column, field]) => [field, column]),
+  )
+  return { columns, fallbacks, ...(wholeEntry ? { wholeEntry } : {}), ...(overflow ? { overflow } : {}) }
 }
 
 export function describePlan(plan: RowPlan): string {
@@ -79,8 +96,11 @@ export function toRow(
   let restCount = 0
   for (const [name, value] of Object.entries(entry)) {
     const type = plan.columns.get(name)
+    const fallback = type === undefined ? plan.fallbacks.get(name) : undefined
     if (type !== undefined) {
       row[name] = fitColumn(value, type, json)
+    } else if (fallback !== undefined && !Object.hasOwn(entry, fallback)) {
+      row[fallback] = fitColumn(value, plan.columns.get(fallback) as string, json)
     } else if (name !== plan.wholeEntry) {
       rest[name] = value
       restCount++

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import sjson from 'secure-json-parse'
 import { bodyTooLarge, InputError, QueueFullError, ShuttingDownError } from '../errors.js'
 import type { LogEvent } from '../event.js'
-import type { Enricher } from '../pipeline/enrich.js'
+import { type Enricher, requestContextOf } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
 
 export interface HttpSourceOptions {
@@ -61,7 +61,11 @@ function syntaxError(err: unknown, where: { line?: number; index?: number }, pre
 /** The entries of a JSON body, and whether it was an array (errors then name the index). */
 function parseJson(text: string, maxEntries: number): { entries: Entry[]; isArray: boolean } {
   // Every element takes at least three characters ({} and a comma): only a body that long can hold too many.
-  if (text.length > 3 * maxEntries && /^\s*\[/.test(text) && countArrayElements(text, maxEntries) > maxEntries)
+  if (
+    text.length > 3 * maxEntries &&
+    /^\s*\[/.test(text) &&
+    countArrayElements(text, maxEntries) > maxEntries
+  )
     throw tooManyEntries(maxEntries + 1, maxEntries, {})
   let value: unknown
   try {
@@ -203,7 +207,8 @@ export function countArrayElements(text: string, max: number): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (inString) {
-      if (c === 92) i++ // backslash: skip the escaped character
+      if (c === 92)
+        i++ // backslash: skip the escaped character
       else if (c === 34) inString = false
       continue
     }
@@ -304,19 +309,20 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
         throw new InputError(400, 'EMPTY_BODY', 'request body is empty; send at least one entry')
       }
       const receivedAt = new Date().toISOString()
+      const context = requestContextOf(request.headers)
       const events: LogEvent[] = []
       const maxEntries = pipeline.maxRequestEntries
       if (body.format === 'json') {
         const { entries, isArray } = parseJson(body.text, maxEntries)
         pipeline.assertRoomFor(entries.length)
         for (let index = 0; index < entries.length; index++) {
-          events.push(enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}))
+          events.push(enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}, context))
         }
       } else {
         const { entries, lines } = parseNdjson(body.text, maxEntries)
         pipeline.assertRoomFor(entries.length)
         for (let i = 0; i < entries.length; i++) {
-          events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }))
+          events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }, context))
         }
       }
       // With a spool, 202 only once the entries are on disk.

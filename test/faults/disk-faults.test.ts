@@ -26,7 +26,8 @@ function tryMount(): string | undefined {
 }
 
 const cannotMount = tryMount()
-if (cannotMount) console.warn(`disk-faults: SKIPPED, tmpfs cannot be mounted here (${cannotMount}); run as root`)
+if (cannotMount)
+  console.warn(`disk-faults: SKIPPED, tmpfs cannot be mounted here (${cannotMount}); run as root`)
 
 const mounted: string[] = []
 let sidelog: SidelogProcess | undefined
@@ -121,7 +122,10 @@ describe.skipIf(cannotMount !== undefined)('fault: disks that fill up, turn read
     const refused = await post(sidelog.url, ['sp-1', 'sp-2'], 60_000)
     expect(refused.status).toBe(500)
     expect(await refused.json()).toMatchObject({ error: 'SPOOL_WRITE_FAILED' })
-    const degraded = (await getHealth(sidelog.url)) as unknown as { status: string; spool: { last_error: unknown } }
+    const degraded = (await getHealth(sidelog.url)) as unknown as {
+      status: string
+      spool: { last_error: unknown }
+    }
     expect(degraded.status).toBe('degraded')
     expect(degraded.spool.last_error).toMatchObject({ message: expect.stringContaining('ENOSPC') })
     await rm(join(spool, 'filler'))

@@ -31,7 +31,8 @@ async function start(env: Record<string, string> = {}) {
 async function post(url: string, body: Buffer, chunked: boolean): Promise<number | string> {
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
-      for (let at = 0; at < body.length; at += 64 * 1024) controller.enqueue(body.subarray(at, at + 64 * 1024))
+      for (let at = 0; at < body.length; at += 64 * 1024)
+        controller.enqueue(body.subarray(at, at + 64 * 1024))
       controller.close()
     },
   })
@@ -64,7 +65,11 @@ describe('fault: hostile input', () => {
       ['application/json', `[${'{},'.repeat(1_700_000)}{}]`],
     ] as const) {
       const startedAt = Date.now()
-      const res = await fetch(`${sidelog.url}/logs`, { method: 'POST', headers: { 'content-type': type }, body })
+      const res = await fetch(`${sidelog.url}/logs`, {
+        method: 'POST',
+        headers: { 'content-type': type },
+        body,
+      })
       expect({ type, status: res.status, body: await res.json() }).toMatchObject({
         status: 413,
         body: { error: 'REQUEST_TOO_LARGE' },

@@ -31,7 +31,14 @@ describe('fault: a drain that cannot finish before the deadline', () => {
       exited = true
       return exit
     })
-    const clients = runClients({ url, clients: 16, perRequest: 20, prefix: 'slow', backOff: true, stop: () => exited })
+    const clients = runClients({
+      url,
+      clients: 16,
+      perRequest: 20,
+      prefix: 'slow',
+      backOff: true,
+      stop: () => exited,
+    })
     // SIGTERM once far more is buffered than 1-entry batches can deliver inside the budget.
     await waitForHealth(url, (h) => h.buffer_size >= 3000)
     const signalledAt = Date.now()

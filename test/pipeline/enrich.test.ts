@@ -106,3 +106,71 @@ describe('createEnricher', () => {
     expect(catchError(() => enrich(deep, ctx))).toMatchObject({ statusCode: 400, code: 'ENTRY_TOO_DEEP' })
   })
 })
+
+describe("createEnricher: Cloud Logging's fields", () => {
+  const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const SPAN = '00f067aa0ba902b7'
+  const withProject = { ...context, project: 'my-project' }
+
+  it('copies a string `msg` to `message` when the entry has none, and keeps both', () => {
+    expect(enrich({ msg: 'paid "in full"' }).parsed).toMatchObject({
+      msg: 'paid "in full"',
+      message: 'paid "in full"',
+    })
+    expect(enrich({ msg: 'a', message: 'b' }).parsed).toMatchObject({ msg: 'a', message: 'b' })
+    expect(enrich({ msg: { not: 'a string' } }).parsed).not.toHaveProperty('message')
+  })
+
+  it('turns a W3C traceparent field into the trace (with the project) and span fields', () => {
+    const { parsed } = enrich({ traceparent: `00-${TRACE}-${SPAN}-01` }, withProject)
+    expect(parsed['logging.googleapis.com/trace']).toBe(`projects/my-project/traces/${TRACE}`)
+    expect(parsed['logging.googleapis.com/spanId']).toBe(SPAN)
+  })
+
+  it('uses the bare trace id when no project is known', () => {
+    expect(enrich({ traceparent: `00-${TRACE}-${SPAN}-00` }).parsed['logging.googleapis.com/trace']).toBe(
+      TRACE,
+    )
+  })
+
+  it("reads OpenTelemetry's trace_id and span_id fields", () => {
+    const { parsed } = enrich({ trace_id: TRACE, span_id: SPAN }, withProject)
+    expect(parsed).toMatchObject({
+      'logging.googleapis.com/trace': `projects/my-project/traces/${TRACE}`,
+      'logging.googleapis.com/spanId': SPAN,
+    })
+  })
+
+  it('takes the request context (a traceparent header) for entries without their own trace', () => {
+    const enricher = createEnricher(withProject)
+    const request = { trace: { traceId: TRACE, spanId: SPAN } }
+    const own = '0af7651916cd43dd8448eb211c80319c'
+    const plain = JSON.parse(enricher({}, receivedAt, {}, request).line)
+    const owned = JSON.parse(enricher({ trace_id: own }, receivedAt, {}, request).line)
+    expect(plain['logging.googleapis.com/trace']).toBe(`projects/my-project/traces/${TRACE}`)
+    expect(owned['logging.googleapis.com/trace']).toBe(`projects/my-project/traces/${own}`)
+    expect(owned).not.toHaveProperty('logging.googleapis.com/spanId')
+  })
+
+  it('never overwrites trace fields the entry has, and ignores malformed or all-zero ids', () => {
+    const set = {
+      'logging.googleapis.com/trace': 'projects/p/traces/x',
+      traceparent: `00-${TRACE}-${SPAN}-01`,
+    }
+    expect(enrich(set, withProject).parsed['logging.googleapis.com/trace']).toBe('projects/p/traces/x')
+    for (const traceparent of [
+      'garbage',
+      `00-${'0'.repeat(32)}-${SPAN}-01`,
+      `00-${TRACE}-${'0'.repeat(16)}-01`,
+      `ff-${TRACE}-${SPAN}-01`,
+      `00-${TRACE.slice(1)}-${SPAN}-01`,
+    ]) {
+      expect(enrich({ traceparent }).parsed).not.toHaveProperty('logging.googleapis.com/trace')
+    }
+  })
+
+  it('passes an httpRequest object through intact', () => {
+    const httpRequest = { requestMethod: 'GET', requestUrl: '/a?b=1', status: 200, latency: '0.012s' }
+    expect(enrich({ httpRequest }).parsed.httpRequest).toEqual(httpRequest)
+  })
+})

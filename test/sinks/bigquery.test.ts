@@ -214,6 +214,65 @@ describe('bigquery sink start-up', () => {
   })
 })
 
+describe("Cloud Logging's fields in BigQuery", () => {
+  const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const SPAN = '00f067aa0ba902b7'
+
+  it('a pino entry and a Go slog entry land with message, trace and span_id filled', async () => {
+    const { app } = await startApp()
+    // pino with @opentelemetry/instrumentation-pino: msg, numeric level, epoch-ms time, trace_id/span_id.
+    const pino = {
+      level: 30,
+      time: 1767225600123,
+      pid: 7,
+      hostname: 'app-1',
+      msg: 'order paid',
+      trace_id: TRACE,
+      span_id: SPAN,
+      trace_flags: '01',
+    }
+    // Go's slog JSON handler, with the W3C traceparent an HTTP middleware put in the context.
+    const slog = {
+      time: '2026-01-01T00:00:01.5Z',
+      level: 'WARN',
+      msg: 'stock low',
+      traceparent: `00-${TRACE}-b7ad6b7169203331-01`,
+      httpRequest: { requestMethod: 'POST', requestUrl: '/orders', status: 201 },
+    }
+    await postAccepted(app, [pino, slog])
+    await app.close()
+    const rows = fake.rowsOf('app_logs', 'request_logs')
+    expect(rows.map((r) => r.message)).toEqual(['order paid', 'stock low'])
+    expect(rows.map((r) => r.trace)).toEqual([
+      `projects/test-project/traces/${TRACE}`,
+      `projects/test-project/traces/${TRACE}`,
+    ])
+    expect(rows.map((r) => r.span_id)).toEqual([SPAN, 'b7ad6b7169203331'])
+    expect(rows.map((r) => r.severity)).toEqual(['INFO', 'WARNING'])
+    expect(rows.map((r) => r.timestamp)).toEqual(['2026-01-01T00:00:00.123Z', '2026-01-01T00:00:01.500Z'])
+    const payload = JSON.parse(rows[1]?.payload as string)
+    expect(payload.httpRequest).toEqual(slog.httpRequest)
+    expect(payload['logging.googleapis.com/trace']).toBe(`projects/test-project/traces/${TRACE}`)
+  })
+
+  it('a table made before the trace columns keeps working: the fields stay in its JSON column', async () => {
+    const old = DEFAULT_SCHEMA.filter((f) => f.name !== 'trace' && f.name !== 'span_id')
+    fake.datasets.add('app_logs')
+    fake.tables.set('app_logs.request_logs', {
+      tableReference: { projectId: 'test-project', datasetId: 'app_logs', tableId: 'request_logs' },
+      schema: { fields: old.map((f) => ({ ...f })) },
+    })
+    const { app } = await startApp()
+    await postAccepted(app, [{ msg: 'hi', traceparent: `00-${TRACE}-${SPAN}-01` }])
+    const summary = await app.close()
+    expect(summary).toMatchObject({ delivered: 1, dead_lettered: 0 })
+    const [row] = fake.rowsOf('app_logs', 'request_logs')
+    expect(row).not.toHaveProperty('trace')
+    expect(row?.message).toBe('hi')
+    expect(JSON.parse(row?.payload as string)['logging.googleapis.com/spanId']).toBe(SPAN)
+  })
+})
+
 describe('row mapping', () => {
   it('the default schema keeps the whole entry in payload and coerces non-string values for STRING columns', () => {
     const plan = planRows(DEFAULT_SCHEMA)
@@ -224,5 +283,32 @@ describe('row mapping', () => {
       payload: '{"event_id":"x","message":{"text":"obj"},"extra":1}',
     })
     expect(dropped).toBe(0)
+  })
+
+  it("fills trace and span_id from Cloud Logging's fields unless the entry has its own, and overflows them otherwise", () => {
+    const cloud = {
+      'logging.googleapis.com/trace': 'projects/p/traces/t',
+      'logging.googleapis.com/spanId': 's',
+    }
+    const plan = planRows(DEFAULT_SCHEMA)
+    expect(toRow({ event_id: 'x', ...cloud }, plan).row).toMatchObject({
+      trace: 'projects/p/traces/t',
+      span_id: 's',
+    })
+    expect(toRow({ event_id: 'x', trace: 'mine', ...cloud }, plan).row).toMatchObject({
+      trace: 'mine',
+      span_id: 's',
+    })
+    const overflow = planRows([
+      { name: 'event_id', type: 'STRING' },
+      { name: 'trace', type: 'STRING' },
+      { name: 'extra', type: 'JSON' },
+    ])
+    const { row } = toRow({ event_id: 'x', ...cloud }, overflow)
+    expect(row).toEqual({
+      event_id: 'x',
+      trace: 'projects/p/traces/t',
+      extra: '{"logging.googleapis.com/spanId":"s"}',
+    })
   })
 })

@@ -72,6 +72,25 @@ describe('POST /logs: accepted bodies', () => {
   })
 })
 
+describe('POST /logs: the traceparent header', () => {
+  it("sets the trace fields of the request's entries that have none", async () => {
+    const { app, config } = await startApp({ GOOGLE_CLOUD_PROJECT: 'my-project' })
+    const own = '0af7651916cd43dd8448eb211c80319c'
+    const res = await post(app, `{"n":1}\n{"n":2,"trace_id":"${own}"}`, {
+      ...NDJSON_TYPE,
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    })
+    expect(res.statusCode).toBe(202)
+    await app.close()
+    const rows = await readJsonlTree(config.DATA_DIR)
+    expect(rows.map((r) => r['logging.googleapis.com/trace'])).toEqual([
+      'projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736',
+      `projects/my-project/traces/${own}`,
+    ])
+    expect(rows[0]?.['logging.googleapis.com/spanId']).toBe('00f067aa0ba902b7')
+  })
+})
+
 describe('POST /logs: refused bodies keep nothing from the request', () => {
   async function expectRefused(
     body: string | Buffer,
