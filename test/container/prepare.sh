@@ -19,6 +19,8 @@ missing=""
 for pair in podman:podman runc:runc debootstrap:debootstrap docker-compose:docker-compose; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
+# Compose services find each other by name through this CNI plugin (podman's default network backend here).
+[ -x /usr/lib/cni/dnsname ] || missing="$missing golang-github-containernetworking-plugin-dnsname"
 if [ -n "$missing" ]; then
   say "installing$missing from Debian's packages"
   # Another apt-get may hold the lock on a shared machine: wait for it rather than fail.
