@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-say() { echo "container tier: $*" >&2; }
+# Each line says how long the step before it took, so that CI's log shows where the time goes.
+say() { echo "container tier: [${SECONDS}s] $*" >&2; }
 
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
