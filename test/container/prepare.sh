@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# Each line says how long the step before it took, so that CI's log shows where the time goes.
+# Each line carries the seconds since the start, so that CI's log shows where the time goes.
 say() { echo "container tier: [${SECONDS}s] $*" >&2; }
 
 sudo=""
@@ -48,7 +48,7 @@ fi
 # The Dockerfile builds on node:${NODE_MAJOR}-bookworm-slim and runs on gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:
 # nonroot. Stand-ins under those names: a Debian bookworm minbase with this machine's own node and npm, and a
 # distroless-like root (no shell, no package manager: node, the C/C++ runtime it links, CA certificates, the nonroot
-# user 65532). They carry this machine's Node, whatever NODE_MAJOR says (see README, "Container tests").
+# user 65532). They carry this machine's Node, whatever NODE_MAJOR says (see README, "Container tier").
 node_major=$(sed -n 's/^ARG NODE_MAJOR=//p' Dockerfile)
 build_image="docker.io/library/node:${node_major}-bookworm-slim"
 runtime_image="gcr.io/distroless/nodejs${node_major}-debian12:nonroot"
