@@ -65,7 +65,11 @@ if (process.env.PORT) {
     res.end('hello from the example app; its request log went to sidelog\n')
   })
   server.listen(Number(process.env.PORT), () => logger.log('info', `listening on ${process.env.PORT}`))
-  process.on('SIGTERM', () => server.close(() => logger.close().then(() => process.exit(0))))
+  process.on('SIGTERM', () => {
+    // Logged while the app shuts down: it reaches sidelog only if sidelog still runs, so stop the app first.
+    logger.log('info', 'shutting down')
+    server.close(() => logger.close().then(() => process.exit(0)))
+  })
 } else {
   const runId = process.env.RUN_ID ?? randomUUID()
   const count = Number(process.env.COUNT ?? 10)

@@ -27,6 +27,38 @@ const configOf = (env: Record<string, string>) => loadConfig(env)
 
 const DEFAULT_PORT = loadConfig({}).SIDELOG_PORT
 
+/** A compose duration such as 12s or 1m30s, in seconds. */
+function seconds(text: string): number {
+  const parts = [...text.matchAll(/(\d+)(h|m|s)/g)]
+  if (parts.map((p) => p[0]).join('') !== text) throw new Error(`not a duration this test reads: ${text}`)
+  return parts.reduce(
+    (sum, [, n, unit]) => sum + Number(n) * { h: 3600, m: 60, s: 1 }[unit as 'h' | 'm' | 's'],
+    0,
+  )
+}
+
+/** The order compose starts services in: each after what it depends on, or whose network namespace it joins. */
+function startOrder(services: Record<string, Yaml>): string[] {
+  const order: string[] = []
+  const visit = (name: string, path: string[]) => {
+    if (order.includes(name)) return
+    if (path.includes(name)) throw new Error(`dependency cycle: ${[...path, name].join(' → ')}`)
+    const service = services[name]
+    const needs = Object.keys(service.depends_on ?? {})
+    const joined = /^service:(.+)$/.exec(service.network_mode ?? '')?.[1]
+    for (const need of joined ? [...needs, joined] : needs) visit(need, [...path, name])
+    order.push(name)
+  }
+  for (const name of Object.keys(services)) visit(name, [])
+  return order
+}
+
+/** The Dockerfile's HEALTHCHECK command, in exec form. */
+function dockerfileHealthcheck(): string[] {
+  const text = read('Dockerfile').replace(/\\\n/g, ' ')
+  return JSON.parse(/^HEALTHCHECK .*\bCMD (\[.*\])$/m.exec(text)?.[1] ?? 'null')
+}
+
 /** A Kubernetes quantity such as 256Mi, in bytes. */
 function quantity(text: string): number {
   const match = /^(\d+)(Ki|Mi|Gi)?$/.exec(text)
@@ -90,6 +122,8 @@ describe('service.yaml (Cloud Run)', () => {
 describe('docker-compose.yml', () => {
   const compose: Yaml = parse(read('docker-compose.yml'))
   const services: Record<string, Yaml> = compose.services
+  const sidelog = services.sidelog
+  const app = services.app
 
   it('builds from contexts and Dockerfiles that exist', () => {
     const builds = Object.values(services).filter((s) => s.build)
@@ -98,20 +132,62 @@ describe('docker-compose.yml', () => {
       expect(existsSync(join(ROOT, build.context)), build.context).toBe(true)
       expect(existsSync(join(ROOT, build.context, build.dockerfile)), build.dockerfile).toBe(true)
     }
-    expect(services.sidelog.build).toEqual({ context: '.', dockerfile: 'Dockerfile' })
+    expect(sidelog.build).toEqual({ context: '.', dockerfile: 'Dockerfile' })
   })
 
-  it("puts sidelog in the app's network namespace, published through the app", () => {
-    expect(services.sidelog.network_mode).toBe('service:app')
-    expect(services.sidelog.depends_on.app).toBeDefined()
-    const config = configOf(services.sidelog.environment)
-    expect(services.app.ports).toContain(`${config.SIDELOG_PORT}:${config.SIDELOG_PORT}`)
-    const url = new URL(services.app.environment.SIDELOG_URL)
-    expect([url.hostname, Number(url.port)]).toEqual(['127.0.0.1', config.SIDELOG_PORT])
+  it('gives sidelog the network namespace: the app joins it and reaches sidelog on 127.0.0.1', () => {
+    expect(app.network_mode).toBe('service:sidelog')
+    expect(sidelog.network_mode).toBeUndefined()
+    expect(Object.keys(sidelog.depends_on)).not.toContain('app')
+    const config = configOf(sidelog.environment)
+    const url = new URL(app.environment.SIDELOG_URL)
+    expect([url.hostname, Number(url.port), url.pathname]).toEqual([
+      '127.0.0.1',
+      config.SIDELOG_PORT,
+      '/logs',
+    ])
+  })
+
+  it("publishes sidelog's port, and the app's through sidelog's namespace, on the host's loopback only", () => {
+    const config = configOf(sidelog.environment)
+    // A service in another's network namespace cannot publish ports: the namespace's owner does.
+    expect(app.ports).toBeUndefined()
+    expect(sidelog.ports).toEqual([
+      `127.0.0.1:${config.SIDELOG_PORT}:${config.SIDELOG_PORT}`,
+      `127.0.0.1:${app.environment.PORT}:${app.environment.PORT}`,
+    ])
+    // sidelog has no authentication: nothing in the stack is published beyond the loopback.
+    for (const [name, service] of Object.entries(services)) {
+      for (const port of service.ports ?? []) expect(port, name).toMatch(/^127\.0\.0\.1:\d+:\d+$/)
+    }
+  })
+
+  it("holds the app back until sidelog's health check passes, with the image's own check", () => {
+    expect(app.depends_on).toEqual({ sidelog: { condition: 'service_healthy' } })
+    expect(sidelog.healthcheck.test).toEqual(['CMD', ...dockerfileHealthcheck()])
+    expect(seconds(sidelog.healthcheck.timeout)).toBeLessThan(seconds(sidelog.healthcheck.interval))
+  })
+
+  it('starts sidelog before the app and stops the app first, each inside its grace period', () => {
+    const order = startOrder(services)
+    expect(order.indexOf('sidelog')).toBeLessThan(order.indexOf('app'))
+    for (const upstream of ['gcs', 'gcs-init', 'bigquery'])
+      expect(order.indexOf(upstream)).toBeLessThan(order.indexOf('sidelog'))
+    // compose stops in the reverse order: the app, then sidelog (which drains), then the emulators.
+    expect(order.reverse().slice(0, 2)).toEqual(['app', 'sidelog'])
+    const config = configOf(sidelog.environment)
+    expect(seconds(sidelog.stop_grace_period)).toBeGreaterThan(config.SHUTDOWN_TIMEOUT)
+    expect(seconds(app.stop_grace_period)).toBeGreaterThan(0)
+  })
+
+  it('restarts every long-running service, and not the one-shot gcs-init', () => {
+    for (const name of ['sidelog', 'app', 'gcs', 'bigquery'])
+      expect(services[name].restart, name).toBe('unless-stopped')
+    expect(services['gcs-init'].restart).toBeUndefined()
   })
 
   it('points sidelog at the emulators by their service names, and creates the bucket it uses', () => {
-    const config = configOf(services.sidelog.environment)
+    const config = configOf(sidelog.environment)
     expect(config.SINKS).toEqual(['stdout', 'gcs', 'bigquery'])
     expect(new URL(config.GCS_ENDPOINT).hostname).toBe('gcs')
     expect(new URL(config.BQ_ENDPOINT).hostname).toBe('bigquery')
@@ -120,14 +196,46 @@ describe('docker-compose.yml', () => {
     expect(services.bigquery.command).toContain(`--project=${config.BQ_PROJECT}`)
     const init = services['gcs-init'].command as string[]
     expect(JSON.parse(init[init.indexOf('--data') + 1] ?? '')).toEqual({ name: config.LOG_BUCKET })
-    expect(services.sidelog.depends_on['gcs-init'].condition).toBe('service_completed_successfully')
+    expect(sidelog.depends_on['gcs-init'].condition).toBe('service_completed_successfully')
   })
 
   it('runs sidelog with a read-only root filesystem, writing only to its volume and /tmp', () => {
-    expect(services.sidelog.read_only).toBe(true)
-    expect(services.sidelog.tmpfs).toEqual(['/tmp'])
-    expect(services.sidelog.volumes).toEqual(['sidelog-data:/data'])
-    expect(configOf(services.sidelog.environment).SPOOL_DIR.startsWith('/data/')).toBe(true)
+    expect(sidelog.read_only).toBe(true)
+    expect(sidelog.tmpfs).toEqual(['/tmp'])
+    expect(sidelog.volumes).toEqual(['sidelog-data:/data'])
+    expect(configOf(sidelog.environment).SPOOL_DIR.startsWith('/data/')).toBe(true)
+  })
+})
+
+describe("test/container/compose.fakes.yml (the project's fakes in place of the emulators)", () => {
+  const services: Record<string, Yaml> = parse(read('docker-compose.yml')).services
+  const fakes: Record<string, Yaml> = parse(read('test/container/compose.fakes.yml')).services
+  const config = configOf(services.sidelog.environment)
+  const buildImage = /^FROM (\S+) AS build$/m.exec(read('Dockerfile'))?.[1]
+
+  it('replaces exactly the services whose images come from elsewhere, with the Node image the Dockerfile builds on', () => {
+    expect(Object.keys(fakes).sort()).toEqual(['bigquery', 'gcs', 'gcs-init'])
+    const nodeMajor = /^ARG NODE_MAJOR=(\d+)$/m.exec(read('Dockerfile'))?.[1] ?? ''
+    for (const service of Object.values(fakes)) {
+      expect(service.image).toBe(buildImage?.replace(/\$\{NODE_MAJOR\}/, nodeMajor))
+    }
+  })
+
+  it('serves each fake on the port sidelog is pointed at, from a script that exists, with the dataset and bucket', () => {
+    for (const [name, endpoint] of [
+      ['gcs', config.GCS_ENDPOINT],
+      ['bigquery', config.BQ_ENDPOINT],
+    ] as const) {
+      const command = fakes[name].command as string[]
+      expect(existsSync(join(ROOT, command[3] ?? '')), command[3]).toBe(true)
+      expect(command.slice(4, 7)).toEqual([name, '--port', new URL(endpoint).port])
+      expect(fakes[name].volumes).toEqual(['.:/src:ro'])
+    }
+    expect(fakes.bigquery.command).toContain(config.BQ_DATASET)
+    expect(fakes.gcs.command).toContain(config.GCS_ENDPOINT)
+    const init = (fakes['gcs-init'].command as string[]).join(' ')
+    expect(init).toContain(`${config.GCS_ENDPOINT}/storage/v1/b?project=${config.BQ_PROJECT}`)
+    expect(init).toContain(`name: '${config.LOG_BUCKET}'`)
   })
 })
 

@@ -60,13 +60,14 @@ export abstract class FakeGoogleServer<Target extends string> {
   /** Answers one request (every branch answers). */
   protected abstract route(exchange: Exchange): boolean
 
-  async start(): Promise<string> {
+  /** Listens on a free port of 127.0.0.1 unless told otherwise (a fake in a container listens on 0.0.0.0). */
+  async start(port = 0, host = '127.0.0.1'): Promise<string> {
     this.server = createServer((req, res) => {
       void this.handle(req, res).catch((err: Error) => {
         if (!res.headersSent) this.sendError(res, 500, err.message)
       })
     })
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>((resolve) => this.server?.listen(port, host, resolve))
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`
     return this.url
   }
