@@ -20,7 +20,7 @@ export interface Readiness {
  */
 export function readiness(pipeline: Pipeline): Readiness {
   const reasons: string[] = []
-  if (!pipeline.isAccepting) reasons.push('draining: sidelog is shutting down')
+  if (pipeline.isShuttingDown) reasons.push('draining: sidelog is shutting down')
   for (const [sink, stats] of Object.entries(pipeline.stats())) {
     if (!stats.healthy) {
       reasons.push(`sink ${sink} is failing: ${stats.last_error?.message ?? 'unknown error'}`)

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import type { Writable } from 'node:stream'
+import { setTimeout as delay } from 'node:timers/promises'
 import { getHeapStatistics } from 'node:v8'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -110,7 +111,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       const spoolProblem = pipeline.spoolProblem
       const failing = spoolProblem !== undefined || Object.values(sinkStats).some((s) => !s.healthy)
       return {
-        status: pipeline.isAccepting ? (failing ? 'degraded' : 'healthy') : 'draining',
+        status: pipeline.isShuttingDown ? 'draining' : failing ? 'degraded' : 'healthy',
         ...(spool
           ? {
               spool: {
@@ -161,8 +162,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     },
     deadLetterNow: () => pipeline.deadLetterNow(),
     async close() {
-      const budgetMs = config.SHUTDOWN_TIMEOUT * 1000
-      // Refuse new entries first (503), so nothing is accepted that the drain below would not see.
+      const startedAt = Date.now()
+      // The app beside sidelog got its SIGTERM at about the same time and is logging its own shutdown: take those
+      // entries (flushed at once) until it goes quiet, or SHUTDOWN_ACCEPT is over.
+      pipeline.beginShutdown()
+      const windowMs = Math.min(config.SHUTDOWN_ACCEPT, config.SHUTDOWN_TIMEOUT / 2) * 1000
+      await acceptWindow(pipeline, startedAt, windowMs, config.SHUTDOWN_QUIET * 1000)
+      const budgetMs = config.SHUTDOWN_TIMEOUT * 1000 - (Date.now() - startedAt)
+      // Then refuse new entries (503), so nothing is accepted that the drain below would not see.
       pipeline.stopAccepting()
       // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain.
       await sources.close()
@@ -175,5 +182,22 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       await spool?.close()
       return summary
     },
+  }
+}
+
+/** Resolves once SHUTDOWN_ACCEPT has passed since `startedAt`, or sooner once no entry has come for `quietMs`. */
+async function acceptWindow(
+  pipeline: Pipeline,
+  startedAt: number,
+  windowMs: number,
+  quietMs: number,
+): Promise<void> {
+  for (;;) {
+    const now = Date.now()
+    const windowLeft = startedAt + windowMs - now
+    const quietLeft = Math.max(pipeline.lastAcceptedAt, startedAt) + quietMs - now
+    const wait = Math.min(windowLeft, quietLeft)
+    if (wait <= 0) return
+    await delay(Math.min(wait, 100))
   }
 }

@@ -189,6 +189,19 @@ export const ConfigSchema = Type.Object({
     3600,
     'On SIGTERM/SIGINT, time to flush and deliver before what is left is dead-lettered; Cloud Run kills at 10 s.',
   ),
+  SHUTDOWN_ACCEPT: Type.Number({
+    default: 5,
+    minimum: 0,
+    maximum: 3600,
+    description:
+      "After SIGTERM, how long sidelog still takes entries (flushing each at once), for the app's own shutdown logs: the platform signals both at about the same time. Part of SHUTDOWN_TIMEOUT, and at most half of it, so that what is taken can be delivered; 0: refuse at once (503).",
+    accepts: 'a number of seconds from 0 to 3600',
+  }),
+  SHUTDOWN_QUIET: seconds(
+    2,
+    3600,
+    'After SIGTERM, stop taking entries early once no request has come for this long: an app that has already stopped does not hold the drain back.',
+  ),
   LOG_BUCKET: Type.String({
     default: '',
     pattern: BUCKET_PATTERN,

@@ -74,6 +74,9 @@ export class Batcher {
     }
   }
 
+  /** Seal after every offer instead of waiting for count, bytes or age: while shutting down, nothing should wait. */
+  eager = false
+
   /** Adds events; the caller checks hasRoomFor first (the pipeline does, for every sink, before offering to any). */
   offer(events: readonly LogEvent[]): void {
     const { maxBatchEvents, maxBatchBytes } = this.options
@@ -90,6 +93,7 @@ export class Batcher {
       this.held.bytes += event.bytes
       if (this.open.length >= maxBatchEvents || this.openBytes >= maxBatchBytes) this.flush()
     }
+    if (this.eager) this.flush()
   }
 
   /** Seals the open batch, if any, and queues it for delivery. */

@@ -91,7 +91,9 @@ export class Pipeline {
   /** Aborted when the drain deadline passes: retries stop and what is left goes to the dead-letter store. */
   private readonly deadline = new AbortController()
   private accepting = true
+  private shuttingDown = false
   private accepted = 0
+  private lastAccepted = 0
   /** The last failed spool append, until one succeeds: /health is degraded meanwhile. */
   private spoolFailure: { message: string; at: string } | undefined
 
@@ -298,6 +300,7 @@ export class Pipeline {
     }
     for (const { batcher } of this.lanes) batcher.offer(events)
     this.accepted += events.length
+    this.lastAccepted = Date.now()
     return undefined
   }
 
@@ -316,6 +319,7 @@ export class Pipeline {
     }
     const { firstSeq, written } = spool.append(events)
     this.accepted += events.length
+    this.lastAccepted = Date.now()
     // Appends settle in sequence order, so each sink is offered the entries in the order they were numbered.
     const handOver = (): Lane[] => {
       const behind: Lane[] = []
@@ -501,6 +505,28 @@ export class Pipeline {
   /** Stops accepting (new requests get 503); what is already accepted is still delivered by drain(). */
   stopAccepting(): void {
     this.accepting = false
+  }
+
+  /** When an entry was last taken (ms since the epoch): the shutdown's accept window ends after a quiet spell. */
+  get lastAcceptedAt(): number {
+    return this.lastAccepted
+  }
+
+  /**
+   * The first step of a shutdown: still taking entries (the app beside it is logging its own shutdown), but every
+   * batch is sealed at once and what is open now goes out, so the drain that follows has little left to do.
+   */
+  beginShutdown(): void {
+    this.shuttingDown = true
+    for (const { batcher } of this.lanes) {
+      batcher.eager = true
+      batcher.flush()
+    }
+  }
+
+  /** From SIGTERM on, accepting or not. */
+  get isShuttingDown(): boolean {
+    return this.shuttingDown || !this.accepting
   }
 
   /** The last spool append that failed, while no later one has succeeded. */
