@@ -15,6 +15,7 @@ import { createDeadLetterStore } from './sinks/dead-letter.js'
 import { sinkFactories } from './sinks/index.js'
 import type { Sink } from './sinks/sink.js'
 import { registerHttpSource } from './sources/http.js'
+import { IdempotencyStore } from './sources/idempotency.js'
 import { Spool } from './spool/index.js'
 
 /** Retry-After for a 429: the buffer frees as batches are written, usually within a second. */
@@ -86,6 +87,12 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     logger,
     retryAfterMs: RETRY_AFTER_MS,
   })
+  const idempotency = await IdempotencyStore.open({
+    maxKeys: config.IDEMPOTENCY_MAX_KEYS,
+    windowMs: config.IDEMPOTENCY_WINDOW * 1000,
+    ...(config.SPOOL_DIR ? { dir: config.SPOOL_DIR, fsync: config.SPOOL_FSYNC } : {}),
+    logger,
+  })
   // Before listening: what the last run accepted and did not finish goes out first.
   if (spool) pipeline.replay(await spool.recover())
 
@@ -102,12 +109,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         uptime_s: Math.round((Date.now() - startedAt) / 1000),
         instance: instanceId,
         sinks: sinkStats,
+        idempotency: idempotency.stats(),
       }
     },
   })
   registerHttpSource(server, {
     pipeline,
     maxBodyBytes: config.MAX_BODY_BYTES,
+    idempotency,
     enrich: createEnricher({
       service: config.K_SERVICE,
       revision: config.K_REVISION,
@@ -136,6 +145,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       server.server.closeAllConnections()
       await serverClosed
       await spool?.close()
+      await idempotency.close()
       return summary
     },
   }

@@ -62,6 +62,8 @@ export type Enricher = (
   entry: Record<string, unknown>,
   receivedAt: string,
   where: { line?: number; index?: number },
+  /** The event_id for an entry that sets none (a keyed request's derived id); a new UUID when absent. */
+  id?: string,
 ) => LogEvent
 
 /**
@@ -90,7 +92,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
   }
   const newId = ctx.newId ?? randomUUID
 
-  return (entry, receivedAt, where) => {
+  return (entry, receivedAt, where, givenId) => {
     let json: string
     try {
       json = JSON.stringify(entry)
@@ -111,7 +113,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     let id = entry.event_id
     let added = ''
     if (id === undefined) {
-      id = newId()
+      id = givenId ?? newId()
       added += `,"event_id":${JSON.stringify(id)}`
     } else if (typeof id !== 'string' || id.length === 0 || id.length > MAX_EVENT_ID_LENGTH) {
       throw new InputError(

@@ -8,11 +8,14 @@ import { bodyTooLarge, InputError, ShuttingDownError } from '../errors.js'
 import type { LogEvent } from '../event.js'
 import type { Enricher } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
+import { type IdempotencyStore, keyedEventIds, registerIdempotency } from './idempotency.js'
 
 export interface HttpSourceOptions {
   readonly pipeline: Pipeline
   readonly enrich: Enricher
   readonly maxBodyBytes: number
+  /** Honours Idempotency-Key when given (see idempotency.ts). */
+  readonly idempotency?: IdempotencyStore
 }
 
 type Format = 'json' | 'ndjson'
@@ -137,7 +140,7 @@ class ByteLimit extends Transform {
 }
 
 export function registerHttpSource(app: FastifyInstance, options: HttpSourceOptions): void {
-  const { pipeline, enrich, maxBodyBytes } = options
+  const { pipeline, enrich, maxBodyBytes, idempotency } = options
 
   // Encapsulated: these parsers and the gzip hook apply to /logs only.
   app.register(async (scope) => {
@@ -171,22 +174,25 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       return inflated
     })
 
+    if (idempotency) registerIdempotency(scope, idempotency)
+
     scope.post('/logs', async (request, reply) => {
       const body = request.body as RawBody | undefined
       if (body === undefined || !/\S/.test(body.text)) {
         throw new InputError(400, 'EMPTY_BODY', 'request body is empty; send at least one entry')
       }
       const receivedAt = new Date().toISOString()
+      const keyedId = keyedEventIds(request)
       const events: LogEvent[] = []
       if (body.format === 'json') {
         const { entries, isArray } = parseJson(body.text)
         for (let index = 0; index < entries.length; index++) {
-          events.push(enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}))
+          events.push(enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}, keyedId?.(index)))
         }
       } else {
         const { entries, lines } = parseNdjson(body.text)
         for (let i = 0; i < entries.length; i++) {
-          events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }))
+          events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }, keyedId?.(i)))
         }
       }
       // With a spool, 202 only once the entries are on disk.
