@@ -2,9 +2,9 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'clients/*/test/**/*.test.ts'],
     // Containers are not needed by `npm test`: the emulator suites run with `npm run test:emulators`.
-    exclude: ['test/emulators/**', 'node_modules/**'],
+    exclude: ['test/emulators/**', '**/node_modules/**'],
     // Deadlines are a safety net for a loaded 2-core machine, not a measure of speed.
     testTimeout: 60_000,
     hookTimeout: 60_000,
