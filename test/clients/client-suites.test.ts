@@ -17,11 +17,10 @@ if (!hasGo) console.warn('clients: go is not on PATH, so the Go client tests are
 
 describe("the clients' own suites", () => {
   it('Python: python3 -m unittest passes', { timeout: 180_000 }, async () => {
-    const { stderr } = await run(
-      'python3',
-      ['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'],
-      { cwd: `${CLIENTS}python`, timeout: 170_000 },
-    ).catch((err: { stdout: string; stderr: string }) => {
+    const { stderr } = await run('python3', ['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'], {
+      cwd: `${CLIENTS}python`,
+      timeout: 170_000,
+    }).catch((err: { stdout: string; stderr: string }) => {
       throw new Error(`python unittest failed:\n${err.stdout}\n${err.stderr}`)
     })
     // unittest reports on stderr: "Ran N tests ... OK".
@@ -33,7 +32,10 @@ describe("the clients' own suites", () => {
     const { stdout } = await run('sh', ['test.sh'], {
       cwd: `${CLIENTS}go`,
       timeout: 290_000,
-      env: { ...process.env, GOCACHE: process.env.GOCACHE ?? `${process.env.HOME ?? '/tmp'}/.cache/go-build` },
+      env: {
+        ...process.env,
+        GOCACHE: process.env.GOCACHE ?? `${process.env.HOME ?? '/tmp'}/.cache/go-build`,
+      },
     }).catch((err: { stdout: string; stderr: string }) => {
       throw new Error(`go test failed:\n${err.stdout}\n${err.stderr}`)
     })
