@@ -15,7 +15,7 @@ import { createDeadLetterStore } from './sinks/dead-letter.js'
 import { sinkFactories } from './sinks/index.js'
 import type { Sink } from './sinks/sink.js'
 import { registerHttpSource } from './sources/http.js'
-import { IdempotencyStore } from './sources/idempotency.js'
+import { derivedIdsInSpool, IdempotencyStore } from './sources/idempotency.js'
 import { Spool } from './spool/index.js'
 
 /** Retry-After for a 429: the buffer frees as batches are written, usually within a second. */
@@ -93,6 +93,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     ...(config.SPOOL_DIR ? { dir: config.SPOOL_DIR, fsync: config.SPOOL_FSYNC } : {}),
     logger,
   })
+  // Keyed entries the last run took without journaling their key (it died in between) are known by their ids.
+  if (spool) idempotency.adoptSpooled(await derivedIdsInSpool(spool))
   // Before listening: what the last run accepted and did not finish goes out first.
   if (spool) pipeline.replay(await spool.recover())
 

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { InputError, SpoolWriteError } from '../errors.js'
 import { JournalFile } from '../sinks/journal-file.js'
+import { recordToEvent, type Spool } from '../spool/index.js'
 import type { FsyncPolicy } from '../spool/segment-log.js'
 
 export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key'
@@ -20,6 +21,8 @@ export const JOURNAL_NAME = 'idempotency.journal'
 /** Printable ASCII without spaces, as UUIDs, ULIDs and base64 keys are; at most 255 characters. */
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
 const FSYNC_INTERVAL_MS = 1000
+/** A derived event id: 22 characters of the key's and body's hash, a dash, the entry's place in its request. */
+const DERIVED_ID = /^([A-Za-z0-9_-]{22})-\d+$/
 
 /**
  * The answers a repeat gets. Only these are kept: a 202 took the entries, and a 500 SPOOL_WRITE_FAILED took them
@@ -63,6 +66,8 @@ export interface IdempotencyStats {
   conflicts: number
   /** Keys forgotten before their window ended because IDEMPOTENCY_MAX_KEYS was reached. */
   evicted_early: number
+  /** Repeats recognised by their entries' derived ids in the spool (the last run died before journaling the key). */
+  recovered_from_spool: number
 }
 
 /** A request that holds its key while it is handled: it records its answer, or releases the key. */
@@ -106,7 +111,9 @@ export class IdempotencyStore {
   /** Insertion order is answer order, so the oldest key is always first. */
   private readonly known = new Map<string, Known>()
   private readonly inFlight = new Map<string, { fingerprint: string; settled: Promise<void> }>()
-  private readonly counters = { replayed: 0, conflicts: 0, evicted_early: 0 }
+  private readonly counters = { replayed: 0, conflicts: 0, evicted_early: 0, recovered_from_spool: 0 }
+  /** Derived-id prefixes of keyed entries found in the spool at start-up, with how many entries carry each. */
+  private spooled = new Map<string, number>()
   private readonly now: () => number
   private timer: NodeJS.Timeout | undefined
   private unsynced = false
@@ -161,6 +168,21 @@ export class IdempotencyStore {
       this.assertSameBody(running.fingerprint, fingerprint)
       await running.settled
     }
+    const idPrefix = derivedIdPrefix(key, fingerprint)
+    const spooled = this.spooled.get(idPrefix)
+    if (spooled !== undefined) {
+      // Taken by the last run, which died before it could journal the key: its entries are in the spool.
+      this.spooled.delete(idPrefix)
+      const answer: Answer = { status: 202, accepted: spooled }
+      const at = this.now()
+      this.remember(key, { fingerprint, answer, at }, true)
+      await this.append(key, fingerprint, answer, at).catch((err: unknown) =>
+        this.options.logger.error({ err }, 'idempotency: key not journaled'),
+      )
+      this.counters.replayed++
+      this.counters.recovered_from_spool++
+      return { replay: answer }
+    }
     let settle = () => {}
     const settled = new Promise<void>((resolve) => {
       settle = resolve
@@ -171,10 +193,9 @@ export class IdempotencyStore {
       if (this.inFlight.get(key)?.settled === settled) this.inFlight.delete(key)
       settle()
     }
-    const idPrefix = createHash('sha256').update(key).update('\n').update(fingerprint).digest('base64url')
     return {
       ticket: {
-        eventId: (n) => `${idPrefix.slice(0, 22)}-${n}`,
+        eventId: (n) => `${idPrefix}-${n}`,
         record: async (answer) => {
           if (!open) return
           open = false
@@ -192,6 +213,19 @@ export class IdempotencyStore {
           finish()
         },
       },
+    }
+  }
+
+  /**
+   * Learns the keyed entries the spool holds after a restart. A key is journaled just after its entries reach the
+   * spool; a crash in between leaves entries whose key the journal does not know. Their ids are derived from the key
+   * and body, so a repeat of that request is recognised by them and answered 202 (with the count of entries that
+   * carry a derived id: entries that set their own event_id are not counted) rather than taken twice.
+   */
+  adoptSpooled(eventIds: Iterable<string>): void {
+    for (const id of eventIds) {
+      const prefix = DERIVED_ID.exec(id)?.[1]
+      if (prefix !== undefined) this.spooled.set(prefix, (this.spooled.get(prefix) ?? 0) + 1)
     }
   }
 
@@ -266,6 +300,25 @@ export class IdempotencyStore {
         ? { k, f, t, s: 202, a: answer.accepted }
         : { k, f, t, s: 500, m: answer.message },
     )
+  }
+}
+
+/** The event id prefix of a keyed request's entries: 22 characters of SHA-256 over the key and the body's hash. */
+function derivedIdPrefix(key: string, fingerprint: string): string {
+  return createHash('sha256').update(key).update('\n').update(fingerprint).digest('base64url').slice(0, 22)
+}
+
+/** Every keyed (derived) event id in the spool's log, read once at start-up before sidelog listens. */
+export async function derivedIdsInSpool(spool: Spool): Promise<string[]> {
+  const ids: string[] = []
+  const reader = spool.reader(0)
+  for (;;) {
+    const records = await reader.read(10_000, 64 * 1024 ** 2)
+    if (records.length === 0) return ids
+    for (const record of records) {
+      const { id } = recordToEvent(record)
+      if (DERIVED_ID.test(id)) ids.push(id)
+    }
   }
 }
 

@@ -168,6 +168,9 @@ describe('fault: clients through lost answers and a SIGKILL', () => {
     expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' })
     const second = await spooled.restart()
     proxy.target = second.url
+    // The keys the first process answered were journaled beside the spool and survive the SIGKILL.
+    const restored = second.logs.find((l) => l.msg === 'idempotency: keys of the last run restored')
+    expect(Number(restored?.keys)).toBeGreaterThan(0)
 
     const codes = await Promise.all(apps.map((app) => app.exited))
     for (const [i, app] of apps.entries()) {
@@ -195,8 +198,11 @@ describe('fault: clients through lost answers and a SIGKILL', () => {
     const figures = {
       entries_per_client: COUNT,
       proxy: proxy.counts,
+      keys_restored_after_kill: Number(restored?.keys),
       replayed_before_kill: (beforeKill as unknown as { idempotency: { replayed: number } }).idempotency
         .replayed,
+      recovered_from_spool: (afterRestart as unknown as { idempotency: { recovered_from_spool: number } })
+        .idempotency.recovered_from_spool,
       replayed_after_restart: (afterRestart as unknown as { idempotency: { replayed: number } }).idempotency
         .replayed,
       file: langs.map((lang) => account(lang, fileTags)),

@@ -1,7 +1,7 @@
 // Idempotency-Key on POST /logs: a repeat gets the first answer and takes nothing again, a reused key with another
 // body is a 422, keyed entries get ids derived from the key, the store is bounded by count and age, and with a spool
 // it survives a restart.
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { describe, expect, it } from 'vitest'
@@ -185,6 +185,34 @@ describe('Idempotency-Key on POST /logs', () => {
       'true',
     ])
     expect((await post(second.app, body('c'), 'key-10')).statusCode).toBe(422)
+    const rows = await delivered(second.app, second.config)
+    expect(rows.map((r) => r.tag).sort()).toEqual(['a', 'b'])
+  })
+})
+
+describe('Idempotency-Key across a crash between the spool write and the key journal', () => {
+  it('recognises a repeat by the derived ids of its entries in the spool, and takes nothing again', async () => {
+    const dir = await tempDir()
+    const spoolDir = join(dir, 'spool')
+    const first = await startApp({ SPOOL_DIR: spoolDir }, dir)
+    expect((await post(first.app, body('a', 'b'), 'key-11')).statusCode).toBe(202)
+    await first.app.close()
+    // As if the process had died after the entries reached the spool and before the key reached its journal.
+    await writeFile(join(spoolDir, JOURNAL_NAME), '')
+    // Its own file sink directory, so that what it delivers is told apart from the first run's.
+    const second = await startApp({ SPOOL_DIR: spoolDir, DATA_DIR: join(dir, 'data-2') }, dir)
+    const again = await post(second.app, body('a', 'b'), 'key-11')
+    expect([again.statusCode, again.json(), again.headers['idempotent-replayed']]).toEqual([
+      202,
+      { accepted: 2 },
+      'true',
+    ])
+    const health = (await second.app.server.inject({ url: '/health' })).json()
+    expect(health.idempotency).toMatchObject({ replayed: 1, recovered_from_spool: 1 })
+    // Another body under the same key is now a conflict, and another key is new.
+    expect((await post(second.app, body('c'), 'key-11')).statusCode).toBe(422)
+    expect((await post(second.app, body('a', 'b'), 'key-12')).headers['idempotent-replayed']).toBeUndefined()
+    // Only key-12's entries: the repeat of key-11 took nothing.
     const rows = await delivered(second.app, second.config)
     expect(rows.map((r) => r.tag).sort()).toEqual(['a', 'b'])
   })
