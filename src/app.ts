@@ -18,6 +18,7 @@ import { createServer } from './server.js'
 import { sinkFactories } from './sinks/index.js'
 import type { Sink } from './sinks/sink.js'
 import { registerHttpSource } from './sources/http.js'
+import { derivedIdsInSpool, IdempotencyStore } from './sources/idempotency.js'
 import { createSources } from './sources/index.js'
 import { Spool } from './spool/index.js'
 
@@ -98,6 +99,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     retryAfterMs: RETRY_AFTER_MS,
     observer: metrics.observer,
   })
+  const idempotency = await IdempotencyStore.open({
+    maxKeys: config.IDEMPOTENCY_MAX_KEYS,
+    windowMs: config.IDEMPOTENCY_WINDOW * 1000,
+    ...(config.SPOOL_DIR ? { dir: config.SPOOL_DIR, fsync: config.SPOOL_FSYNC } : {}),
+    logger,
+  })
+  // Keyed entries the last run took without journaling their key (it died in between) are known by their ids.
+  if (spool) idempotency.adoptSpooled(await derivedIdsInSpool(spool))
   // Before listening: what the last run accepted and did not finish goes out first.
   if (spool) pipeline.replay(await spool.recover())
 
@@ -127,6 +136,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         instance: instanceId,
         sinks: sinkStats,
         sources: sources.stats(),
+        idempotency: idempotency.stats(),
       }
     },
   })
@@ -147,6 +157,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     maxInflightBytes: config.MAX_INFLIGHT_BYTES,
     retryAfterMs: RETRY_AFTER_MS,
     enrich,
+    idempotency,
   })
   const sources = await createSources({ config, logger, server, pipeline, enrich })
 
@@ -180,6 +191,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       await serverClosed
       await monitoring.close()
       await spool?.close()
+      await idempotency.close()
       return summary
     },
   }

@@ -313,6 +313,17 @@ export const ConfigSchema = Type.Object({
     1024 ** 4,
     'Disk the spool may use; past it new requests get 429 until sinks catch up.',
   ),
+  IDEMPOTENCY_MAX_KEYS: integer(
+    20_000,
+    1,
+    10_000_000,
+    'Idempotency-Key values remembered at most (about 270 bytes of heap each with UUID keys); past it the oldest is forgotten before its window ends.',
+  ),
+  IDEMPOTENCY_WINDOW: seconds(
+    600,
+    7 * 86_400,
+    'How long a request with an Idempotency-Key is remembered after its answer: a repeat within it gets the first answer and takes nothing again. With SPOOL_DIR it survives a restart.',
+  ),
   LABELS: Type.Transform(
     Type.String({
       default: '',

@@ -65,7 +65,7 @@ export class ShuttingDownError extends Error {
 /** Input the client must fix: carries the HTTP status and, where known, which NDJSON line or array index. */
 export class InputError extends Error {
   constructor(
-    readonly statusCode: 400 | 413 | 415,
+    readonly statusCode: 400 | 413 | 415 | 422,
     readonly code: string,
     message: string,
     readonly where: { line?: number; index?: number; position?: number } = {},

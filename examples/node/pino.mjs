@@ -1,12 +1,13 @@
-// Logging through sidelog from a Node app that uses pino: the sidelog transport batches, retries on 429/503 and
-// flushes on exit. In an app of your own: npm install pino, and target 'sidelog/pino-transport'.
-//   node examples/node/pino.mjs   (after npm run build, from this repository)
+// Logging through sidelog from a Node app that uses pino: @sidelog/pino-transport batches, retries on 429/503 under
+// one Idempotency-Key per batch, and flushes on exit. In an app of your own: npm install pino @sidelog/pino-transport
+// (clients/pino-transport/README.md says how, before it is published).
+//   node examples/node/pino.mjs   (after npm run build:clients, from this repository)
 import { randomUUID } from 'node:crypto'
 import { pino } from 'pino'
 
 const transport = pino.transport({
-  // Inside this repository the built file; in an app that installed sidelog: 'sidelog/pino-transport'.
-  target: new URL('../../dist/pino-transport.js', import.meta.url).href,
+  // In this repository the npm workspace links the package into node_modules, as an install would.
+  target: '@sidelog/pino-transport',
   options: {
     url: process.env.SIDELOG_URL ?? 'http://127.0.0.1:9090/logs',
     // This script logs everything and exits at once, so its lines are all sent while closing: give that the most

@@ -109,6 +109,8 @@ export type Enricher = (
   receivedAt: string,
   where: { line?: number; index?: number },
   request?: RequestContext,
+  /** The event_id for an entry that sets none (a keyed request's derived id); a new UUID when absent. */
+  id?: string,
 ) => LogEvent
 
 /**
@@ -142,7 +144,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     `,"${TRACE_FIELD}":"${tracePrefix}${ids.traceId}"` +
     (ids.spanId === undefined || hasSpan ? '' : `,"${SPAN_FIELD}":"${ids.spanId}"`)
 
-  return (entry, receivedAt, where, request) => {
+  return (entry, receivedAt, where, request, givenId) => {
     let json: string
     try {
       json = JSON.stringify(entry)
@@ -163,7 +165,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     let id = entry.event_id
     let added = ''
     if (id === undefined) {
-      id = newId()
+      id = givenId ?? newId()
       added += `,"event_id":${JSON.stringify(id)}`
     } else if (typeof id !== 'string' || id.length === 0 || id.length > MAX_EVENT_ID_LENGTH) {
       throw new InputError(

@@ -8,6 +8,7 @@ import { bodyTooLarge, InputError, QueueFullError, ShuttingDownError } from '../
 import type { LogEvent } from '../event.js'
 import { type Enricher, requestContextOf } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
+import { type IdempotencyStore, keyedEventIds, registerIdempotency } from './idempotency.js'
 
 export interface HttpSourceOptions {
   readonly pipeline: Pipeline
@@ -17,6 +18,8 @@ export interface HttpSourceOptions {
   readonly maxInflightBytes: number
   /** Retry-After given with a 429. */
   readonly retryAfterMs: number
+  /** Honours Idempotency-Key when given (see idempotency.ts). */
+  readonly idempotency?: IdempotencyStore
 }
 
 type Format = 'json' | 'ndjson'
@@ -244,7 +247,7 @@ function countLines(text: string, max: number): number {
 }
 
 export function registerHttpSource(app: FastifyInstance, options: HttpSourceOptions): void {
-  const { pipeline, enrich, maxBodyBytes, maxInflightBytes, retryAfterMs } = options
+  const { pipeline, enrich, maxBodyBytes, maxInflightBytes, retryAfterMs, idempotency } = options
   const inflight: Inflight = { bytes: 0 }
   /** Per request: the bytes it counts in `inflight` (reserved from Content-Length, then as the body arrives). */
   const holds = new WeakMap<object, { held: number }>()
@@ -303,6 +306,8 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     scope.addHook('onResponse', release)
     scope.addHook('onRequestAbort', release)
 
+    if (idempotency) registerIdempotency(scope, idempotency)
+
     scope.post('/logs', async (request, reply) => {
       const body = request.body as RawBody | undefined
       if (body === undefined || !/\S/.test(body.text)) {
@@ -310,19 +315,24 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       }
       const receivedAt = new Date().toISOString()
       const context = requestContextOf(request.headers)
+      const keyedId = keyedEventIds(request)
       const events: LogEvent[] = []
       const maxEntries = pipeline.maxRequestEntries
       if (body.format === 'json') {
         const { entries, isArray } = parseJson(body.text, maxEntries)
         pipeline.assertRoomFor(entries.length)
         for (let index = 0; index < entries.length; index++) {
-          events.push(enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}, context))
+          events.push(
+            enrich(entries[index] as Entry, receivedAt, isArray ? { index } : {}, context, keyedId?.(index)),
+          )
         }
       } else {
         const { entries, lines } = parseNdjson(body.text, maxEntries)
         pipeline.assertRoomFor(entries.length)
         for (let i = 0; i < entries.length; i++) {
-          events.push(enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }, context))
+          events.push(
+            enrich(entries[i] as Entry, receivedAt, { line: lines[i] as number }, context, keyedId?.(i)),
+          )
         }
       }
       // With a spool, 202 only once the entries are on disk.

@@ -54,6 +54,13 @@ export class JournalFile<Record> {
     })
   }
 
+  /** Makes every record appended so far durable (for a journal whose appends are not synced one by one). */
+  sync(): Promise<void> {
+    return this.enqueue(async () => {
+      await this.handle?.datasync()
+    })
+  }
+
   /** Replaces the journal with `records`, atomically, and (re)opens it for appends. */
   rewrite(records: readonly Record[]): Promise<void> {
     return this.enqueue(async () => {

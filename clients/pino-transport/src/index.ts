@@ -1,7 +1,9 @@
-// A pino transport that ships a Node app's logs to sidelog: pino's JSON lines are batched into NDJSON bodies and
-// POSTed to /logs one request at a time (so order is kept), retried on 429/503 (after Retry-After) and on network
-// errors, and flushed on close. The app never loses a line to a busy sidecar: when too many lines wait, the
-// transport stops reading and pino's own buffer holds the rest. Use it as `transport: { target: 'sidelog/pino-transport' }`.
+// @sidelog/pino-transport: ships a Node app's pino logs to sidelog. pino's JSON lines are batched into NDJSON bodies
+// and POSTed to /logs one request at a time (so order is kept), each batch under one Idempotency-Key that every
+// retry reuses, so a request whose answer was lost is sent again without being stored twice. 429 and 503 are
+// waited out (Retry-After), 413 splits the batch, a body sidelog refuses goes to stderr, and nothing here ever
+// throws into the app. Use it as `pino.transport({ target: '@sidelog/pino-transport' })`.
+import { randomUUID } from 'node:crypto'
 import build from 'pino-abstract-transport'
 
 export interface SidelogTransportOptions {
@@ -17,11 +19,23 @@ export interface SidelogTransportOptions {
   readonly maxBufferedLines?: number
   /** The longest wait between two attempts of one request. */
   readonly maxRetryDelayMs?: number
+  /** How long one request may take before it counts as failed (and is sent again, under the same key). */
+  readonly requestTimeoutMs?: number
   /**
    * How long close() keeps trying; what is still unsent then is written to stderr, never dropped silently. Under
    * pino at most 9 s: pino's end() kills a transport that takes 10 s.
    */
   readonly closeTimeoutMs?: number
+}
+
+/** What the shipper has done so far. */
+export interface ShipperStats {
+  /** Lines sidelog took (202, or a 500 SPOOL_WRITE_FAILED, which also took them). */
+  sent: number
+  /** Lines written to stderr instead: refused by sidelog (400, 413 for one line, 415, 422) or unsent at close. */
+  spilled: number
+  /** Requests sent again after a 429, 503, 5xx or a network error. */
+  retries: number
 }
 
 const DEFAULTS = {
@@ -31,6 +45,7 @@ const DEFAULTS = {
   flushIntervalMs: 1000,
   maxBufferedLines: 10_000,
   maxRetryDelayMs: 30_000,
+  requestTimeoutMs: 10_000,
   closeTimeoutMs: 5_000,
 } satisfies Required<SidelogTransportOptions>
 
@@ -43,7 +58,17 @@ function retryDelay(res: Response | undefined, attempt: number, maxMs: number): 
   return Math.min(100 * 2 ** attempt, maxMs)
 }
 
-/** Batches lines and sends them, one request at a time. Exported for tests and for non-pino use. */
+/** The `error` code of a JSON error body, if it has one. */
+function errorCode(text: string): string | undefined {
+  try {
+    const code = (JSON.parse(text) as { error?: unknown }).error
+    return typeof code === 'string' ? code : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Batches lines and sends them, one request at a time. Exported for tests and for use without pino. */
 export class SidelogShipper {
   private readonly options: Required<SidelogTransportOptions>
   private pending: string[] = []
@@ -51,6 +76,9 @@ export class SidelogShipper {
   private sending: Promise<void> | undefined
   private readonly timer: NodeJS.Timeout
   private deadline = Number.POSITIVE_INFINITY
+  /** Aborted at close's deadline: a request still waiting for its answer then gives up. */
+  private readonly closing = new AbortController()
+  readonly stats: ShipperStats = { sent: 0, spilled: 0, retries: 0 }
 
   constructor(options: SidelogTransportOptions = {}) {
     this.options = { ...DEFAULTS, ...options }
@@ -67,13 +95,18 @@ export class SidelogShipper {
     while (this.pending.length >= this.options.maxBufferedLines && this.sending) await this.sending
   }
 
-  /** Sends everything queued, trying until `closeTimeoutMs`; what is left then goes to stderr. */
+  /** Sends everything queued, trying until `closeTimeoutMs`; what is left then goes to stderr. Never rejects. */
   async close(): Promise<void> {
     clearInterval(this.timer)
     this.deadline = Date.now() + this.options.closeTimeoutMs
-    while (this.pending.length > 0 || this.sending) {
-      this.kick()
-      await this.sending
+    const stop = setTimeout(() => this.closing.abort(), this.options.closeTimeoutMs)
+    try {
+      while (this.pending.length > 0 || this.sending) {
+        this.kick()
+        await this.sending
+      }
+    } finally {
+      clearTimeout(stop)
     }
   }
 
@@ -84,10 +117,15 @@ export class SidelogShipper {
     })
   }
 
+  /** Never rejects: a batch that meets an error nobody foresaw goes to stderr, and the next one is sent. */
   private async sendAll(): Promise<void> {
     while (this.pending.length > 0) {
       const lines = this.take()
-      await this.send(lines)
+      try {
+        await this.send(lines, randomUUID())
+      } catch (err) {
+        this.spill(lines, `the transport failed (${(err as Error)?.message ?? String(err)})`)
+      }
     }
   }
 
@@ -106,38 +144,54 @@ export class SidelogShipper {
     return lines
   }
 
-  private async send(lines: string[]): Promise<void> {
+  /** Sends one batch under `key` until sidelog has taken it, refused it for good, or close's deadline passes. */
+  private async send(lines: string[], key: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       let res: Response | undefined
+      let text = ''
       try {
         res = await fetch(this.options.url, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-ndjson' },
+          headers: { 'content-type': 'application/x-ndjson', 'idempotency-key': key },
           body: lines.join('\n'),
-          signal: AbortSignal.timeout(30_000),
+          signal: AbortSignal.any([AbortSignal.timeout(this.options.requestTimeoutMs), this.closing.signal]),
         })
-        await res.text()
+        text = await res.text()
       } catch {
-        res = undefined // sidelog not up yet, or restarting: retry
+        res = undefined // sidelog not up yet, restarting, or the answer was lost: the same key again
       }
-      if (res?.status === 202) return
+      if (res?.status === 202) {
+        this.stats.sent += lines.length
+        return
+      }
+      if (res?.status === 500 && errorCode(text) === 'SPOOL_WRITE_FAILED') {
+        // sidelog took the lines but could not make them durable, and says not to resend them.
+        this.stats.sent += lines.length
+        process.stderr.write(
+          `sidelog transport: sidelog took ${lines.length} line(s) without writing them to its spool (500 SPOOL_WRITE_FAILED); not resending\n`,
+        )
+        return
+      }
       if (res?.status === 413 && lines.length > 1) {
+        // Each half is another request, so another key.
         const half = Math.ceil(lines.length / 2)
-        await this.send(lines.slice(0, half))
-        return this.send(lines.slice(half))
+        await this.send(lines.slice(0, half), randomUUID())
+        return this.send(lines.slice(half), randomUUID())
       }
-      if (res && res.status !== 429 && res.status !== 503 && res.status < 500) {
-        // sidelog refused the body for what it is (400, 413 for one line, 415): retrying cannot help.
-        return this.spill(lines, `sidelog answered ${res.status}`)
+      if (res && res.status !== 429 && res.status < 500) {
+        // sidelog refused the body for what it is (400, 413 for one line, 415, 422): retrying cannot help.
+        return this.spill(lines, `sidelog answered ${res.status} ${text.slice(0, 300)}`)
       }
       const delay = retryDelay(res, attempt, this.options.maxRetryDelayMs)
       if (Date.now() + delay > this.deadline) return this.spill(lines, 'sidelog unreachable at close')
+      this.stats.retries++
       await sleep(delay)
     }
   }
 
   /** Lines that cannot be delivered are written to stderr, where the platform's own log collection sees them. */
   private spill(lines: readonly string[], why: string): void {
+    this.stats.spilled += lines.length
     process.stderr.write(`sidelog transport: ${why}; writing ${lines.length} line(s) here instead\n`)
     for (const line of lines) process.stderr.write(`${line}\n`)
   }
@@ -149,7 +203,7 @@ export class SidelogShipper {
  */
 const PINO_END_LIMIT_MS = 9_000
 
-/** The pino transport entry point: `pino.transport({ target: 'sidelog/pino-transport', options })`. */
+/** The pino transport entry point: `pino.transport({ target: '@sidelog/pino-transport', options })`. */
 export default async function sidelogTransport(options: SidelogTransportOptions = {}) {
   const shipper = new SidelogShipper({
     ...options,

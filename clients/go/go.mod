@@ -1,0 +1,3 @@
+module sidelog/clients/go
+
+go 1.19

@@ -1,0 +1,7 @@
+module sidelog/test/faults/clients/go
+
+go 1.19
+
+require sidelog/clients/go v0.0.0
+
+replace sidelog/clients/go => ../../../../clients/go
