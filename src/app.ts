@@ -173,13 +173,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     },
     deadLetterNow: () => pipeline.deadLetterNow(),
     async close() {
-      const startedAt = Date.now()
+      // A monotonic clock: the wall clock can jump (and tests freeze it).
+      const startedAt = performance.now()
       // The app beside sidelog got its SIGTERM at about the same time and is logging its own shutdown: take those
       // entries (flushed at once) until it goes quiet, or SHUTDOWN_ACCEPT is over.
       pipeline.beginShutdown()
       const windowMs = Math.min(config.SHUTDOWN_ACCEPT, config.SHUTDOWN_TIMEOUT / 2) * 1000
       await acceptWindow(pipeline, startedAt, windowMs, config.SHUTDOWN_QUIET * 1000)
-      const budgetMs = config.SHUTDOWN_TIMEOUT * 1000 - (Date.now() - startedAt)
+      const budgetMs = config.SHUTDOWN_TIMEOUT * 1000 - (performance.now() - startedAt)
       // Then refuse new entries (503), so nothing is accepted that the drain below would not see.
       pipeline.stopAccepting()
       // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain.

@@ -31,9 +31,17 @@ export const QUICK_RETRIES_MANUAL_FLUSH = {
   FLUSH_INTERVAL: '3600',
 } as const
 
-/** A validated configuration: the defaults, with data under `dir`, and the given settings as env strings. */
+/**
+ * A validated configuration: the defaults, with data under `dir`, and the given settings as env strings. In-process
+ * apps refuse at once on close (SHUTDOWN_ACCEPT=0) unless a test says otherwise: no test waits out a quiet spell.
+ */
 export function testConfig(dir: string, env: Record<string, string> = {}): Config {
-  return loadConfig({ DATA_DIR: join(dir, 'data'), DEAD_LETTER_DIR: join(dir, 'dead-letter'), ...env })
+  return loadConfig({
+    DATA_DIR: join(dir, 'data'),
+    DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    SHUTDOWN_ACCEPT: '0',
+    ...env,
+  })
 }
 
 export function makeEvents(count: number, prefix = 'e', payloadBytes = 10): LogEvent[] {

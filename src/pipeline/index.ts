@@ -300,7 +300,7 @@ export class Pipeline {
     }
     for (const { batcher } of this.lanes) batcher.offer(events)
     this.accepted += events.length
-    this.lastAccepted = Date.now()
+    this.lastAccepted = performance.now()
     return undefined
   }
 
@@ -319,7 +319,7 @@ export class Pipeline {
     }
     const { firstSeq, written } = spool.append(events)
     this.accepted += events.length
-    this.lastAccepted = Date.now()
+    this.lastAccepted = performance.now()
     // Appends settle in sequence order, so each sink is offered the entries in the order they were numbered.
     const handOver = (): Lane[] => {
       const behind: Lane[] = []
@@ -507,7 +507,7 @@ export class Pipeline {
     this.accepting = false
   }
 
-  /** When an entry was last taken (ms since the epoch): the shutdown's accept window ends after a quiet spell. */
+  /** When an entry was last taken (performance.now()): the shutdown's accept window ends after a quiet spell. */
   get lastAcceptedAt(): number {
     return this.lastAccepted
   }
