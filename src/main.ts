@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     app = await createApp(config, { logger })
   } catch (err) {
     const hint = err instanceof ConfigError ? 'invalid configuration' : 'start-up failed'
-    logger.fatal({ err: errorMessage(err) }, hint)
+    logger.fatal({ err }, hint)
     process.exit(1)
   }
 
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
       `listening on http://${address.address}:${address.port}`,
     )
   } catch (err) {
-    logger.fatal({ err: errorMessage(err) }, `cannot listen on ${config.SIDELOG_HOST}:${config.SIDELOG_PORT}`)
+    logger.fatal({ err }, `cannot listen on ${config.SIDELOG_HOST}:${config.SIDELOG_PORT}`)
     process.exit(1)
   }
 }

@@ -1,9 +1,10 @@
-// withRetry: the one place that sleeps or loops. Exponential backoff with full jitter, a timeout per attempt and a
+// withRetry: the one place that retries a batch. Exponential backoff with full jitter, a timeout per attempt and a
 // total budget; the same batch (same names, same event ids) is re-sent on every attempt, narrowed to the events a
 // partial write left pending.
 import { errorMessage, isPermanent, PartialWriteError, type RejectedEvent } from '../errors.js'
 import type { Batch, LogEvent } from '../event.js'
 import type { Sink } from '../sinks/sink.js'
+import { fullJitter, retryAfterOf, sleep } from './timing.js'
 
 export interface RetryPolicy {
   /** Upper bound of the first delay; doubles per attempt up to maxBackoffMs. */
@@ -94,8 +95,11 @@ export function withRetry(sink: Sink, policy: RetryPolicy, hooks: RetryHooks = {
           }
           if (signal.aborted) throw giveUp('shutdown', attempt, lastError)
           if (isPermanent(lastError)) throw giveUp('permanent', attempt, lastError)
-          const ceiling = Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (attempt - 1))
-          const delayMs = Math.floor(random() * ceiling)
+          // A server that said when to come back (Retry-After on a 429 or 503) is not asked sooner.
+          const delayMs = Math.max(
+            fullJitter(attempt, policy.initialBackoffMs, policy.maxBackoffMs, random),
+            retryAfterOf(lastError) ?? 0,
+          )
           if (Date.now() - startedAt + delayMs >= policy.maxElapsedMs) {
             throw giveUp('budget-exhausted', attempt, lastError)
           }
@@ -149,20 +153,4 @@ async function attemptWrite(
     clearTimeout(timer)
     outer.removeEventListener('abort', onOuterAbort)
   }
-}
-
-/** Resolves true after `ms`, or false as soon as `signal` aborts. Uses the global timer so fake timers drive it. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false)
-    const onAbort = () => {
-      clearTimeout(timer)
-      resolve(false)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve(true)
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

@@ -2,7 +2,9 @@
 // per-sink counters, and a drain that delivers what it can before a deadline and dead-letters the rest.
 import type { Logger } from 'pino'
 import type { DeadLetterStore } from '../delivery/dead-letter.js'
+import { FailureLog } from '../delivery/failure-log.js'
 import { DeliveryFailedError, type GiveUpReason, type RetryPolicy, withRetry } from '../delivery/retry.js'
+import { timedOut } from '../delivery/timing.js'
 import {
   errorMessage,
   InputError,
@@ -120,32 +122,29 @@ export class Pipeline {
       stats.healthy = false
       stats.last_error = { message: errorMessage(err), at: new Date().toISOString() }
     }
+    // One line when a sink starts failing, then one per interval with a count, and one when it recovers: an
+    // outage of minutes is a few lines, not one per retry per batch.
+    const failures = new FailureLog(logger, sink.name)
     const retrying = withRetry(sink, this.options.retry, {
       onRetry(err, attempt, delayMs) {
         stats.retries++
         noteError(err)
-        logger.warn(
-          { sink: sink.name, attempt, delay_ms: delayMs, err: errorMessage(err) },
-          'write failed; retrying',
-        )
+        failures.failed(err, attempt, delayMs)
       },
     })
     const cursor = this.options.spool?.cursor(sink.name)
     const journal = (step: 'sealed' | 'done', batch: Batch) =>
       cursor?.[step](batch).catch((err: unknown) =>
-        logger.error(
-          { sink: sink.name, batch: batch.name, err: errorMessage(err) },
-          `spool: batch not journaled as ${step}`,
-        ),
+        logger.error({ sink: sink.name, batch: batch.name, err }, `spool: batch not journaled as ${step}`),
       )
     const deliver = async (batch: Batch) => {
       // Journaled before the first write: after a crash the batch is re-sent under this name, and meets itself.
       await journal('sealed', batch)
-      await this.deliver(batch, sink, retrying, stats, noteError)
+      await this.deliver(batch, sink, retrying, stats, noteError, failures)
       await journal('done', batch)
       await this.options.spool
         ?.release()
-        .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'spool: segments not released'))
+        .catch((err: unknown) => logger.error({ err }, 'spool: segments not released'))
     }
     // Room freed: a sink that fell behind reads on from the spool.
     const onRoom = () => {
@@ -220,6 +219,7 @@ export class Pipeline {
     retrying: ReturnType<typeof withRetry>,
     stats: Lane['stats'],
     noteError: (err: unknown) => void,
+    failures: FailureLog,
   ): Promise<void> {
     let undelivered: RejectedEvent[]
     let attempts: number
@@ -230,6 +230,7 @@ export class Pipeline {
       attempts = outcome.attempts
       classes = { rejected: outcome.rejected.length }
       stats.delivered_batches++
+      failures.recovered()
       stats.healthy = true
       stats.last_delivery_at = new Date().toISOString()
     } catch (err) {
@@ -540,7 +541,7 @@ export class Pipeline {
    * spool, what no write had started stays there for the next start); then closes the sinks, by `budgetMs`.
    */
   async drain(budgetMs: number): Promise<DrainSummary> {
-    const startedAt = Date.now()
+    const startedAt = performance.now()
     this.stopAccepting()
     const reserveMs = Math.min(DEAD_LETTER_RESERVE_MS, budgetMs / 4)
     // With a spool, what is still on disk is delivered too, until the deadline; past it, it stays in the spool.
@@ -550,8 +551,8 @@ export class Pipeline {
         await lane.batcher.close()
       }),
     )
-    const timedOut = await withinMs(idle, budgetMs - reserveMs)
-    if (timedOut) {
+    const deadlinePassed = await timedOut(idle, budgetMs - reserveMs)
+    if (deadlinePassed) {
       this.deadline.abort(new Error('shutdown deadline reached (SHUTDOWN_TIMEOUT)'))
       await Promise.all(this.lanes.map((lane) => this.abandon(lane)))
       await idle
@@ -562,7 +563,7 @@ export class Pipeline {
         const closed = sink
           .close()
           .catch((err) => this.options.logger.error({ sink: sink.name, err }, 'close failed'))
-        if (await withinMs(closed, closeBy - Date.now())) {
+        if (await timedOut(closed, closeBy - performance.now())) {
           this.options.logger.error(
             { sink: sink.name },
             'close did not finish inside SHUTDOWN_TIMEOUT; not waiting',
@@ -570,7 +571,7 @@ export class Pipeline {
         }
       }),
     )
-    return this.summary(timedOut)
+    return this.summary(deadlinePassed)
   }
 
   /** At the deadline: the batches no write has started go out together, instead of one by one behind the rest. */
@@ -655,17 +656,4 @@ export class Pipeline {
       ...(this.options.spool ? { left_in_spool: leftInSpool } : {}),
     }
   }
-}
-
-/** Waits for `promise` at most `ms`; true if the time ran out first. */
-async function withinMs(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const timedOut = await Promise.race([
-    promise.then(() => false),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), Math.max(0, ms))
-    }),
-  ])
-  clearTimeout(timer)
-  return timedOut
 }

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto'
 import { join, resolve } from 'node:path'
 import type { JobMetadata } from '@google-cloud/bigquery'
 import type { Logger } from 'pino'
+import { fullJitter, retryAfterOf, sleep, timedOut } from '../delivery/timing.js'
 import { errorMessage, PermanentError } from '../errors.js'
 import { writeFileAtomic } from '../storage/atomic-file.js'
 import { JournalFile } from '../storage/journal-file.js'
@@ -169,7 +170,7 @@ class Loader {
     this.stats.staged_objects++
     await this.options.journal.append({ staged: name }).catch((err: unknown) => {
       this.options.logger.error(
-        { object: name, err: errorMessage(err) },
+        { object: name, err },
         'load journal: could not record a staged object (it is loaded anyway unless the process dies first)',
       )
     })
@@ -193,9 +194,7 @@ class Loader {
     }
     this.options.journal
       .compact({ unassigned: [...this.unassigned], jobs: [...this.running.values()], recent: this.recent })
-      .catch((err: unknown) =>
-        this.options.logger.error({ err: errorMessage(err) }, 'load journal: compaction failed'),
-      )
+      .catch((err: unknown) => this.options.logger.error({ err }, 'load journal: compaction failed'))
   }
 
   /** Journals the job's objects before it is submitted: whoever re-submits it uses the same id. */
@@ -205,7 +204,7 @@ class Loader {
     const journaled = this.options.journal
       .append({ job: job.id, objects: job.objects, attempt: job.attempt })
       .catch((err: unknown) =>
-        this.options.logger.error({ job: job.id, err: errorMessage(err) }, 'load journal: job not recorded'),
+        this.options.logger.error({ job: job.id, err }, 'load journal: job not recorded'),
       )
     this.follow(job, journaled)
   }
@@ -222,7 +221,7 @@ class Loader {
   private async run(job: LoadJob): Promise<void> {
     const { logger } = this.options
     let submitted: JobMetadata | undefined
-    let backoff = this.options.initialBackoffMs
+    let submissions = 0
     while (submitted === undefined) {
       if (this.closing.signal.aborted) return
       try {
@@ -230,25 +229,23 @@ class Loader {
       } catch (err) {
         const classified = classifyGoogleError(err, 'BigQuery')
         if (classified instanceof PermanentError) return this.end(job, 'failed', errorMessage(classified))
-        logger.warn({ job: job.id, err: errorMessage(err) }, 'bigquery load: job submission failed; retrying')
-        if (!(await this.sleep(Math.floor(Math.random() * backoff)))) return
-        backoff = Math.min(this.options.maxBackoffMs, backoff * 2)
+        logger.warn({ job: job.id, err }, 'bigquery load: job submission failed; retrying')
+        submissions++
+        const wait = fullJitter(submissions, this.options.initialBackoffMs, this.options.maxBackoffMs)
+        if (!(await sleep(Math.max(wait, retryAfterOf(err) ?? 0), this.closing.signal))) return
       }
     }
     let metadata: JobMetadata = submitted
     let poll = FIRST_POLL_MS
     while (metadata.status?.state !== 'DONE') {
-      if (!(await this.sleep(poll))) return
+      if (!(await sleep(poll, this.closing.signal))) return
       poll = Math.min(MAX_POLL_MS, poll * 2)
       try {
         ;[metadata] = await this.options.opened.bigquery.job(job.id, this.jobLocation()).getMetadata()
       } catch (err) {
         const classified = classifyGoogleError(err, 'BigQuery')
         if (classified instanceof PermanentError) return this.end(job, 'failed', errorMessage(classified))
-        logger.warn(
-          { job: job.id, err: errorMessage(err) },
-          'bigquery load: job status unknown; asking again',
-        )
+        logger.warn({ job: job.id, err }, 'bigquery load: job status unknown; asking again')
       }
     }
     const failure = metadata.status.errorResult
@@ -263,7 +260,8 @@ class Loader {
         'bigquery load: job failed; submitting it again',
       )
       // Closing during the wait leaves this job in the journal: the next start finds it failed and goes on from here.
-      if (!(await this.sleep(Math.floor(Math.random() * backoff)))) return
+      const wait = fullJitter(job.attempt, this.options.initialBackoffMs, this.options.maxBackoffMs)
+      if (!(await sleep(wait, this.closing.signal))) return
       const next = job.attempt + 1
       // The new job is journaled before the old one ends, so the objects are never in neither.
       this.assign({ id: loadJobId(job.objects, next), objects: job.objects, attempt: next })
@@ -330,7 +328,7 @@ class Loader {
       }
     }
     await this.options.journal.append({ ended: job.id, outcome, at: Date.now() }).catch((err: unknown) => {
-      this.options.logger.error({ job: job.id, err: errorMessage(err) }, 'load journal: job end not recorded')
+      this.options.logger.error({ job: job.id, err }, 'load journal: job end not recorded')
     })
   }
 
@@ -351,27 +349,8 @@ class Loader {
       await writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`)
       logger.error({ job: job.id, error, objects: uris.length, record: path }, 'bigquery load job failed')
     } catch (err) {
-      logger.fatal(
-        { ...record, err: errorMessage(err) },
-        'bigquery load job failed and could not be recorded',
-      )
+      logger.fatal({ ...record, err }, 'bigquery load job failed and could not be recorded')
     }
-  }
-
-  /** Resolves true after `ms`, false at once when the loader closes. */
-  private sleep(ms: number): Promise<boolean> {
-    const { signal } = this.closing
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve(false)
-      const done = (finished: boolean) => {
-        clearTimeout(timer)
-        signal.removeEventListener('abort', onAbort)
-        resolve(finished)
-      }
-      const onAbort = () => done(false)
-      const timer = setTimeout(() => done(true), ms)
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
   }
 
   /**
@@ -382,12 +361,9 @@ class Loader {
     clearInterval(this.timer)
     this.cycle()
     const settled = Promise.all(this.runs)
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([settled, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_BUDGET_MS)))])
-    clearTimeout(timer)
+    await timedOut(settled, CLOSE_BUDGET_MS)
     this.closing.abort()
-    await Promise.race([settled, new Promise((resolve) => (timer = setTimeout(resolve, 100)))])
-    clearTimeout(timer)
+    await timedOut(settled, 100)
     if (this.running.size > 0) {
       this.options.logger.warn(
         { jobs: [...this.running.keys()], objects: this.pendingObjects },

@@ -5,6 +5,7 @@ import { gzip } from 'node:zlib'
 import { type Bucket, Storage } from '@google-cloud/storage'
 import type { Logger } from 'pino'
 import { type Config, gcsBucket } from '../config.js'
+import { withTimeout } from '../delivery/timing.js'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
 import { classifyGoogleError, statusOf } from './google-errors.js'
 import { encodeJsonl, objectName } from './jsonl.js'
@@ -33,7 +34,11 @@ export async function openBucket(
   })
   const bucket = storage.bucket(bucketName)
   try {
-    await withTimeout(bucket.getMetadata(), config.SINK_TIMEOUT * 1000)
+    await withTimeout(
+      bucket.getMetadata(),
+      config.SINK_TIMEOUT * 1000,
+      `no answer within ${config.SINK_TIMEOUT} s`,
+    )
     return { bucket }
   } catch (err) {
     const classified = classifyGcsError(err)
@@ -46,10 +51,7 @@ export async function openBucket(
         `LOG_BUCKET=${bucketName}: the bucket cannot be used: ${errorMessage(classified)}${hint}`,
       )
     }
-    logger.warn(
-      { bucket: bucketName, err: errorMessage(err) },
-      'bucket unverified at start-up; writes will retry',
-    )
+    logger.warn({ bucket: bucketName, err }, 'bucket unverified at start-up; writes will retry')
     return {
       bucket,
       startupError: new Error(`bucket ${bucketName} could not be checked at start-up: ${errorMessage(err)}`),
@@ -105,12 +107,4 @@ export const createGcsSink: SinkFactory = async ({ config, logger }) => {
     async close() {},
   }
   return sink
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }

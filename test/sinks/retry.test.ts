@@ -62,6 +62,28 @@ describe('withRetry', () => {
     expect(retries).toEqual([50, 100, 200])
   })
 
+  it("honours a server's Retry-After (seconds, or an HTTP date) over a shorter backoff", async () => {
+    const throttled = (value: string) =>
+      Object.assign(new Error('429 rateLimitExceeded'), {
+        code: 429,
+        response: { headers: { 'retry-after': value } },
+      })
+    const { sink, seen } = scriptedSink([
+      throttled('3'),
+      throttled(new Date(Date.now() + 10_000).toUTCString()),
+    ])
+    const retries: number[] = []
+    const retrying = withRetry(sink, policy, { onRetry: (_err, _attempt, delay) => retries.push(delay) })
+    const result = settle(retrying.write(batch, { signal: new AbortController().signal }))
+    await vi.runAllTimersAsync()
+    expect(await result).toEqual({ value: { attempts: 3, rejected: [] } })
+    expect(seen).toHaveLength(3)
+    expect(retries[0]).toBe(3000)
+    // An HTTP date, whole seconds, ten from the start: about seven are left after the first wait of three.
+    expect(retries[1]).toBeGreaterThan(5000)
+    expect(retries[1]).toBeLessThanOrEqual(7000)
+  })
+
   it('caps the backoff ceiling at maxBackoffMs', async () => {
     const { sink } = scriptedSink(Array.from({ length: 8 }, () => new Error('busy')))
     const retries: number[] = []
