@@ -108,4 +108,50 @@ describe('sidelog process with the bigquery sink', () => {
     expect(fake.jobInserts().map((r) => r.status)).toEqual([undefined, 409])
     expect(await listFiles(join(dir, 'dead-letter'))).toEqual([])
   })
+
+  it('load mode: SIGTERM with a staged batch and Cloud Storage failing exits 0 inside SHUTDOWN_TIMEOUT', async () => {
+    fake = new FakeBigQueryServer()
+    gcs = new FakeGcsServer()
+    await Promise.all([fake.start(), gcs.start()])
+    gcs.buckets.add('staging')
+    const dir = await tempDir()
+    const shutdownTimeoutS = 4
+    const sidelog = await spawnSidelog({
+      SINKS: 'bigquery',
+      BQ_MODE: 'load',
+      BQ_LOAD_INTERVAL: '3600',
+      LOG_BUCKET: 'staging',
+      GCS_ENDPOINT: gcs.url,
+      BQ_ENDPOINT: fake.url,
+      BQ_PROJECT: 'test-project',
+      BQ_DATASET: 'app_logs',
+      BQ_TABLE: 'request_logs',
+      FLUSH_INTERVAL: '0.1',
+      RETRY_INITIAL_BACKOFF: '0.05',
+      SHUTDOWN_TIMEOUT: String(shutdownTimeoutS),
+      DATA_DIR: join(dir, 'data'),
+      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    })
+    await sendTaggedEntries(sidelog.url, { clients: 1, total: 100, perRequest: 50 })
+    await vi.waitFor(
+      async () => {
+        const health = (await (await fetch(`${sidelog.url}/health`)).json()) as {
+          sinks: { bigquery: Record<string, number> }
+        }
+        expect(health.sinks.bigquery.staged_objects).toBeGreaterThan(0)
+      },
+      { timeout: 20_000, interval: 50 },
+    )
+    // From now on nothing reaches the bucket: the last job cannot be loaded, and new batches cannot be staged.
+    gcs.inject({ kind: 'status', status: 503 }, { times: Number.MAX_SAFE_INTEGER })
+    fake.inject({ kind: 'status', status: 503 }, { times: Number.MAX_SAFE_INTEGER })
+    await sendTaggedEntries(sidelog.url, { clients: 1, total: 100, perRequest: 50, extra: { late: true } })
+    const signalledAt = Date.now()
+    sidelog.child.kill('SIGTERM')
+    expect(await sidelog.exited).toEqual({ code: 0, signal: null })
+    // Inside the budget, with room for the signal and the process's own exit (it was 9.1-9.5 s for an 8 s budget).
+    expect(Date.now() - signalledAt).toBeLessThan(shutdownTimeoutS * 1000 + 500)
+    const stopped = sidelog.logs.find((l) => String(l.msg).startsWith('stopped'))
+    expect(stopped).toMatchObject({ delivered: 100, dead_lettered: 100 })
+  })
 })
