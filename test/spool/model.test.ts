@@ -61,7 +61,7 @@ describe('spool model', () => {
             const appended = log.append(payloads.map((p) => Buffer.from(p)))
             expect(appended.firstSeq).toBe(next)
             await appended.written
-            payloads.forEach((p, i) => model.set(next + i, p))
+            for (const [i, p] of payloads.entries()) model.set(next + i, p)
             next += payloads.length
           } else if (op.kind === 'read') {
             const records = await reader.read(op.max, 1 << 20)
