@@ -198,15 +198,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   }
 }
 
-/** Resolves once SHUTDOWN_ACCEPT has passed since `startedAt`, or sooner once no entry has come for `quietMs`. */
-async function acceptWindow(
-  pipeline: Pipeline,
-  startedAt: number,
-  windowMs: number,
-  quietMs: number,
-): Promise<void> {
+/**
+ * Resolves once `windowMs` has passed since `startedAt`, or sooner once no entry has come for `quietMs` (times from
+ * performance.now(), which a test cannot freeze and the wall clock cannot make jump).
+ */
+async function acceptWindow(pipeline: Pipeline, startedAt: number, windowMs: number, quietMs: number): Promise<void> {
+  if (windowMs <= 0) return
   for (;;) {
-    const now = Date.now()
+    const now = performance.now()
     const windowLeft = startedAt + windowMs - now
     const quietLeft = Math.max(pipeline.lastAcceptedAt, startedAt) + quietMs - now
     const wait = Math.min(windowLeft, quietLeft)

@@ -6,8 +6,8 @@ import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
-import { readJsonlTree, tempDir } from '../helpers.js'
-import { getHealth, peakRssMiB } from './harness.js'
+import { readJsonlTree } from '../helpers.js'
+import { fileSinkSettings, getHealth, peakRssMiB } from './harness.js'
 
 const REQUEST_TIMEOUT_S = 2
 
@@ -38,16 +38,13 @@ function stalledUpload(port: number): Promise<string> {
 
 describe('fault: clients that hold connections and bodies', () => {
   it('bounds connections, bodies in flight and stalled requests, and serves normal clients afterwards', async () => {
-    const dir = await tempDir()
-    sidelog = await spawnSidelog({
-      SINKS: 'file',
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    const { settings, dir } = await fileSinkSettings({
       FLUSH_INTERVAL: '0.1',
       MAX_CONNECTIONS: '50',
       REQUEST_TIMEOUT: String(REQUEST_TIMEOUT_S),
       NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=128',
     })
+    sidelog = await spawnSidelog(settings)
     const port = Number(new URL(sidelog.url).port)
     const startedAt = Date.now()
     const answers = await Promise.all(Array.from({ length: 200 }, () => stalledUpload(port)))

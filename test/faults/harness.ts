@@ -94,6 +94,22 @@ export async function runClients(options: ClientOptions): Promise<ClientResult> 
   return { acknowledged, uncertain, answers, requests }
 }
 
+/** The file sink's settings, with its data, dead letters and (with `spool`) a spool in a fresh temp directory. */
+export async function fileSinkSettings(
+  env: Record<string, string> = {},
+  { spool = false }: { spool?: boolean } = {},
+): Promise<{ settings: Record<string, string>; dir: string; logsDir: string; deadLetterDir: string }> {
+  const dir = await tempDir()
+  const settings = {
+    SINKS: 'file',
+    DATA_DIR: join(dir, 'data'),
+    DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    ...(spool ? { SPOOL_DIR: join(dir, 'spool') } : {}),
+    ...env,
+  }
+  return { settings, dir, logsDir: join(dir, 'data', 'logs'), deadLetterDir: join(dir, 'dead-letter') }
+}
+
 /** event_ids of the entries in a sink's dead-letter directory. */
 export async function deadLetteredIds(deadLetterDir: string, sink: string): Promise<string[]> {
   const records = await readJsonlTree(join(deadLetterDir, sink))

@@ -4,8 +4,8 @@
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
-import { readJsonlTree, tempDir } from '../helpers.js'
-import { getHealth, peakRssMiB } from './harness.js'
+import { readJsonlTree } from '../helpers.js'
+import { fileSinkSettings, getHealth, peakRssMiB } from './harness.js'
 
 // The image's heap: a request that builds every entry before counting them runs out of it.
 const IMAGE_HEAP = '--max-semi-space-size=4 --max-old-space-size=128'
@@ -16,14 +16,8 @@ afterEach(() => {
 })
 
 async function start(env: Record<string, string> = {}) {
-  const dir = await tempDir()
-  sidelog = await spawnSidelog({
-    SINKS: 'file',
-    DATA_DIR: join(dir, 'data'),
-    DEAD_LETTER_DIR: join(dir, 'dead-letter'),
-    NODE_OPTIONS: IMAGE_HEAP,
-    ...env,
-  })
+  const { settings, dir } = await fileSinkSettings({ NODE_OPTIONS: IMAGE_HEAP, ...env })
+  sidelog = await spawnSidelog(settings)
   return { sidelog, dir }
 }
 
@@ -83,16 +77,11 @@ describe('fault: hostile input', () => {
   })
 
   it('an event_id with a newline cannot forge a line through the spool', async () => {
-    const dir = await tempDir()
-    const settings = {
-      SINKS: 'file',
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
-      SPOOL_DIR: join(dir, 'spool'),
-      // Nothing is delivered before the kill: the entries come back from the spool after the restart.
-      FLUSH_INTERVAL: '3600',
-      BATCH_SIZE: '1000',
-    }
+    // Nothing is delivered before the kill: the entries come back from the spool after the restart.
+    const { settings, dir } = await fileSinkSettings(
+      { FLUSH_INTERVAL: '3600', BATCH_SIZE: '1000' },
+      { spool: true },
+    )
     sidelog = await spawnSidelog(settings)
     const forged = 'x\n{"forged":true,"event_id":"evil"}'
     const res = await fetch(`${sidelog.url}/logs`, {

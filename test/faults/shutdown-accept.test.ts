@@ -2,11 +2,11 @@
 // shutdown ("draining", "closed 12 connections", a last error). sidelog keeps taking those entries after SIGTERM,
 // flushing each at once, until the app goes quiet (SHUTDOWN_QUIET) or SHUTDOWN_ACCEPT is over; then 503 and the
 // drain. Every line the app logged during its shutdown must be delivered, and sidelog still exits 0 in time.
-import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { postNdjson, type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
-import { readJsonlTree, tempDir } from '../helpers.js'
+import { readJsonlTree } from '../helpers.js'
+import { fileSinkSettings } from './harness.js'
 
 let sidelog: SidelogProcess | undefined
 afterEach(() => {
@@ -14,14 +14,9 @@ afterEach(() => {
 })
 
 async function start(env: Record<string, string> = {}) {
-  const dir = await tempDir()
-  sidelog = await spawnSidelog({
-    SINKS: 'file',
-    DATA_DIR: join(dir, 'data'),
-    DEAD_LETTER_DIR: join(dir, 'dead-letter'),
-    ...env,
-  })
-  return { sidelog, logs: join(dir, 'data', 'logs') }
+  const { settings, logsDir } = await fileSinkSettings(env)
+  sidelog = await spawnSidelog(settings)
+  return { sidelog, logs: logsDir }
 }
 
 describe('fault: the app logs its own shutdown after sidelog got SIGTERM', () => {

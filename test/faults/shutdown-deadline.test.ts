@@ -5,8 +5,14 @@
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
-import { tempDir } from '../helpers.js'
-import { deadLetteredIds, expectAccounted, fileIds, runClients, waitForHealth } from './harness.js'
+import {
+  deadLetteredIds,
+  expectAccounted,
+  fileIds,
+  fileSinkSettings,
+  runClients,
+  waitForHealth,
+} from './harness.js'
 
 const SHUTDOWN_TIMEOUT_S = 2
 
@@ -17,14 +23,11 @@ afterEach(() => {
 
 describe('fault: a drain that cannot finish before the deadline', () => {
   it('exits 0 inside SHUTDOWN_TIMEOUT, a second SIGTERM ignored, every acknowledged entry accounted once', async () => {
-    const dir = await tempDir()
-    sidelog = await spawnSidelog({
-      SINKS: 'file',
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+    const { settings, dir } = await fileSinkSettings({
       BATCH_SIZE: '1',
       SHUTDOWN_TIMEOUT: String(SHUTDOWN_TIMEOUT_S),
     })
+    sidelog = await spawnSidelog(settings)
     const { url, child } = sidelog
     let exited = false
     const stopped = sidelog.exited.then((exit) => {

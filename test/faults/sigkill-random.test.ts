@@ -6,8 +6,14 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
-import { tempDir } from '../helpers.js'
-import { type ClientResult, deadLetteredIds, expectAccounted, fileIds, runClients } from './harness.js'
+import {
+  type ClientResult,
+  deadLetteredIds,
+  expectAccounted,
+  fileIds,
+  fileSinkSettings,
+  runClients,
+} from './harness.js'
 
 const SEED = Number(process.env.FAULT_SEED ?? 1010)
 const KILLS = Number(process.env.FAULT_KILLS ?? 6)
@@ -19,18 +25,11 @@ afterEach(() => {
 
 describe('fault: SIGKILL at random moments with a spool', () => {
   it(`loses and duplicates nothing over ${KILLS} kills (seed ${SEED})`, async () => {
-    const dir = await tempDir()
-    const settings = {
-      SINKS: 'file',
-      SPOOL_DIR: join(dir, 'spool'),
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
-      // Small, frequent batches: many sealed and done journal records, so a kill lands between every pair of steps.
-      BATCH_SIZE: '30',
-      FLUSH_INTERVAL: '0.05',
-      BUFFER_MAX_EVENTS: '600',
-      LOG_LEVEL: 'info',
-    }
+    // Small, frequent batches: many sealed and done journal records, so a kill lands between every pair of steps.
+    const { settings, dir } = await fileSinkSettings(
+      { BATCH_SIZE: '30', FLUSH_INTERVAL: '0.05', BUFFER_MAX_EVENTS: '600' },
+      { spool: true },
+    )
     // Each kill comes once this many entries have been acknowledged since the (re)start.
     const killAfter = fc.sample(fc.integer({ min: 40, max: 1500 }), { seed: SEED, numRuns: KILLS })
     const acknowledged = new Set<string>()

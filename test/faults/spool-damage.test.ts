@@ -5,8 +5,15 @@ import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
-import { readJsonlTree, tempDir } from '../helpers.js'
-import { getHealth, runClients, type SpooledGcs, startSpooledGcs, waitForHealth } from './harness.js'
+import { readJsonlTree } from '../helpers.js'
+import {
+  fileSinkSettings,
+  getHealth,
+  runClients,
+  type SpooledGcs,
+  startSpooledGcs,
+  waitForHealth,
+} from './harness.js'
 
 let running: SidelogProcess | undefined
 let spooled: SpooledGcs | undefined
@@ -39,21 +46,16 @@ const post = (url: string, from: number, count: number) =>
 
 describe('fault: a damaged spool record', () => {
   it('found at a restart: the one entry is reported lost, the other 999 are delivered', async () => {
-    const dir = await tempDir()
-    const settings = {
-      SINKS: 'file',
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
-      SPOOL_DIR: join(dir, 'spool'),
-      // Nothing is delivered before the kill: all 1,000 come back from the spool.
-      FLUSH_INTERVAL: '3600',
-      BATCH_SIZE: '5000',
-    }
+    // Nothing is delivered before the kill: all 1,000 come back from the spool.
+    const { settings, dir } = await fileSinkSettings(
+      { FLUSH_INTERVAL: '3600', BATCH_SIZE: '5000' },
+      { spool: true },
+    )
     running = await spawnSidelog(settings)
     for (let i = 0; i < 10; i++) expect((await post(running.url, i * 100, 100)).status).toBe(202)
     running.child.kill('SIGKILL')
     await running.exited
-    await flipBitInRecord(settings.SPOOL_DIR, 9)
+    await flipBitInRecord(join(dir, 'spool'), 9)
 
     running = await spawnSidelog({ ...settings, FLUSH_INTERVAL: '0.1' })
     await waitForHealth(running.url, (h) => h.buffer_size === 0)
