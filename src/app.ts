@@ -202,7 +202,12 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
  * Resolves once `windowMs` has passed since `startedAt`, or sooner once no entry has come for `quietMs` (times from
  * performance.now(), which a test cannot freeze and the wall clock cannot make jump).
  */
-async function acceptWindow(pipeline: Pipeline, startedAt: number, windowMs: number, quietMs: number): Promise<void> {
+async function acceptWindow(
+  pipeline: Pipeline,
+  startedAt: number,
+  windowMs: number,
+  quietMs: number,
+): Promise<void> {
   if (windowMs <= 0) return
   for (;;) {
     const now = performance.now()
