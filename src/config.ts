@@ -193,7 +193,7 @@ export const ConfigSchema = Type.Object({
     default: '',
     pattern: BUCKET_PATTERN,
     description:
-      'Cloud Storage bucket of the gcs sink (the name the seeds use; GCS_BUCKET is the same setting).',
+      "Cloud Storage bucket of the gcs sink, of load mode's staged objects and of DEAD_LETTER=gcs (GCS_BUCKET is the same setting).",
     accepts: BUCKET_ACCEPTS,
   }),
   GCS_BUCKET: Type.String({
