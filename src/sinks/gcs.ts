@@ -6,7 +6,7 @@ import { type Bucket, Storage } from '@google-cloud/storage'
 import type { Logger } from 'pino'
 import { type Config, gcsBucket } from '../config.js'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
-import { classifyGoogleError, statusOf } from './google-errors.js'
+import { classifyGoogleError, statusOf, withTimeout } from './google-errors.js'
 import { encodeJsonl, objectName } from './jsonl.js'
 import type { Sink, SinkFactory } from './sink.js'
 
@@ -105,12 +105,4 @@ export const createGcsSink: SinkFactory = async ({ config, logger }) => {
     async close() {},
   }
   return sink
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }

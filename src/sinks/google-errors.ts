@@ -1,4 +1,4 @@
-// Error classification shared by the Google Cloud sinks: which answers a retry can fix.
+// Error classification shared by the Google Cloud sinks (which answers a retry can fix), and the bound on a call.
 import { errorMessage, PermanentError } from '../errors.js'
 
 /** Answers that retrying will not change: a bad request, no permission, no such resource. */
@@ -41,4 +41,13 @@ export function classifyGoogleError(err: unknown, service: string): unknown {
     return new PermanentError(`${service} answered ${status}: ${errorMessage(err)}`, { cause: err })
   }
   return err
+}
+
+/** `promise`, or a rejection once `ms` pass without an answer (the call itself is not cancelled). */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
