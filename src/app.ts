@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createMonitoring } from './admin.js'
 import { type Config, heapProblem } from './config.js'
-import { createDeadLetterStore } from './delivery/dead-letter.js'
+import { openDeadLetterStore } from './delivery/dead-letters.js'
 import { ConfigError } from './errors.js'
 import { createMetrics } from './metrics.js'
 import { createEnricher } from './pipeline/enrich.js'
@@ -58,8 +58,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     sinks.push(metrics.instrument(sink))
   }
 
-  const deadLetter = createDeadLetterStore(config.DEAD_LETTER_DIR)
-  await deadLetter.open()
+  const deadLetter = await openDeadLetterStore(config, { logger, instanceId })
 
   const spool = config.SPOOL_DIR
     ? await Spool.open({
@@ -162,6 +161,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     deadLetterNow: () => pipeline.deadLetterNow(),
     async close() {
       const budgetMs = config.SHUTDOWN_TIMEOUT * 1000
+      // Dead-letter writes to the network give up in time for the next store (stderr) before the deadline.
+      deadLetter.beginShutdown?.(Date.now() + budgetMs)
       // Refuse new entries first (503), so nothing is accepted that the drain below would not see.
       pipeline.stopAccepting()
       // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain.

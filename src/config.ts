@@ -9,6 +9,10 @@ import { checkTailSettings, tailSettings } from './sources/tail/settings.js'
 export const SINK_KINDS = ['file', 'stdout', 'gcs', 'bigquery'] as const
 export type SinkKind = (typeof SINK_KINDS)[number]
 
+/** Where dead letters can go (delivery/dead-letters.ts builds each). */
+export const DEAD_LETTER_KINDS = ['dir', 'gcs', 'stderr'] as const
+export type DeadLetterKind = (typeof DEAD_LETTER_KINDS)[number]
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
 const UNITS: Record<string, number> = {
@@ -118,6 +122,24 @@ export const ConfigSchema = Type.Object({
     './data/dead-letter',
     'Where entries that cannot be delivered are kept, as JSONL with the reason: <DEAD_LETTER_DIR>/<sink>/YYYY/MM/DD/...',
   ),
+  DEAD_LETTER: Type.Transform(
+    Type.String({
+      default: 'dir',
+      pattern: `^\\s*(${DEAD_LETTER_KINDS.join('|')})\\s*(,\\s*(${DEAD_LETTER_KINDS.join('|')})\\s*)*$`,
+      description:
+        "Where entries that cannot be delivered go, tried in order until one takes them: dir (DEAD_LETTER_DIR, on this instance's disk), gcs (objects under DEAD_LETTER_GCS_PREFIX in LOG_BUCKET), stderr (one JSON line per entry, marked sidelog=dead-letter, kept by the platform's log collection). gcs and stderr outlive the instance; a list ending in gcs ends in stderr.",
+      accepts: `a comma-separated list of: ${DEAD_LETTER_KINDS.join(', ')}`,
+    }),
+  )
+    .Decode((list) => [...new Set(list.split(',').map((s) => s.trim() as DeadLetterKind))])
+    .Encode((kinds) => kinds.join(',')),
+  DEAD_LETTER_GCS_PREFIX: Type.String({
+    default: 'dead-letter/',
+    pattern: '^[^/].*/$',
+    description:
+      'With DEAD_LETTER=gcs: prefix of the dead-letter objects in LOG_BUCKET (<prefix><sink>/YYYY/MM/DD/...jsonl, never overwritten).',
+    accepts: 'a prefix ending in / that does not start with /, e.g. dead-letter/',
+  }),
   BATCH_SIZE: integer(100, 1, 100_000, 'Flush a batch when it holds this many entries.'),
   BATCH_BYTES: bytes(
     '4MiB',
@@ -464,6 +486,9 @@ function crossCheck(c: Config): string[] {
   }
   if (c.SINKS.includes('gcs') && !gcsBucket(c)) {
     problems.push('SINKS includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
+  }
+  if (c.DEAD_LETTER.includes('gcs') && !gcsBucket(c)) {
+    problems.push('DEAD_LETTER includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
   }
   problems.push(...checkOtlpSettings(c), ...checkTailSettings(c))
   return problems
