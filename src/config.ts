@@ -2,6 +2,8 @@
 import { type StaticDecode, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from './errors.js'
+import { boundServiceCredentials } from './google-credentials.js'
+import { DEFAULT_HOST, DEFAULT_PORT } from './listen-address.js'
 import { checkOtlpSettings, otlpSettings } from './sources/otlp/settings.js'
 import { checkTailSettings, tailSettings } from './sources/tail/settings.js'
 
@@ -94,11 +96,11 @@ const LABEL_PATTERN =
 
 export const ConfigSchema = Type.Object({
   SIDELOG_HOST: text(
-    '127.0.0.1',
+    DEFAULT_HOST,
     'Address to listen on. The default lets only processes in the same network namespace (the app beside it) reach sidelog.',
   ),
   SIDELOG_PORT: integer(
-    9090,
+    DEFAULT_PORT,
     0,
     65535,
     'Port to listen on (0 picks a free one). PORT is not read: it belongs to the app.',
@@ -387,6 +389,18 @@ export const ConfigSchema = Type.Object({
     accepts:
       'a Google Cloud project id: 6 to 30 lower-case letters, digits or dashes, starting with a letter',
   }),
+  GOOGLE_CREDENTIALS_SERVICE: Type.String({
+    default: '',
+    description:
+      "Cloud Foundry: the name of a bound service whose credentials (in VCAP_SERVICES) are the service-account key the Google Cloud clients use, so that no key file ships with the app. Empty: Application Default Credentials (Cloud Run's or GKE's service account, GOOGLE_APPLICATION_CREDENTIALS).",
+    accepts: 'the name of a service bound to the app, or empty',
+  }),
+  VCAP_SERVICES: Type.String({
+    default: '',
+    description:
+      'Set by Cloud Foundry: the services bound to the app, as JSON. Read only for GOOGLE_CREDENTIALS_SERVICE, and never logged.',
+    accepts: 'the JSON Cloud Foundry sets',
+  }),
   ...otlpSettings(settingHelpers),
   ...tailSettings(settingHelpers),
 })
@@ -446,6 +460,22 @@ export function heapProblem(
   )
 }
 
+/**
+ * What the Google Cloud clients are built with besides their endpoint: the bound service's key on Cloud Foundry
+ * (GOOGLE_CREDENTIALS_SERVICE), else nothing (Application Default Credentials). Checked by loadConfig already.
+ */
+export function googleAuthOptions(config: Pick<Config, 'GOOGLE_CREDENTIALS_SERVICE' | 'VCAP_SERVICES'>): {
+  credentials?: { client_email: string; private_key: string }
+  projectId?: string
+} {
+  if (!config.GOOGLE_CREDENTIALS_SERVICE) return {}
+  const { credentials, projectId } = boundServiceCredentials(
+    config.VCAP_SERVICES,
+    config.GOOGLE_CREDENTIALS_SERVICE,
+  )
+  return { credentials: { ...credentials }, ...(projectId ? { projectId } : {}) }
+}
+
 /** The gcs sink's bucket: LOG_BUCKET or its alias GCS_BUCKET ('' when neither is set). */
 export function gcsBucket(config: Pick<Config, 'LOG_BUCKET' | 'GCS_BUCKET'>): string {
   return config.GCS_BUCKET || config.LOG_BUCKET
@@ -489,6 +519,13 @@ function crossCheck(c: Config): string[] {
   }
   if (c.DEAD_LETTER.includes('gcs') && !gcsBucket(c)) {
     problems.push('DEAD_LETTER includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
+  }
+  if (c.GOOGLE_CREDENTIALS_SERVICE) {
+    try {
+      boundServiceCredentials(c.VCAP_SERVICES, c.GOOGLE_CREDENTIALS_SERVICE)
+    } catch (err) {
+      problems.push(`GOOGLE_CREDENTIALS_SERVICE=${c.GOOGLE_CREDENTIALS_SERVICE}: ${(err as Error).message}`)
+    }
   }
   problems.push(...checkOtlpSettings(c), ...checkTailSettings(c))
   return problems

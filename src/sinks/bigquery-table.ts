@@ -4,7 +4,7 @@
 import { BigQuery, type Table } from '@google-cloud/bigquery'
 import { OAuth2Client } from 'google-auth-library'
 import type { Logger } from 'pino'
-import type { Config } from '../config.js'
+import { type Config, googleAuthOptions } from '../config.js'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
 import { SPAN_FIELD, TRACE_FIELD } from '../event.js'
 import { classifyGoogleError, withTimeout } from './google-errors.js'
@@ -156,6 +156,7 @@ export async function openTable(
   logger: Logger,
 ): Promise<{ handle: TableHandle; startupError?: Error }> {
   const bigquery = new BigQuery({
+    ...googleAuthOptions(config),
     ...(config.BQ_PROJECT ? { projectId: config.BQ_PROJECT } : {}),
     ...(config.BQ_ENDPOINT ? { apiEndpoint: config.BQ_ENDPOINT, authClient: placeholderAuth() } : {}),
     // sidelog's retry layer owns timing; the client's own retries would re-send on their own schedule.
