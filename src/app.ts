@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createMonitoring } from './admin.js'
 import { type Config, heapProblem } from './config.js'
-import { createDeadLetterStore } from './delivery/dead-letter.js'
+import { openDeadLetterStore } from './delivery/dead-letters.js'
 import { ConfigError } from './errors.js'
 import { createMetrics } from './metrics.js'
 import { createEnricher } from './pipeline/enrich.js'
@@ -60,8 +60,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     sinks.push(metrics.instrument(sink))
   }
 
-  const deadLetter = createDeadLetterStore(config.DEAD_LETTER_DIR)
-  await deadLetter.open()
+  const deadLetter = await openDeadLetterStore(config, { logger, instanceId })
 
   const spool = config.SPOOL_DIR
     ? await Spool.open({
@@ -175,6 +174,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     async close() {
       // A monotonic clock: the wall clock can jump (and tests freeze it).
       const startedAt = performance.now()
+      // Dead-letter writes to the network give up in time for the next store (stderr) before the deadline.
+      deadLetter.beginShutdown?.(Date.now() + config.SHUTDOWN_TIMEOUT * 1000)
       // The app beside sidelog got its SIGTERM at about the same time and is logging its own shutdown: take those
       // entries (flushed at once) until it goes quiet, or SHUTDOWN_ACCEPT is over.
       pipeline.beginShutdown()

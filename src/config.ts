@@ -2,12 +2,18 @@
 import { type StaticDecode, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from './errors.js'
+import { boundServiceCredentials } from './google-credentials.js'
+import { DEFAULT_HOST, DEFAULT_PORT } from './listen-address.js'
 import { checkOtlpSettings, otlpSettings } from './sources/otlp/settings.js'
 import { checkTailSettings, tailSettings } from './sources/tail/settings.js'
 
 /** The sinks sidelog can deliver to. `sinks/index.ts` must register a factory for each (checked by the compiler). */
 export const SINK_KINDS = ['file', 'stdout', 'gcs', 'bigquery'] as const
 export type SinkKind = (typeof SINK_KINDS)[number]
+
+/** Where dead letters can go (delivery/dead-letters.ts builds each). */
+export const DEAD_LETTER_KINDS = ['dir', 'gcs', 'stderr'] as const
+export type DeadLetterKind = (typeof DEAD_LETTER_KINDS)[number]
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -90,11 +96,11 @@ const LABEL_PATTERN =
 
 export const ConfigSchema = Type.Object({
   SIDELOG_HOST: text(
-    '127.0.0.1',
+    DEFAULT_HOST,
     'Address to listen on. The default lets only processes in the same network namespace (the app beside it) reach sidelog.',
   ),
   SIDELOG_PORT: integer(
-    9090,
+    DEFAULT_PORT,
     0,
     65535,
     'Port to listen on (0 picks a free one). PORT is not read: it belongs to the app.',
@@ -118,6 +124,24 @@ export const ConfigSchema = Type.Object({
     './data/dead-letter',
     'Where entries that cannot be delivered are kept, as JSONL with the reason: <DEAD_LETTER_DIR>/<sink>/YYYY/MM/DD/...',
   ),
+  DEAD_LETTER: Type.Transform(
+    Type.String({
+      default: 'dir',
+      pattern: `^\\s*(${DEAD_LETTER_KINDS.join('|')})\\s*(,\\s*(${DEAD_LETTER_KINDS.join('|')})\\s*)*$`,
+      description:
+        "Where entries that cannot be delivered go, tried in order until one takes them: dir (DEAD_LETTER_DIR, on this instance's disk), gcs (objects under DEAD_LETTER_GCS_PREFIX in LOG_BUCKET), stderr (one JSON line per entry, marked sidelog=dead-letter, kept by the platform's log collection). gcs and stderr outlive the instance; a list ending in gcs ends in stderr.",
+      accepts: `a comma-separated list of: ${DEAD_LETTER_KINDS.join(', ')}`,
+    }),
+  )
+    .Decode((list) => [...new Set(list.split(',').map((s) => s.trim() as DeadLetterKind))])
+    .Encode((kinds) => kinds.join(',')),
+  DEAD_LETTER_GCS_PREFIX: Type.String({
+    default: 'dead-letter/',
+    pattern: '^[^/].*/$',
+    description:
+      'With DEAD_LETTER=gcs: prefix of the dead-letter objects in LOG_BUCKET (<prefix><sink>/YYYY/MM/DD/...jsonl, never overwritten).',
+    accepts: 'a prefix ending in / that does not start with /, e.g. dead-letter/',
+  }),
   BATCH_SIZE: integer(100, 1, 100_000, 'Flush a batch when it holds this many entries.'),
   BATCH_BYTES: bytes(
     '4MiB',
@@ -206,7 +230,7 @@ export const ConfigSchema = Type.Object({
     default: '',
     pattern: BUCKET_PATTERN,
     description:
-      'Cloud Storage bucket of the gcs sink (the name the seeds use; GCS_BUCKET is the same setting).',
+      "Cloud Storage bucket of the gcs sink, of load mode's staged objects and of DEAD_LETTER=gcs (GCS_BUCKET is the same setting).",
     accepts: BUCKET_ACCEPTS,
   }),
   GCS_BUCKET: Type.String({
@@ -389,6 +413,18 @@ export const ConfigSchema = Type.Object({
     accepts:
       'a Google Cloud project id: 6 to 30 lower-case letters, digits or dashes, starting with a letter',
   }),
+  GOOGLE_CREDENTIALS_SERVICE: Type.String({
+    default: '',
+    description:
+      "Cloud Foundry: the name of a bound service whose credentials (in VCAP_SERVICES) are the service-account key the Google Cloud clients use, so that no key file ships with the app. Empty: Application Default Credentials (Cloud Run's or GKE's service account, GOOGLE_APPLICATION_CREDENTIALS).",
+    accepts: 'the name of a service bound to the app, or empty',
+  }),
+  VCAP_SERVICES: Type.String({
+    default: '',
+    description:
+      'Set by Cloud Foundry: the services bound to the app, as JSON. Read only for GOOGLE_CREDENTIALS_SERVICE, and never logged.',
+    accepts: 'the JSON Cloud Foundry sets',
+  }),
   ...otlpSettings(settingHelpers),
   ...tailSettings(settingHelpers),
 })
@@ -448,6 +484,22 @@ export function heapProblem(
   )
 }
 
+/**
+ * What the Google Cloud clients are built with besides their endpoint: the bound service's key on Cloud Foundry
+ * (GOOGLE_CREDENTIALS_SERVICE), else nothing (Application Default Credentials). Checked by loadConfig already.
+ */
+export function googleAuthOptions(config: Pick<Config, 'GOOGLE_CREDENTIALS_SERVICE' | 'VCAP_SERVICES'>): {
+  credentials?: { client_email: string; private_key: string }
+  projectId?: string
+} {
+  if (!config.GOOGLE_CREDENTIALS_SERVICE) return {}
+  const { credentials, projectId } = boundServiceCredentials(
+    config.VCAP_SERVICES,
+    config.GOOGLE_CREDENTIALS_SERVICE,
+  )
+  return { credentials: { ...credentials }, ...(projectId ? { projectId } : {}) }
+}
+
 /** The gcs sink's bucket: LOG_BUCKET or its alias GCS_BUCKET ('' when neither is set). */
 export function gcsBucket(config: Pick<Config, 'LOG_BUCKET' | 'GCS_BUCKET'>): string {
   return config.GCS_BUCKET || config.LOG_BUCKET
@@ -488,6 +540,16 @@ function crossCheck(c: Config): string[] {
   }
   if (c.SINKS.includes('gcs') && !gcsBucket(c)) {
     problems.push('SINKS includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
+  }
+  if (c.DEAD_LETTER.includes('gcs') && !gcsBucket(c)) {
+    problems.push('DEAD_LETTER includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
+  }
+  if (c.GOOGLE_CREDENTIALS_SERVICE) {
+    try {
+      boundServiceCredentials(c.VCAP_SERVICES, c.GOOGLE_CREDENTIALS_SERVICE)
+    } catch (err) {
+      problems.push(`GOOGLE_CREDENTIALS_SERVICE=${c.GOOGLE_CREDENTIALS_SERVICE}: ${(err as Error).message}`)
+    }
   }
   problems.push(...checkOtlpSettings(c), ...checkTailSettings(c))
   return problems

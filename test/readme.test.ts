@@ -1,7 +1,20 @@
 // The README is part of the product: it must document every setting the schema has.
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { ConfigSchema } from '../src/config.js'
+import { ConfigSchema, helpText } from '../src/config.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
+/** Paths of the project a text names: `src/app.ts`, `deploy/monitoring/alerts.yaml`, `NOTES.md`. */
+function projectPaths(text: string): string[] {
+  const named = [
+    ...text.matchAll(/`((?:src|test|deploy|bench|examples|clients|\.ci)\/[^`*\s]+)`/g),
+    ...text.matchAll(/([\w./-]+\.md)\b/g),
+  ]
+  return [...new Set(named.map((match) => match[1] as string))]
+}
 
 describe('README', () => {
   it('documents every setting', async () => {
@@ -17,5 +30,21 @@ describe('README', () => {
     expect(Object.keys(scripts)).toEqual(
       expect.arrayContaining(['start', 'test', 'bench', 'lint', 'typecheck']),
     )
+  })
+
+  it('names only files that are in the project', async () => {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+    const paths = projectPaths(readme)
+    expect(paths.length).toBeGreaterThan(10)
+    expect(paths.filter((path) => !existsSync(new URL(path, `file://${ROOT}`)))).toEqual([])
+  })
+})
+
+describe('--help', () => {
+  it('names only files that are in the project, and speaks of nothing outside it', () => {
+    const help = helpText()
+    expect(projectPaths(help).filter((path) => !existsSync(new URL(path, `file://${ROOT}`)))).toEqual([])
+    // Words from the documents the project was started from, which a user of sidelog does not have.
+    expect(help).not.toMatch(/\bseeds?\b|GCP-NOTES|issue \d/i)
   })
 })

@@ -15,7 +15,7 @@ import { fullJitter, retryAfterOf, sleep, timedOut } from '../delivery/timing.js
 import { errorMessage, PermanentError } from '../errors.js'
 import { writeFileAtomic } from '../storage/atomic-file.js'
 import { JournalFile } from '../storage/journal-file.js'
-import { type OpenedTable, toRow } from './bigquery-table.js'
+import { type TableHandle, toRow } from './bigquery-table.js'
 import { createObject, openBucket } from './gcs.js'
 import { classifyGoogleError, statusOf, TRANSIENT_REASONS } from './google-errors.js'
 import { objectName } from './jsonl.js'
@@ -114,7 +114,8 @@ class LoadJournal {
 }
 
 interface LoaderOptions {
-  readonly opened: OpenedTable
+  /** The table: jobs are submitted once it is open (a write opens it first, so a staged object implies it). */
+  readonly table: TableHandle
   readonly bucketName: string
   readonly journal: LoadJournal
   readonly deadLetterDir: string
@@ -241,7 +242,9 @@ class Loader {
       if (!(await sleep(poll, this.closing.signal))) return
       poll = Math.min(MAX_POLL_MS, poll * 2)
       try {
-        ;[metadata] = await this.options.opened.bigquery.job(job.id, this.jobLocation()).getMetadata()
+        ;[metadata] = await (await this.options.table.get()).bigquery
+          .job(job.id, this.jobLocation())
+          .getMetadata()
       } catch (err) {
         const classified = classifyGoogleError(err, 'BigQuery')
         if (classified instanceof PermanentError) return this.end(job, 'failed', errorMessage(classified))
@@ -272,7 +275,7 @@ class Loader {
   }
 
   private async submit(job: LoadJob): Promise<JobMetadata> {
-    const { bigquery, table, location } = this.options.opened
+    const { bigquery, table, location } = await this.options.table.get()
     try {
       const [, response] = await bigquery.createJob({
         jobId: job.id,
@@ -307,7 +310,7 @@ class Loader {
   }
 
   private jobLocation(): { location?: string } {
-    const { location } = this.options.opened
+    const location = this.options.table.current?.location
     return location ? { location } : {}
   }
 
@@ -333,9 +336,10 @@ class Loader {
   }
 
   private async recordFailure(job: LoadJob, error: string): Promise<void> {
-    const { opened, bucketName, deadLetterDir, logger } = this.options
+    const { table, bucketName, deadLetterDir, logger } = this.options
     const uris = job.objects.map((name) => `gs://${bucketName}/${name}`)
-    const destination = `${opened.table.dataset.id}.${opened.table.id}`
+    const opened = table.current?.table
+    const destination = opened ? `${opened.dataset.id}.${opened.id}` : '(the table)'
     const path = join(deadLetterDir, 'bigquery-load', `${job.id}.json`)
     const record = {
       failed_at: new Date().toISOString(),
@@ -374,13 +378,18 @@ class Loader {
   }
 }
 
-export async function createLoadSink({ config, logger }: SinkContext, opened: OpenedTable): Promise<Sink> {
-  const { bucket, startupError } = await openBucket(config, logger)
+export async function createLoadSink(
+  { config, logger }: SinkContext,
+  table: TableHandle,
+  tableStartupError: Error | undefined,
+): Promise<Sink> {
+  const { bucket, startupError: bucketStartupError } = await openBucket(config, logger)
+  const startupError = tableStartupError ?? bucketStartupError
   const journal = new LoadJournal(resolve(config.DATA_DIR, 'bigquery-load.journal'), logger)
   const rememberMs = (config.RETRY_MAX_ELAPSED + config.SINK_TIMEOUT) * 1000
   const recovered = await journal.recover(rememberMs)
   const loader = new Loader({
-    opened,
+    table,
     bucketName: bucket.name,
     journal,
     deadLetterDir: resolve(config.DEAD_LETTER_DIR),
@@ -402,6 +411,7 @@ export async function createLoadSink({ config, logger }: SinkContext, opened: Op
       pending_objects: loader.pendingObjects,
     }),
     async write(batch, { signal }) {
+      const opened = await table.get()
       let data = ''
       let dropped = 0
       for (const event of batch.events) {

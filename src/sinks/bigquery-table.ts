@@ -1,9 +1,11 @@
-// The bigquery sink's table: the default schema, opening (and creating) the dataset and table at start-up, and how
-// an entry becomes a row of whatever table sidelog finds. Shared by the stream and load modes.
+// The bigquery sink's table: the default schema, opening (and creating) the dataset and table, at start-up or, when
+// BigQuery did not answer then, on the first write; and how an entry becomes a row of whatever table sidelog finds.
+// Shared by the stream and load modes.
 import { BigQuery, type Table } from '@google-cloud/bigquery'
 import { OAuth2Client } from 'google-auth-library'
 import type { Logger } from 'pino'
-import type { Config } from '../config.js'
+import { type Config, googleAuthOptions } from '../config.js'
+import { withTimeout } from '../delivery/timing.js'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
 import { SPAN_FIELD, TRACE_FIELD } from '../event.js'
 import { classifyGoogleError } from './google-errors.js'
@@ -132,30 +134,110 @@ export interface OpenedTable {
   readonly location?: string
 }
 
-/** Makes sure the dataset and table exist (creating them when BQ_CREATE allows); any failure stops start-up. */
-export async function openTable(config: Config, logger: Logger): Promise<OpenedTable> {
+/** The table, opened at start-up or as soon as BigQuery answers. */
+export interface TableHandle {
+  /** The table once it has been opened. */
+  readonly current: OpenedTable | undefined
+  /**
+   * The opened table, opening it now if start-up could not (one attempt at a time, bounded by SINK_TIMEOUT). Rejects
+   * with a plain (transient) error while BigQuery does not answer, and with a PermanentError when it answers that the
+   * dataset or table cannot be used.
+   */
+  get(): Promise<OpenedTable>
+}
+
+/**
+ * Makes sure the dataset and table exist (creating them when BQ_CREATE allows). A real configuration problem (a name
+ * BigQuery refuses, 403, 404 with BQ_CREATE=false) throws a ConfigError and stops start-up; a BigQuery that does not
+ * answer (refused connection, time-out, 5xx, 429) leaves the sink to start degraded, with `startupError`, and the
+ * table is opened on the first write that finds BigQuery answering.
+ */
+export async function openTable(
+  config: Config,
+  logger: Logger,
+): Promise<{ handle: TableHandle; startupError?: Error }> {
   const bigquery = new BigQuery({
+    ...googleAuthOptions(config),
     ...(config.BQ_PROJECT ? { projectId: config.BQ_PROJECT } : {}),
     ...(config.BQ_ENDPOINT ? { apiEndpoint: config.BQ_ENDPOINT, authClient: placeholderAuth() } : {}),
     // sidelog's retry layer owns timing; the client's own retries would re-send on their own schedule.
     retryOptions: { autoRetry: false, maxRetries: 0 },
   })
   const name = `${config.BQ_PROJECT || '(default project)'}.${config.BQ_DATASET}.${config.BQ_TABLE}`
+  let current: OpenedTable | undefined
+  let opening: Promise<OpenedTable> | undefined
+  const open = (): Promise<OpenedTable> => {
+    opening ??= withTimeout(
+      openOnce(bigquery, config, logger, name),
+      config.SINK_TIMEOUT * 1000,
+      `no answer within ${config.SINK_TIMEOUT} s`,
+    ).then(
+      (opened) => {
+        current = opened
+        return opened
+      },
+      (err: unknown) => {
+        opening = undefined
+        throw err
+      },
+    )
+    return opening
+  }
+  const handle: TableHandle = {
+    get current() {
+      return current
+    },
+    async get() {
+      if (current) return current
+      try {
+        return await open()
+      } catch (err) {
+        if (err instanceof ConfigError) throw new PermanentError(err.message, { cause: err })
+        throw new Error(`the table ${name} could not be opened yet: ${errorMessage(err)}`, { cause: err })
+      }
+    },
+  }
+  try {
+    await open()
+    return { handle }
+  } catch (err) {
+    if (err instanceof ConfigError) throw err
+    logger.warn(
+      { table: name, err },
+      'bigquery did not answer at start-up; starting degraded, the table is opened on the first write',
+    )
+    return {
+      handle,
+      startupError: new Error(`BigQuery could not be reached at start-up: ${errorMessage(err)}`, {
+        cause: err,
+      }),
+    }
+  }
+}
+
+/** One attempt: a ConfigError for what the configuration must fix, the client's error for anything a retry may fix. */
+async function openOnce(
+  bigquery: BigQuery,
+  config: Config,
+  logger: Logger,
+  name: string,
+): Promise<OpenedTable> {
   const fail = (what: string, err: unknown) =>
     new ConfigError(
       `BQ_DATASET=${config.BQ_DATASET} BQ_TABLE=${config.BQ_TABLE}: ${what}: ${errorMessage(err)}`,
     )
+  const isPermanent = (err: unknown) => classifyGoogleError(err, 'BigQuery') instanceof PermanentError
   const dataset = bigquery.dataset(config.BQ_DATASET)
   let location: string | undefined
   try {
     const [found] = await dataset.get({ autoCreate: config.BQ_CREATE })
     location = found.metadata?.location
   } catch (err) {
-    const missing = classifyGoogleError(err, 'BigQuery') instanceof PermanentError && !config.BQ_CREATE
+    if (!isPermanent(err)) throw err
     throw fail(
-      missing
-        ? 'the dataset cannot be used (BQ_CREATE=false, so sidelog does not create it)'
-        : 'the dataset cannot be used',
+      config.BQ_CREATE
+        ? 'the dataset cannot be used'
+        : 'the dataset cannot be used (BQ_CREATE=false, so sidelog does not create it)',
       err,
     )
   }
@@ -163,7 +245,9 @@ export async function openTable(config: Config, logger: Logger): Promise<OpenedT
   try {
     const [exists] = await table.exists()
     if (!exists) {
-      if (!config.BQ_CREATE) throw new Error(`table ${name} does not exist and BQ_CREATE=false`)
+      if (!config.BQ_CREATE) {
+        throw new ConfigError(`table ${name} does not exist and BQ_CREATE=false`)
+      }
       await dataset
         .createTable(config.BQ_TABLE, {
           schema: { fields: DEFAULT_SCHEMA.map((f) => ({ ...f })) },
@@ -181,6 +265,7 @@ export async function openTable(config: Config, logger: Logger): Promise<OpenedT
     logger.info({ table: name, mode: config.BQ_MODE, plan: describePlan(plan) }, 'bigquery sink ready')
     return { bigquery, table, plan, ...(location ? { location } : {}) }
   } catch (err) {
-    throw fail('the table cannot be used', err)
+    if (err instanceof ConfigError || isPermanent(err)) throw fail('the table cannot be used', err)
+    throw err
   }
 }

@@ -1,11 +1,12 @@
 // The bigquery sink. Stream mode (the default): each batch goes through tabledata.insertAll in requests of at most
 // 500 rows and well under 10 MB, every row's insertId being its event_id, so a retry, a restart or a replay re-sends
 // the same ids and BigQuery de-duplicates them. Rows BigQuery refuses go to the dead-letter store with its reason;
-// rows it only stopped (because a neighbour was bad) are re-sent. Load mode lives in bigquery-load.ts.
+// rows it only stopped (because a neighbour was bad) are re-sent. A BigQuery that does not answer at start-up leaves
+// the sink degraded until a write finds it (see openTable). Load mode lives in bigquery-load.ts.
 import { PartialWriteError, type RejectedEvent } from '../errors.js'
 import type { LogEvent } from '../event.js'
 import { createLoadSink } from './bigquery-load.js'
-import { type OpenedTable, openTable, toRow } from './bigquery-table.js'
+import { openTable, type TableHandle, toRow } from './bigquery-table.js'
 import { classifyGoogleError, TRANSIENT_REASONS } from './google-errors.js'
 import type { Sink, SinkFactory } from './sink.js'
 
@@ -49,17 +50,21 @@ function chunk(rows: readonly PreparedRow[]): PreparedRow[][] {
 }
 
 export const createBigQuerySink: SinkFactory = async (context) => {
-  const opened = await openTable(context.config, context.logger)
-  return context.config.BQ_MODE === 'load' ? createLoadSink(context, opened) : createStreamSink(opened)
+  const { handle, startupError } = await openTable(context.config, context.logger)
+  return context.config.BQ_MODE === 'load'
+    ? createLoadSink(context, handle, startupError)
+    : createStreamSink(handle, startupError)
 }
 
-function createStreamSink({ table, plan }: OpenedTable): Sink {
+function createStreamSink(handle: TableHandle, startupError: Error | undefined): Sink {
   let droppedFields = 0
 
   const sink: Sink = {
     name: 'bigquery',
+    ...(startupError ? { startupError } : {}),
     stats: () => ({ dropped_fields: droppedFields }),
     async write(batch) {
+      const { table, plan } = await handle.get()
       const rejected: RejectedEvent[] = []
       const rows: PreparedRow[] = []
       for (const event of batch.events) {

@@ -4,7 +4,7 @@ import { promisify } from 'node:util'
 import { gzip } from 'node:zlib'
 import { type Bucket, Storage } from '@google-cloud/storage'
 import type { Logger } from 'pino'
-import { type Config, gcsBucket } from '../config.js'
+import { type Config, gcsBucket, googleAuthOptions } from '../config.js'
 import { withTimeout } from '../delivery/timing.js'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
 import { classifyGoogleError, statusOf } from './google-errors.js'
@@ -28,6 +28,7 @@ export async function openBucket(
 ): Promise<{ bucket: Bucket; startupError?: Error }> {
   const bucketName = gcsBucket(config)
   const storage = new Storage({
+    ...googleAuthOptions(config),
     ...(config.GCS_ENDPOINT ? { apiEndpoint: config.GCS_ENDPOINT } : {}),
     // sidelog's retry layer owns timing and deadlines; the client's own retries (up to 600 s) would hide them.
     retryOptions: { autoRetry: false, maxRetries: 0 },

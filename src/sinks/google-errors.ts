@@ -1,4 +1,4 @@
-// Error classification shared by the Google Cloud sinks: which answers a retry can fix.
+// Error classification shared by the Google Cloud sinks (which answers a retry can fix), and the bound on a call.
 import { errorMessage, PermanentError } from '../errors.js'
 
 /** Answers that retrying will not change: a bad request, no permission, no such resource. */

@@ -33,6 +33,23 @@ describe('sidelog command line', () => {
     )
   })
 
+  it('Cloud Foundry credentials: an unbound GOOGLE_CREDENTIALS_SERVICE stops start-up; a bound one starts', async () => {
+    const unbound = await sidelog([], { SIDELOG_PORT: '0', GOOGLE_CREDENTIALS_SERVICE: 'sidelog-gcp' })
+    expect(unbound.code).toBe(1)
+    expect(unbound.stderr).toContain('GOOGLE_CREDENTIALS_SERVICE=sidelog-gcp: VCAP_SERVICES is not set')
+    const dir = await tempDir()
+    const credentials = { client_email: 'a@b', private_key: 'not shown' }
+    const bound = await spawnSidelog({
+      DATA_DIR: dir,
+      DEAD_LETTER_DIR: `${dir}/dead-letter`,
+      GOOGLE_CREDENTIALS_SERVICE: 'sidelog-gcp',
+      VCAP_SERVICES: JSON.stringify({ 'user-provided': [{ name: 'sidelog-gcp', credentials }] }),
+    })
+    bound.child.kill('SIGTERM')
+    expect(await bound.exited).toEqual({ code: 0, signal: null })
+    expect(JSON.stringify(bound.logs)).not.toContain('not shown')
+  })
+
   it('buffers that cannot fit a capped heap stop start-up with exit 1, naming BUFFER_MAX_BYTES', async () => {
     const dir = await tempDir()
     const env = { SIDELOG_PORT: '0', DATA_DIR: dir, NODE_OPTIONS: '--max-old-space-size=32' }

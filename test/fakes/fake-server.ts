@@ -49,7 +49,12 @@ const REASONS: Record<number, string> = {
 export abstract class FakeGoogleServer<Target extends string> {
   readonly requests: RecordedRequest[] = []
   url = ''
-  private readonly faults: { fault: Fault; target: Target | 'any'; remaining: number }[] = []
+  private readonly faults: {
+    fault: Fault
+    target: Target | 'any'
+    remaining: number
+    where?: (request: RecordedRequest) => boolean
+  }[] = []
   private readonly stalled = new Set<ServerResponse>()
   private server: Server | undefined
 
@@ -78,9 +83,20 @@ export abstract class FakeGoogleServer<Target extends string> {
     await new Promise<void>((resolve) => this.server?.close(() => resolve()))
   }
 
-  /** The next `times` requests of `target` suffer `fault`. Faults queue in the order they were injected. */
-  inject(fault: Fault, options: { times?: number; target?: Target | 'any' } = {}): void {
-    this.faults.push({ fault, target: options.target ?? this.defaultTarget, remaining: options.times ?? 1 })
+  /**
+   * The next `times` requests of `target` (and, with `where`, only those it picks) suffer `fault`. Faults queue in the
+   * order they were injected.
+   */
+  inject(
+    fault: Fault,
+    options: { times?: number; target?: Target | 'any'; where?: (request: RecordedRequest) => boolean } = {},
+  ): void {
+    this.faults.push({
+      fault,
+      target: options.target ?? this.defaultTarget,
+      remaining: options.times ?? 1,
+      ...(options.where ? { where: options.where } : {}),
+    })
   }
 
   /** Drops every fault not yet suffered: the service recovers. */
@@ -104,7 +120,10 @@ export abstract class FakeGoogleServer<Target extends string> {
 
   private takeFault(request: RecordedRequest): Fault | undefined {
     const pending = this.faults.find(
-      (f) => f.remaining > 0 && (f.target === 'any' || this.isTarget(f.target, request)),
+      (f) =>
+        f.remaining > 0 &&
+        (f.target === 'any' || this.isTarget(f.target, request)) &&
+        (f.where === undefined || f.where(request)),
     )
     if (!pending) return undefined
     pending.remaining--
