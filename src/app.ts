@@ -181,11 +181,11 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       pipeline.beginShutdown()
       const windowMs = Math.min(config.SHUTDOWN_ACCEPT, config.SHUTDOWN_TIMEOUT / 2) * 1000
       await acceptWindow(pipeline, startedAt, windowMs, config.SHUTDOWN_QUIET * 1000)
-      const budgetMs = config.SHUTDOWN_TIMEOUT * 1000 - (performance.now() - startedAt)
       // Then refuse new entries (503), so nothing is accepted that the drain below would not see.
       pipeline.stopAccepting()
-      // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain.
+      // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain, inside the budget.
       await sources.close()
+      const budgetMs = config.SHUTDOWN_TIMEOUT * 1000 - (performance.now() - startedAt)
       const serverClosed = server.close()
       const summary = await pipeline.drain(budgetMs)
       // Whatever connection is still open (a slow upload) holds nothing accepted: do not wait for it.

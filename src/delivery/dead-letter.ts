@@ -4,12 +4,13 @@
 // the instance, and dead-letters.ts chains the ones DEAD_LETTER names. At the shutdown deadline everything left goes
 // in one write per sink, and `writeNow` is the last resort before a hard exit: synchronous, so it finishes even when
 // the event loop will not run again.
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import type { RejectedEvent } from '../errors.js'
 import type { Batch } from '../event.js'
 import { objectName } from '../sinks/jsonl.js'
 import { makeDir, openAtomicRoot, TEMP_DIR, writeFileAtomic } from '../storage/atomic-file.js'
+import { writeAllSync } from '../storage/fsync.js'
 
 export interface DeadLetterRecord {
   readonly sink: string
@@ -68,15 +69,24 @@ export function createDeadLetterStore(dir: string): DeadLetterStore & { readonly
     },
     writeNow(batch, items, record) {
       const path = pathOf(batch, record.sink)
+      // Usually no dead letter was written this day for this sink yet: the directories may not exist.
+      mkdirSync(dirname(path), { recursive: true })
+      mkdirSync(tempDir, { recursive: true })
       const temp = join(tempDir, `.last-resort-${process.pid}-${written}.tmp`)
       const fd = openSync(temp, 'w')
       try {
-        writeSync(fd, encode(items, record))
+        writeAllSync(fd, Buffer.from(encode(items, record)))
         fsyncSync(fd)
       } finally {
         closeSync(fd)
       }
       renameSync(temp, path)
+      const dir = openSync(dirname(path), 'r')
+      try {
+        fsyncSync(dir)
+      } finally {
+        closeSync(dir)
+      }
       return path
     },
   }

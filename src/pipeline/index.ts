@@ -59,7 +59,12 @@ export class Pipeline {
   constructor(private readonly options: PipelineOptions) {
     const { spool, logger, retryAfterMs, batching } = options
     this.spoolInput = spool
-      ? new SpoolInput(spool, { logger, retryAfterMs, maxBatchBytes: batching.maxBatchBytes })
+      ? new SpoolInput(spool, {
+          logger,
+          retryAfterMs,
+          maxBatchBytes: batching.maxBatchBytes,
+          deadline: this.deadline.signal,
+        })
       : undefined
     this.input = this.spoolInput ?? new MemoryInput(retryAfterMs)
     this.lanes = options.sinks.map((sink) => {
@@ -250,6 +255,15 @@ export class Pipeline {
    * the dead-letter store synchronously, or, if that fails, to stderr in a fatal log line. Returns how many.
    */
   deadLetterNow(): number {
+    if (this.input.keepsUnsent) {
+      // With a spool everything still held is on disk: sealed batches are re-sent under their names after a restart,
+      // the rest is read again. Dead-lettering it here would deliver it twice.
+      this.options.logger.error(
+        { held: this.bufferedEvents },
+        'last resort: entries still held stay in the spool for the next start',
+      )
+      return 0
+    }
     let total = 0
     for (const lane of this.lanes) total += lane.deadLetterNow()
     return total

@@ -33,6 +33,11 @@ export class SpoolInput implements LaneInput {
       readonly logger: Logger
       readonly retryAfterMs: number
       readonly maxBatchBytes: number
+      /**
+       * The shutdown deadline. Past it nothing more is read into a lane: what no write has started stays in the spool,
+       * and a restart resumes after the last sealed batch, so a batch sealed after the deadline would hide them.
+       */
+      readonly deadline: AbortSignal
     },
   ) {}
 
@@ -117,6 +122,7 @@ export class SpoolInput implements LaneInput {
     return written.then(
       () => {
         this.failure = undefined
+        if (this.options.deadline.aborted) return
         for (const lane of handOver()) void this.pump(lane)
       },
       async (err: unknown) => {
@@ -160,11 +166,12 @@ export class SpoolInput implements LaneInput {
   assertRoomFor(): void {}
 
   onRoom(lane: Lane): void {
-    void this.pump(lane)
+    if (!this.options.deadline.aborted) void this.pump(lane)
   }
 
+  /** Entries on disk this lane has not read yet (numbers never written, after a failed append, are not counted). */
   backlog(lane: Lane): number {
-    return Math.max(0, this.spool.next - this.state(lane).reader.next)
+    return Math.max(0, this.spool.lastWritten + 1 - this.state(lane).reader.next)
   }
 
   /**
@@ -183,8 +190,10 @@ export class SpoolInput implements LaneInput {
           for (;;) {
             const room = lane.batcher.room()
             if (room.events <= 0 || room.bytes <= this.options.maxBatchBytes / 4) break
+            if (this.options.deadline.aborted) return
             const records = await state.reader.read(room.events, room.bytes)
-            if (records.length === 0) break
+            // Read, but past the deadline: not offered. They stay in the spool, read again after a restart.
+            if (records.length === 0 || this.options.deadline.aborted) break
             lane.batcher.offer(records.map(recordToEvent))
           }
         }

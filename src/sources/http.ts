@@ -249,7 +249,7 @@ function countLines(text: string, max: number): number {
 export function registerHttpSource(app: FastifyInstance, options: HttpSourceOptions): void {
   const { pipeline, enrich, maxBodyBytes, maxInflightBytes, retryAfterMs, idempotency } = options
   const inflight: Inflight = { bytes: 0 }
-  /** Per request: the bytes it counts in `inflight` (reserved from Content-Length, then as the body arrives). */
+  /** Per request: the bytes of its body that have arrived, counted in `inflight` until it is answered. */
   const holds = new WeakMap<object, { held: number }>()
 
   // Encapsulated: these parsers and the gzip hook apply to /logs only.
@@ -262,14 +262,12 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     scope.addContentTypeParser(NDJSON_TYPES, { parseAs: 'buffer' }, asRaw('ndjson'))
 
     // Before the body is read: a draining or saturated sidecar refuses at once, at the cost of a header parse.
-    scope.addHook('onRequest', async (request) => {
+    scope.addHook('onRequest', async () => {
       if (!pipeline.isAccepting) throw new ShuttingDownError()
       pipeline.assertNotSaturated()
-      // A body whose announced size would not fit beside the ones being read is refused before it is read.
-      const announced = Math.min(Number(request.headers['content-length']) || 0, maxBodyBytes)
-      if (inflight.bytes + announced > maxInflightBytes) throw inflightFull(inflight.bytes, retryAfterMs)
-      inflight.bytes += announced
-      holds.set(request, { held: announced })
+      // Only bytes that have arrived count: a client that announces a large body and sends nothing holds nothing
+      // (reserving the announced size let 16 idle connections shut everyone out until REQUEST_TIMEOUT).
+      if (inflight.bytes >= maxInflightBytes) throw inflightFull(inflight.bytes, retryAfterMs)
     })
 
     scope.addHook('preParsing', async (request, _reply, payload) => {
@@ -282,8 +280,7 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
           `Content-Encoding "${encoding}" is not supported; send gzip or none`,
         )
       }
-      const hold = holds.get(request) ?? { held: 0 }
-      const meter = new BodyMeter(maxBodyBytes, inflight, maxInflightBytes, retryAfterMs, encoded, hold.held)
+      const meter = new BodyMeter(maxBodyBytes, inflight, maxInflightBytes, retryAfterMs, encoded, 0)
       holds.set(request, meter)
       if (!encoded) return payload.pipe(meter)
       // pipe(), not stream.pipeline(): a failure must not destroy the request, whose rest is read and discarded so

@@ -242,6 +242,11 @@ export class Spool {
     return this.log.next
   }
 
+  /** The last entry written to the log: readers can get up to here. */
+  get lastWritten(): number {
+    return this.log.lastWritten
+  }
+
   /** Above 90% of SPOOL_MAX_BYTES: new requests are refused before their body is read. */
   get isSaturated(): boolean {
     return this.log.bytes > this.options.maxBytes * 0.9

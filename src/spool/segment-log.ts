@@ -209,25 +209,55 @@ export class SegmentLog {
   private async openSegment(path: string, firstSeq: number): Promise<void> {
     const { logger, maxRecordBytes } = this.options
     let data: Buffer = await readFile(path)
-    if (
-      data.length > 0 &&
-      data.length >= FILE_HEADER_BYTES &&
-      !data.subarray(0, MAGIC.length).equals(MAGIC)
-    ) {
+    const hasMagic = data.subarray(0, MAGIC.length).equals(MAGIC)
+    // The first format only when its first record proves it (a checksum that passes): a damaged header is not one.
+    if (!hasMagic && data.length >= FILE_HEADER_BYTES && decodeFirstFormat(data, maxRecordBytes).length > 0) {
       data = await this.upgrade(path, data)
-    }
-    if (data.length < FILE_HEADER_BYTES) {
+    } else if (data.length < FILE_HEADER_BYTES) {
       // Created, and the process died before its header was durable: it holds no record.
       await unlink(path)
       this.nextSeq = Math.max(this.nextSeq, firstSeq)
       return
     }
-    const marker = Buffer.from(data.subarray(MAGIC.length, FILE_HEADER_BYTES))
-    const { records, damage } = scanRecords(data, FILE_HEADER_BYTES, marker, {
-      maxRecordBytes,
-      afterSeq: firstSeq - 1,
-      final: true,
+    const scan = (marker: Buffer) => ({
+      marker,
+      ...scanRecords(data, FILE_HEADER_BYTES, marker, {
+        maxRecordBytes,
+        afterSeq: firstSeq - 1,
+        final: true,
+      }),
     })
+    // A damaged header must not cost the segment: the first record's marker says what the header's should be.
+    let best = scan(Buffer.from(data.subarray(MAGIC.length, FILE_HEADER_BYTES)))
+    if (!hasMagic || best.records.length === 0) {
+      const learned = scan(Buffer.from(data.subarray(FILE_HEADER_BYTES, FILE_HEADER_BYTES + MARKER_BYTES)))
+      if (learned.records.length > best.records.length || (!hasMagic && learned.records.length > 0)) {
+        await copyFile(path, `${path}.corrupt`)
+        best = learned
+        const handle = await open(path, 'r+')
+        await handle.write(Buffer.concat([MAGIC, learned.marker]), 0, FILE_HEADER_BYTES, 0)
+        await handle.sync()
+        await handle.close()
+        data.set(MAGIC, 0)
+        data.set(learned.marker, MAGIC.length)
+        logger.warn(
+          { segment: path },
+          'spool: damaged segment header rewritten from its records (a copy is kept as .corrupt)',
+        )
+      } else if (!hasMagic) {
+        // Nothing in it can be read: set it aside whole, and never give its numbers out again.
+        await rename(path, `${path}.corrupt`)
+        const lost = Math.ceil((data.length - FILE_HEADER_BYTES) / HEADER_BYTES)
+        this.damagedAtOpen += 1
+        this.nextSeq = Math.max(this.nextSeq, firstSeq + lost)
+        logger.error(
+          { segment: path, bytes: data.length, possibly_lost_records: lost },
+          'spool: segment unreadable (no header, no record); set aside as .corrupt',
+        )
+        return
+      }
+    }
+    const { marker, records, damage } = best
     let bytes = data.length
     let lost = 0
     if (damage.length > 0) {
@@ -249,6 +279,7 @@ export class SegmentLog {
           segment: path,
           damage: damage.map((d) => ({ byte_offset: d.offset, problem: d.problem })),
           kept_records: records.length,
+          ...(lost > 0 ? { possibly_lost_records: lost } : {}),
         },
         'spool: damaged records skipped; the records around them are kept (a copy of the segment is kept as .corrupt)',
       )
@@ -296,6 +327,18 @@ export class SegmentLog {
   }
 
   /**
+   * The number of the last record written (durable, with SPOOL_FSYNC=always). Below `next` by the appends under way,
+   * and by numbers that will never be written (an append that failed, a damaged tail): what readers can still get.
+   */
+  get lastWritten(): number {
+    let last = 0
+    // An empty segment's lastSeq is its firstSeq - 1, which may be past numbers never written.
+    for (const segment of this.segments)
+      if (segment.lastSeq >= segment.firstSeq) last = Math.max(last, segment.lastSeq)
+    return last
+  }
+
+  /**
    * Appends one record per payload. Their sequence numbers are given at once (callers number their entries before
    * they go on); `written` resolves once the records are durable per the policy (synced, with `always`), and only
    * then can a reader see them. Writes happen in call order, so the file order is the sequence order.
@@ -305,6 +348,9 @@ export class SegmentLog {
     const lastSeq = firstSeq + payloads.length - 1
     this.nextSeq = lastSeq + 1
     const written = this.enqueue(async () => {
+      // No open segment: an earlier failure could not start a new one (a full disk). Try again now; if that fails
+      // too, this append fails, rather than being acknowledged unwritten.
+      if (!this.handle) await this.startSegment(firstSeq)
       let current = this.current()
       if (
         current.bytes > FILE_HEADER_BYTES &&
@@ -313,13 +359,17 @@ export class SegmentLog {
         await this.startSegment(firstSeq)
         current = this.current()
       }
+      const handle = this.handle as FileHandle | undefined
+      if (!handle) throw new Error('spool: no segment open for writing')
       const data = Buffer.concat(payloads.map((payload, i) => encode(current.marker, firstSeq + i, payload)))
       try {
-        if (this.handle) await writeAll(this.handle, data)
-        if (this.options.fsync === 'always') await this.handle?.datasync()
+        await writeAll(handle, data)
+        if (this.options.fsync === 'always') await handle.datasync()
       } catch (err) {
-        // Part of it may be in the file, unsynced: later records go to a new segment, and this one ends at its last
-        // durable record.
+        // Part of it may be in the file: cut it back to the last durable record, so a restart cannot read back what
+        // the client was told failed; later records go to a new segment (or, if none can be started now, the next
+        // append tries again).
+        await handle.truncate(current.bytes).catch(() => {})
         await this.startSegment(lastSeq + 1).catch(() => {})
         throw err
       }
@@ -405,10 +455,17 @@ export class SegmentLog {
     const path = join(this.dir, segmentName(firstSeq))
     const marker = randomBytes(MARKER_BYTES)
     const handle = await open(path, 'w')
-    await writeAll(handle, Buffer.concat([MAGIC, marker]))
-    if (this.options.fsync !== 'never') {
-      await handle.datasync()
-      await fsyncDir(this.dir)
+    try {
+      await writeAll(handle, Buffer.concat([MAGIC, marker]))
+      if (this.options.fsync !== 'never') {
+        await handle.datasync()
+        await fsyncDir(this.dir)
+      }
+    } catch (err) {
+      // No segment without its header: the next append starts one again.
+      await handle.close().catch(() => {})
+      await unlink(path).catch(() => {})
+      throw err
     }
     this.handle = handle
     const { size } = await stat(path)

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
 import { basename, dirname, join, parse, relative, resolve, sep } from 'node:path'
 import { PermanentError } from '../errors.js'
+import { fsyncDir } from './fsync.js'
 
 /** File-system errors that no retry can fix: the path or its permissions are wrong. */
 const PERMANENT_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'EINVAL'])
@@ -108,6 +109,9 @@ export async function writeFileAtomic(
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') dirs.forget(dir)
     throw err
   }
+  // The rename is durable only once the directory is: without this a power loss could take back a file whose
+  // delivery was already journaled as done.
+  await fsyncDir(dir)
 }
 
 /** Atomic writes under one root directory, with their temp files in `<root>/.tmp`. */

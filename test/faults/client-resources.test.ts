@@ -71,4 +71,27 @@ describe('fault: clients that hold connections and bodies', () => {
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
     expect((await readJsonlTree(join(dir, 'data', 'logs'))).map((l) => l.event_id)).toEqual(['after'])
   })
+
+  it('connections that announce large bodies and send nothing hold nothing: the app is still served (review finding)', async () => {
+    const { settings } = await fileSinkSettings()
+    sidelog = await spawnSidelog(settings)
+    const port = Number(new URL(sidelog.url).port)
+    // 16 × 1 MiB announced is all of MAX_INFLIGHT_BYTES; before the fix this shut everyone out for REQUEST_TIMEOUT.
+    const idle = Array.from({ length: 16 }, () => {
+      const socket = connect(port, '127.0.0.1')
+      sockets.push(socket)
+      socket.on('error', () => {})
+      socket.write(
+        `POST /logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${1024 ** 2}\r\n\r\n{"a":1}\n`,
+      )
+      return socket
+    })
+    expect(idle).toHaveLength(16)
+    const res = await fetch(`${sidelog.url}/logs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ event_id: 'app', message: 'hello' }),
+    })
+    expect(res.status).toBe(202)
+  })
 })

@@ -132,4 +132,47 @@ describe.skipIf(cannotMount !== undefined)('fault: disks that fill up, turn read
     expect((await post(sidelog.url, ['sp-3'])).status).toBe(202)
     expect((await getHealth(sidelog.url)).status).toBe('healthy')
   })
+
+  it('after a failed append on a full spool disk, a 202 still means on disk (review finding)', async () => {
+    const dir = await tempDir()
+    const spool = await smallDisk(join(dir, 'spool'), '1m')
+    const settings = {
+      SINKS: 'file',
+      DATA_DIR: join(dir, 'data'),
+      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+      SPOOL_DIR: spool,
+      SPOOL_MAX_BYTES: '64MiB',
+      BUFFER_MAX_BYTES: '8MiB',
+      // Nothing is delivered before the kill: every acknowledged entry must come back from the spool.
+      FLUSH_INTERVAL: '3600',
+      BATCH_SIZE: '100000',
+      BUFFER_MAX_EVENTS: '100000',
+    }
+    sidelog = await spawnSidelog(settings)
+    const acknowledged: string[] = []
+    const answers: Record<number, number> = {}
+    let afterFailure = 0
+    for (let r = 0; r < 400 && afterFailure < 30; r++) {
+      const ids = Array.from({ length: 20 }, (_, i) => `full-${r}-${i}`)
+      const res = await post(sidelog.url, ids, 200)
+      await res.text()
+      answers[res.status] = (answers[res.status] ?? 0) + 1
+      if (res.status === 202) acknowledged.push(...ids)
+      if (answers[500]) afterFailure++
+    }
+    console.log(`disk-faults: answers ${JSON.stringify(answers)}, ${acknowledged.length} acknowledged`)
+    expect(answers[500]).toBeGreaterThan(0)
+    sidelog.child.kill('SIGKILL')
+    await sidelog.exited
+    execFileSync('mount', ['-o', 'remount,size=64m', spool])
+    sidelog = await spawnSidelog({ ...settings, FLUSH_INTERVAL: '0.1' })
+    await waitForHealth(sidelog.url, (h) => h.buffer_size === 0, 20_000).catch(async (err) => {
+      console.log(JSON.stringify(sidelog?.logs.slice(-8)))
+      throw err
+    })
+    sidelog.child.kill('SIGTERM')
+    expect(await sidelog.exited).toEqual({ code: 0, signal: null })
+    const delivered = new Set((await readJsonlTree(join(dir, 'data', 'logs'))).map((l) => l.event_id))
+    expect(acknowledged.filter((id) => !delivered.has(id))).toEqual([])
+  })
 })

@@ -138,9 +138,18 @@ describe.skipIf(!hasTmux)('sidelog top in a terminal (tmux)', () => {
       await tmux('send-keys', '-t', 'top', 'q')
       const status = await until(
         async () =>
-          (await tmux('list-panes', '-t', 'top', '-F', '#{pane_dead} #{pane_dead_status}')).stdout.trim(),
-        // The pane is dead at the terminal's end of file; its exit status comes with the process's exit.
-        (s) => /^1 \d+$/.test(s),
+          (
+            await tmux(
+              'list-panes',
+              '-t',
+              'top',
+              '-F',
+              '#{pane_dead} #{pane_dead_status} #{pane_dead_signal}',
+            )
+          ).stdout.trim(),
+        // The pane is dead at the terminal's end of file; its exit status (or the signal that killed it) comes with
+        // the process's exit.
+        (s) => /^1 (\d+|\s+\d+)$/.test(s),
         'top quitting on q',
       )
       expect(status).toBe('1 0')
