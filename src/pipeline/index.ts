@@ -16,6 +16,7 @@ import type { Sink } from '../sinks/sink.js'
 import { type Recovered, recordToEvent, type Spool } from '../spool/index.js'
 import type { LogReader } from '../spool/segment-log.js'
 import { Batcher, type BatcherOptions } from './batcher.js'
+import type { BatchLimits } from './batching.js'
 
 /** Part of the shutdown budget kept back for writing what is left to the dead-letter store. */
 const DEAD_LETTER_RESERVE_MS = 1000
@@ -23,6 +24,8 @@ const DEAD_LETTER_RESERVE_MS = 1000
 export interface PipelineOptions {
   readonly sinks: readonly Sink[]
   readonly batching: Omit<BatcherOptions, 'deliver'>
+  /** Batch limits of a sink, by sink name, where they differ from `batching`'s (see batching.ts). */
+  readonly sinkBatching?: Readonly<Record<string, BatchLimits>>
   readonly retry: RetryPolicy
   readonly deadLetter: DeadLetterStore
   readonly logger: Logger
@@ -149,7 +152,12 @@ export class Pipeline {
     const onRoom = () => {
       if (lane.reader) void this.pump(lane)
     }
-    const batcher = new Batcher({ ...this.options.batching, deliver, onRoom })
+    const batcher = new Batcher({
+      ...this.options.batching,
+      ...this.options.sinkBatching?.[sink.name],
+      deliver,
+      onRoom,
+    })
     const lane: Lane = { sink, batcher, stats, leftInMemory: 0 }
     if (this.options.spool) lane.reader = this.readerFor(lane, this.options.spool.next)
     return lane
@@ -193,7 +201,10 @@ export class Pipeline {
           lane.pumpAgain = false
           for (;;) {
             const room = lane.batcher.room()
-            if (room.events <= 0 || room.bytes <= this.options.batching.maxBatchBytes / 4) break
+            const maxBatchBytes =
+              this.options.sinkBatching?.[lane.sink.name]?.maxBatchBytes ??
+              this.options.batching.maxBatchBytes
+            if (room.events <= 0 || room.bytes <= maxBatchBytes / 4) break
             const records = await reader.read(room.events, room.bytes)
             if (records.length === 0) break
             lane.batcher.offer(records.map(recordToEvent))
