@@ -44,6 +44,22 @@ const SETTINGS = Object.fromEntries(
 )
 /** Node flags for the sidelog process only (the bench itself runs without them). */
 const SIDELOG_NODE_OPTIONS = process.env.SIDELOG_NODE_OPTIONS
+/**
+ * sidelog runs as `npm start` runs it, with the heap flags of package.json's start script (the same as the
+ * sidelog command's and the image's); BENCH_NO_START_FLAGS=1 runs plain `node dist/main.js` instead.
+ */
+const START_FLAGS = process.env.BENCH_NO_START_FLAGS
+  ? []
+  : (/node((?: --\S+)*) dist\/main\.js/
+      .exec(
+        (
+          JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
+            scripts: { start: string }
+          }
+        ).scripts.start,
+      )?.[1]
+      ?.trim()
+      .split(' ') ?? [])
 /** The issue's memory budget: peak RSS of sidelog in every scenario. */
 const RSS_BUDGET_MIB = 128
 const CEILING = fileURLToPath(new URL('./ceiling.mjs', import.meta.url))
@@ -96,6 +112,13 @@ const BODIES = {
 async function peakRssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024
+}
+
+/** CPU time (user + system, all threads) a process has used, in µs: steadier than throughput on a shared machine. */
+async function cpuMicros(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? []
+  // utime and stime are fields 14 and 15 of stat, in clock ticks (100 a second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) * 10_000
 }
 
 const round = (n: number, digits = 0) => Math.round(n * 10 ** digits) / 10 ** digits
@@ -190,11 +213,14 @@ async function startCeiling(): Promise<{ url: string; child: ChildProcess; stop(
 async function measureCeiling(body: Body) {
   const ceiling = await startCeiling()
   try {
+    const cpuBefore = await cpuMicros(ceiling.child.pid as number)
     const result = await load(ceiling.url, body, DURATION_S)
+    const cpu = (await cpuMicros(ceiling.child.pid as number)) - cpuBefore
     const rss = await peakRssMiB(ceiling.child.pid as number)
     return {
       'req/s': round(result['2xx'] / DURATION_S),
       'events/s': round((result['2xx'] * body.entries) / DURATION_S),
+      'CPU µs / request': round(cpu / (result['2xx'] + result.non2xx), 1),
       p50: result.latency.p50,
       p99: result.latency.p99,
       rss: round(rss),
@@ -287,7 +313,7 @@ async function startSidelog(dir: string, destination: Destination, name: string)
       DATA_DIR: join(dir, 'data'),
       DEAD_LETTER_DIR: join(dir, 'dead-letter'),
     },
-    profile,
+    [...START_FLAGS, ...profile],
   )
 }
 
@@ -348,7 +374,12 @@ async function saturation(
   try {
     const sidelog = await startSidelog(dir, destination, name)
     const stopScraping = SCRAPE_S === undefined ? undefined : scrapeMetrics(sidelog.url, SCRAPE_S)
+    const cpuBefore = await cpuMicros(sidelog.child.pid as number)
     const result = await load(sidelog.url, body, DURATION_S)
+    if (sidelog.child.exitCode !== null || sidelog.child.signalCode !== null) {
+      throw new Error(`${name}: sidelog exited during the run: ${JSON.stringify(sidelog.logs.slice(-3))}`)
+    }
+    const cpu = (await cpuMicros(sidelog.child.pid as number)) - cpuBefore
     const scraped = await stopScraping?.()
     const { rss, accepted, delivered } = await stopAndCheck(name, sidelog, destination)
     const measured = {
@@ -363,6 +394,8 @@ async function saturation(
       'p99 ms': result.latency.p99,
       '429s': result.non2xx,
       errors: result.errors + result.timeouts,
+      // Every request answered (429s too): what a request cost, whether it was taken or refused.
+      'CPU µs / request': round(cpu / (result['2xx'] + result.non2xx), 1),
       'peak RSS MiB': round(rss),
       ...(delivered.objects === undefined
         ? {}
@@ -512,6 +545,7 @@ for (const body of Object.values(BODIES)) {
     body: body.name,
     'req/s': ceiling['req/s'],
     'events/s': ceiling['events/s'],
+    'CPU µs / request': ceiling['CPU µs / request'],
     'p50 ms': ceiling.p50,
     'p99 ms': ceiling.p99,
     'peak RSS MiB': ceiling.rss,
@@ -550,7 +584,7 @@ if (wanted(TAIL_SCENARIO)) {
 }
 
 console.log(
-  `\nsidelog bench: settings ${JSON.stringify({ ...SETTINGS, SIDELOG_NODE_OPTIONS })}, ${CONNECTIONS} connections, ` +
+  `\nsidelog bench: settings ${JSON.stringify({ ...SETTINGS, SIDELOG_NODE_OPTIONS })}, node flags ${JSON.stringify(START_FLAGS.join(' '))}, ${CONNECTIONS} connections, ` +
     `${DURATION_S} s per run, ${SCRAPE_S === undefined ? 'no scraping' : `/metrics scraped every ${SCRAPE_S} s`}, ` +
     `node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load average ${loadavg()
       .map((n) => n.toFixed(1))
