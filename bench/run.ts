@@ -377,7 +377,9 @@ async function saturation(
     const cpuBefore = await cpuMicros(sidelog.child.pid as number)
     const result = await load(sidelog.url, body, DURATION_S)
     if (sidelog.child.exitCode !== null || sidelog.child.signalCode !== null) {
-      throw new Error(`${name}: sidelog exited during the run: ${JSON.stringify(sidelog.logs.filter((l) => "raw" in l).slice(0, 12))}`)
+      throw new Error(
+        `${name}: sidelog exited during the run: ${JSON.stringify(sidelog.logs.filter((l) => 'raw' in l).slice(0, 12))}`,
+      )
     }
     const cpu = (await cpuMicros(sidelog.child.pid as number)) - cpuBefore
     const scraped = await stopScraping?.()
