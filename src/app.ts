@@ -12,6 +12,7 @@ import { type Config, heapProblem } from './config.js'
 import { openDeadLetterStore } from './delivery/dead-letters.js'
 import { ConfigError } from './errors.js'
 import { createMetrics } from './metrics.js'
+import { batchingFor } from './pipeline/batching.js'
 import { createEnricher } from './pipeline/enrich.js'
 import { type DrainSummary, Pipeline } from './pipeline/index.js'
 import { createServer } from './server.js'
@@ -78,13 +79,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     ...(spool ? { spool } : {}),
     batching: {
       instanceId,
-      maxBatchEvents: config.BATCH_SIZE,
-      maxBatchBytes: config.BATCH_BYTES,
-      flushIntervalMs: config.FLUSH_INTERVAL * 1000,
+      // Every sink has its own limits below; these are the file sink's, for a sink without an entry there.
+      ...batchingFor('file', config),
       maxBufferedEvents: config.BUFFER_MAX_EVENTS,
       maxBufferedBytes: config.BUFFER_MAX_BYTES,
       concurrency: config.SINK_CONCURRENCY,
     },
+    sinkBatching: Object.fromEntries(config.SINKS.map((kind) => [kind, batchingFor(kind, config)])),
     retry: {
       initialBackoffMs: config.RETRY_INITIAL_BACKOFF * 1000,
       maxBackoffMs: config.RETRY_MAX_BACKOFF * 1000,

@@ -4,6 +4,7 @@ import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from './errors.js'
 import { boundServiceCredentials } from './google-credentials.js'
 import { DEFAULT_HOST, DEFAULT_PORT } from './listen-address.js'
+import { batchingSettings, checkBatchingSettings, generalBatchingSettings } from './pipeline/batching.js'
 import { checkOtlpSettings, otlpSettings } from './sources/otlp/settings.js'
 import { checkTailSettings, tailSettings } from './sources/tail/settings.js'
 
@@ -85,6 +86,8 @@ function text(defaultValue: string, description: string) {
 
 /** The field builders a source's settings module uses (they take them as an argument, so config.ts is not imported at run time). */
 const settingHelpers = { bytes, integer, seconds, text }
+/** BATCH_SIZE, BATCH_BYTES, FLUSH_INTERVAL: unset unless a user sets them (see pipeline/batching.ts). */
+const general = generalBatchingSettings(parseBytes)
 export type SettingHelpers = typeof settingHelpers
 
 const BUCKET_PATTERN = '^([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])?$'
@@ -142,14 +145,15 @@ export const ConfigSchema = Type.Object({
       'With DEAD_LETTER=gcs: prefix of the dead-letter objects in LOG_BUCKET (<prefix><sink>/YYYY/MM/DD/...jsonl, never overwritten).',
     accepts: 'a prefix ending in / that does not start with /, e.g. dead-letter/',
   }),
-  BATCH_SIZE: integer(100, 1, 100_000, 'Flush a batch when it holds this many entries.'),
-  BATCH_BYTES: bytes(
-    '4MiB',
-    1024,
-    256 * 1024 ** 2,
-    'Flush a batch before it grows past this many bytes of JSONL.',
+  BATCH_SIZE: general.events(
+    'Flush a batch when it holds this many entries, for every sink without its own <SINK>_BATCH_SIZE; unset: each sink its own default (file 10000, stdout 1000, gcs 100000, bigquery 500).',
   ),
-  FLUSH_INTERVAL: seconds(5, 3600, 'Flush a batch this many seconds after its first entry arrived.'),
+  BATCH_BYTES: general.bytes(
+    'Flush a batch before it grows past this many bytes of JSONL, for every sink without its own <SINK>_BATCH_BYTES; unset: each sink its own default (file and stdout 1MiB, gcs 4MiB, bigquery 5MiB).',
+  ),
+  FLUSH_INTERVAL: general.seconds(
+    'Flush a batch this many seconds after its first entry arrived, for every sink without its own <SINK>_FLUSH_INTERVAL; unset: each sink its own default (file and bigquery 5, stdout 1, gcs 30).',
+  ),
   BUFFER_MAX_EVENTS: integer(
     50_000,
     1,
@@ -427,6 +431,7 @@ export const ConfigSchema = Type.Object({
   }),
   ...otlpSettings(settingHelpers),
   ...tailSettings(settingHelpers),
+  ...batchingSettings(parseBytes),
 })
 
 export type Config = Readonly<StaticDecode<typeof ConfigSchema>>
@@ -513,10 +518,8 @@ function crossCheck(c: Config): string[] {
       problems.push(`${small} (${c[small]}) must not exceed ${big} (${c[big]}): ${why}`)
     }
   }
-  order('MAX_ENTRY_BYTES', 'BATCH_BYTES', 'one entry must fit in a batch')
   order('MAX_BODY_BYTES', 'MAX_INFLIGHT_BYTES', 'one request body must fit in what may be in flight')
-  order('BATCH_BYTES', 'BUFFER_MAX_BYTES', 'one batch must fit in the buffer')
-  order('BATCH_SIZE', 'BUFFER_MAX_EVENTS', 'one batch must fit in the buffer')
+  problems.push(...checkBatchingSettings(c))
   order('RETRY_INITIAL_BACKOFF', 'RETRY_MAX_BACKOFF', 'the first delay cannot be above the largest')
   if (c.SPOOL_DIR) order('BUFFER_MAX_BYTES', 'SPOOL_MAX_BYTES', 'the spool must hold a full buffer')
   if (c.LOG_BUCKET && c.GCS_BUCKET && c.LOG_BUCKET !== c.GCS_BUCKET) {

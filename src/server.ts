@@ -149,6 +149,9 @@ export function createServer(options: ServerOptions): FastifyInstance {
     loggerInstance: options.logger as FastifyBaseLogger,
     // One line per request would cost more than the work it logs; counters are in /health instead.
     logController: new LogController({ disableRequestLogging: true }),
+    // Not a child logger per request (a pino child costs more than some requests): the few lines logged per request
+    // (errors) go out without its id, which nothing else refers to.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: options.bodyLimit,
     return503OnClosing: true,
     // Every wait on a client has a time-out: a body that stalls is closed (Node checks every second here).

@@ -11,9 +11,10 @@ describe('loadConfig', () => {
       SINKS: ['file'],
       DATA_DIR: './data',
       DEAD_LETTER_DIR: './data/dead-letter',
-      BATCH_SIZE: 100,
-      BATCH_BYTES: 4 * 1024 * 1024,
-      FLUSH_INTERVAL: 5,
+      // Unset: each sink has its own batching defaults (test/pipeline/batching.test.ts).
+      BATCH_SIZE: undefined,
+      BATCH_BYTES: undefined,
+      FLUSH_INTERVAL: undefined,
       MAX_BODY_BYTES: 5 * 1024 * 1024,
       MAX_ENTRY_BYTES: 256 * 1024,
       SHUTDOWN_TIMEOUT: 8,
@@ -40,7 +41,11 @@ describe('loadConfig', () => {
   })
 
   it('treats an empty value as unset', () => {
-    expect(loadConfig({ BATCH_SIZE: '', SINKS: '' })).toMatchObject({ BATCH_SIZE: 100, SINKS: ['file'] })
+    expect(loadConfig({ BATCH_SIZE: '', SINKS: '', MAX_BODY_BYTES: '' })).toMatchObject({
+      BATCH_SIZE: undefined,
+      SINKS: ['file'],
+      MAX_BODY_BYTES: 5 * 1024 * 1024,
+    })
   })
 
   it('does not read PORT, which belongs to the app', () => {
@@ -61,12 +66,16 @@ describe('loadConfig', () => {
     }
     expect(error).toBeInstanceOf(ConfigError)
     const message = (error as Error).message
-    expect(message).toContain('BATCH_SIZE="abc" is not valid: expected a whole number from 1 to 100000')
+    expect(message).toContain(
+      'BATCH_SIZE="abc" is not valid: expected empty, or a whole number from 1 to 1000000',
+    )
     expect(message).toContain(
       'SINKS="file,kafka" is not valid: expected a comma-separated list of: file, stdout',
     )
     expect(message).toContain('MAX_BODY_BYTES="5 parsecs" is not valid: expected a size in bytes')
-    expect(message).toContain('FLUSH_INTERVAL="-1" is not valid: expected a number of seconds greater than 0')
+    expect(message).toContain(
+      'FLUSH_INTERVAL="-1" is not valid: expected empty, or a number of seconds greater than 0',
+    )
   })
 
   it('rejects sizes outside their range', () => {
@@ -76,12 +85,17 @@ describe('loadConfig', () => {
   })
 
   it('rejects settings that contradict each other', () => {
-    expect(() => loadConfig({ MAX_ENTRY_BYTES: '8MiB' })).toThrow(
+    expect(() => loadConfig({ MAX_ENTRY_BYTES: '8MiB', BATCH_BYTES: '4MiB' })).toThrow(
       'MAX_ENTRY_BYTES (8388608) must not exceed BATCH_BYTES (4194304): one entry must fit in a batch',
     )
     expect(() => loadConfig({ BATCH_SIZE: '500', BUFFER_MAX_EVENTS: '100' })).toThrow(
       /BATCH_SIZE \(500\) must not exceed BUFFER_MAX_EVENTS \(100\)/,
     )
+    expect(() => loadConfig({ SINKS: 'gcs', LOG_BUCKET: 'b-logs', GCS_BATCH_BYTES: '64MiB' })).toThrow(
+      'GCS_BATCH_BYTES (67108864) must not exceed BUFFER_MAX_BYTES (33554432): one batch must fit in the buffer',
+    )
+    // A sink's own setting only matters when that sink is configured.
+    expect(() => loadConfig({ SINKS: 'file', GCS_BATCH_BYTES: '64MiB' })).not.toThrow()
   })
 
   it('rejects malformed labels', () => {

@@ -38,6 +38,11 @@ export class Batcher {
     this.queue = new PQueue({ concurrency: options.concurrency })
   }
 
+  /** The most bytes one batch of this sink holds. */
+  get maxBatchBytes(): number {
+    return this.options.maxBatchBytes
+  }
+
   /** Events held: in the open batch, queued, or being written. */
   get bufferedEvents(): number {
     return this.held.events
@@ -122,9 +127,14 @@ export class Batcher {
     this.dispatch(batch)
   }
 
-  private dispatch(batch: Batch): void {
-    this.waiting.add(batch)
+  private dispatch(queued: Batch): void {
+    this.waiting.add(queued)
+    // p-queue keeps the tasks it has started in its array until it compacts them, up to 100 while it is busy: a task
+    // that held its batch would keep that many delivered batches in memory (100 MiB of 1 MiB batches).
+    const slot: { batch?: Batch } = { batch: queued }
     void this.queue.add(async () => {
+      const batch = slot.batch as Batch
+      slot.batch = undefined
       if (!this.waiting.delete(batch)) return // abandoned: the caller took it back
       this.running.add(batch)
       try {

@@ -11,6 +11,7 @@ import type { LogEvent } from '../event.js'
 import type { Sink } from '../sinks/sink.js'
 import type { Recovered, Spool } from '../spool/index.js'
 import type { BatcherOptions } from './batcher.js'
+import type { BatchLimits } from './batching.js'
 import { type LaneInput, MemoryInput } from './input.js'
 import { Lane, type PipelineObserver, type SinkStats } from './lane.js'
 import { SpoolInput } from './spool-input.js'
@@ -23,6 +24,8 @@ const DEAD_LETTER_RESERVE_MS = 1000
 export interface PipelineOptions {
   readonly sinks: readonly Sink[]
   readonly batching: Omit<BatcherOptions, 'deliver'>
+  /** Each sink's own batch limits (see batching.ts), over `batching`'s. */
+  readonly sinkBatching?: Readonly<Record<string, BatchLimits>>
   readonly retry: RetryPolicy
   readonly deadLetter: DeadLetterStore
   readonly logger: Logger
@@ -70,7 +73,7 @@ export class Pipeline {
     this.lanes = options.sinks.map((sink) => {
       const journal = this.input.journal(sink.name)
       const lane: Lane = new Lane(sink, {
-        batching,
+        batching: { ...batching, ...options.sinkBatching?.[sink.name] },
         retry: options.retry,
         deadLetter: options.deadLetter,
         logger,

@@ -189,7 +189,7 @@ export class SpoolInput implements LaneInput {
           state.pumpAgain = false
           for (;;) {
             const room = lane.batcher.room()
-            if (room.events <= 0 || room.bytes <= this.options.maxBatchBytes / 4) break
+            if (room.events <= 0 || room.bytes <= lane.batcher.maxBatchBytes / 4) break
             if (this.options.deadline.aborted) return
             const records = await state.reader.read(room.events, room.bytes)
             // Read, but past the deadline: not offered. They stay in the spool, read again after a restart.

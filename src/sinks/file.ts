@@ -2,7 +2,7 @@
 import { join, resolve } from 'node:path'
 import { ConfigError, errorMessage } from '../errors.js'
 import { type AtomicRoot, classifyFsError, makeDir, openAtomicRoot } from '../storage/atomic-file.js'
-import { encodeJsonl, objectName } from './jsonl.js'
+import { encodeJsonlBuffer, objectName } from './jsonl.js'
 import type { Sink, SinkFactory } from './sink.js'
 
 export const LOGS_PREFIX = 'logs/'
@@ -22,7 +22,9 @@ export const createFileSink: SinkFactory = async ({ config }) => {
     name: 'file',
     async write(batch, { signal }) {
       try {
-        await files.write(join(root, objectName(batch, LOGS_PREFIX)), encodeJsonl(batch.events), { signal })
+        await files.write(join(root, objectName(batch, LOGS_PREFIX)), encodeJsonlBuffer(batch.events), {
+          signal,
+        })
       } catch (err) {
         throw classifyFsError(err)
       }

@@ -8,7 +8,7 @@ import { type Config, gcsBucket, googleAuthOptions } from '../config.js'
 import { withTimeout } from '../delivery/timing.js'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
 import { classifyGoogleError, statusOf } from './google-errors.js'
-import { encodeJsonl, objectName } from './jsonl.js'
+import { encodeJsonlBuffer, objectName } from './jsonl.js'
 import type { Sink, SinkFactory } from './sink.js'
 
 const gzipAsync = promisify(gzip)
@@ -82,7 +82,8 @@ export async function createObject(
       preconditionOpts: { ifGenerationMatch: 0 },
       contentType: 'application/x-ndjson',
       metadata: options.contentEncoding ? { contentEncoding: options.contentEncoding } : {},
-      validation: 'crc32c',
+      // MD5 is hashed natively; the client's CRC32C is JavaScript, and took 16% of the CPU at 4 MiB objects.
+      validation: 'md5',
     })
   } catch (err) {
     if (statusOf(err) === 412) return
@@ -98,7 +99,7 @@ export const createGcsSink: SinkFactory = async ({ config, logger }) => {
     name: 'gcs',
     ...(startupError ? { startupError } : {}),
     async write(batch) {
-      const jsonl = Buffer.from(encodeJsonl(batch.events))
+      const jsonl = encodeJsonlBuffer(batch.events)
       const name = objectName(batch, config.GCS_PREFIX, extension, config.GCS_LAYOUT)
       await createObject(bucket, name, compress ? await gzipAsync(jsonl) : jsonl, {
         resumableThreshold: config.GCS_RESUMABLE_THRESHOLD,

@@ -7,6 +7,25 @@ export function encodeJsonl(events: readonly LogEvent[]): string {
   return out
 }
 
+/**
+ * The same JSONL as one Buffer, written line by line into a Buffer of the batch's size: no batch-sized string is
+ * built (and flattened, and copied again into bytes) on the way. Each event knows its UTF-8 size; should one not
+ * match its line, the string path is taken instead, so a wrong count can never cut a line short.
+ */
+export function encodeJsonlBuffer(events: readonly LogEvent[]): Buffer {
+  let total = 0
+  for (const event of events) total += event.bytes
+  const out = Buffer.allocUnsafe(total)
+  let at = 0
+  for (const event of events) {
+    const written = out.write(event.line, at, 'utf8')
+    if (written !== event.bytes - 1) return Buffer.from(encodeJsonl(events))
+    at += written
+    out[at++] = 10
+  }
+  return out
+}
+
 const pad = (n: number, width = 2) => String(n).padStart(width, '0')
 
 export type Layout = 'date' | 'hive'

@@ -29,7 +29,7 @@ describe('sidelog command line', () => {
     expect(code).toBe(1)
     expect(stderr).toContain('sidelog: invalid configuration:')
     expect(stderr).toContain(
-      'FLUSH_INTERVAL="soon" is not valid: expected a number of seconds greater than 0',
+      'FLUSH_INTERVAL="soon" is not valid: expected empty, or a number of seconds greater than 0',
     )
   })
 

@@ -82,7 +82,7 @@ function expectMapped(row: Record<string, unknown>, name: string) {
     ratio: 0.25,
     cached: i % 2 === 1,
     service: 'e2e-otlp',
-    event_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+    event_id: expect.stringMatching(/^[0-9a-f]{20}-[0-9a-z]+$/),
   })
   if (i % 2 === 0) {
     expect(row['logging.googleapis.com/trace']).toBe(`projects/e2e-project/traces/${traceIdOf(name, i)}`)

@@ -29,9 +29,13 @@ export function assertBuilt(): void {
  * LOG_LEVEL info or below. Logs are pino's plain JSON (`msg`) unless `env` sets LOG_FORMAT: some tests set K_SERVICE,
  * which would otherwise switch them to Cloud Logging's format (`message`).
  */
-export function spawnSidelog(env: Record<string, string>): Promise<SidelogProcess> {
+export function spawnSidelog(
+  env: Record<string, string>,
+  nodeArgs: readonly string[] = [],
+): Promise<SidelogProcess> {
   assertBuilt()
-  const child = spawn(process.execPath, [MAIN], {
+  // Node flags go before the script (some, such as --cpu-prof, are refused in NODE_OPTIONS).
+  const child = spawn(process.execPath, [...nodeArgs, MAIN], {
     env: { PATH: process.env.PATH, SIDELOG_PORT: '0', LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -39,6 +39,9 @@ beforeAll(async () => {
     GCS_ENDPOINT: gcs.url,
     BATCH_SIZE: '100',
     BUFFER_MAX_EVENTS: '100',
+    // The general default before per-sink batching: at the gcs sink's own 30 s, a part-filled batch would hold the
+    // one-batch buffer (and 429s) for longer than curl's retries last.
+    FLUSH_INTERVAL: '5',
     RETRY_INITIAL_BACKOFF: '0.2',
     DATA_DIR: join(dir, 'data'),
     DEAD_LETTER_DIR: join(dir, 'dead-letter'),

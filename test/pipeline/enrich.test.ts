@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { InputError } from '../../src/errors.js'
-import { createEnricher, type EnrichContext, severityOf } from '../../src/pipeline/enrich.js'
+import { createEnricher, createIdSource, type EnrichContext, severityOf } from '../../src/pipeline/enrich.js'
 import { catchError } from '../helpers.js'
 
 const context: EnrichContext = {
@@ -104,6 +104,55 @@ describe('createEnricher', () => {
     }
     const ctx = { ...context, maxEntryBytes: 10_000_000 }
     expect(catchError(() => enrich(deep, ctx))).toMatchObject({ statusCode: 400, code: 'ENTRY_TOO_DEEP' })
+  })
+})
+
+describe('createEnricher: the entry as received', () => {
+  const enrichText = (text: string, ctx = context) =>
+    createEnricher(ctx)(JSON.parse(text), receivedAt, { line: 7 }, undefined, text)
+
+  it('splices the added fields into the text as sent, without encoding the entry again', () => {
+    const event = enrichText('{"big":12345678901234567890, "msg" : "hi"}')
+    expect(event.line).toBe(
+      `{"big":12345678901234567890, "msg" : "hi","event_id":"generated-id","service":"checkout","revision":"checkout-00042","host":"host-1","processed_at":"${receivedAt}","timestamp":"${receivedAt}","message":"hi","env":"prod"}`,
+    )
+    expect(event.bytes).toBe(Buffer.byteLength(event.line) + 1)
+    expect(enrichText('{ }').line).toMatch(/^\{"event_id":"generated-id",/)
+  })
+
+  it('keeps the size, depth and event_id checks, naming the line', () => {
+    expect(catchError(() => enrichText(`{"m":"${'x'.repeat(2000)}"}`))).toMatchObject({
+      statusCode: 413,
+      code: 'ENTRY_TOO_LARGE',
+      where: { line: 7 },
+    })
+    const deep = `${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`
+    expect(catchError(() => enrichText(deep, { ...context, maxEntryBytes: 10_000_000 }))).toMatchObject({
+      statusCode: 400,
+      code: 'ENTRY_TOO_DEEP',
+      where: { line: 7 },
+    })
+    expect(catchError(() => enrichText('{"event_id":7}'))).toMatchObject({ code: 'INVALID_EVENT_ID' })
+    expect(enrichText('{"event_id":"mine"}').id).toBe('mine')
+  })
+
+  it('reuses the ISO form of a time shared by consecutive entries, and never a wrong one', () => {
+    const enricher = createEnricher(context)
+    const at = (time: unknown) => JSON.parse(enricher({ time }, receivedAt, {}).line).timestamp as string
+    expect(at(1_700_000_000_000)).toBe('2023-11-14T22:13:20.000Z')
+    expect(at(1_700_000_000_000)).toBe('2023-11-14T22:13:20.000Z')
+    expect(at('not a time')).toBe(receivedAt)
+    expect(at(1_700_000_000_001)).toBe('2023-11-14T22:13:20.001Z')
+  })
+})
+
+describe('createIdSource', () => {
+  it('gives ids that never repeat, within a source or across two', () => {
+    const [a, b] = [createIdSource(), createIdSource()]
+    const ids = new Set<string>()
+    for (let i = 0; i < 10_000; i++) ids.add(a()).add(b())
+    expect(ids.size).toBe(20_000)
+    expect(a()).toMatch(/^[0-9a-f]{20}-[0-9a-z]+$/)
   })
 })
 

@@ -1,8 +1,9 @@
+import { readFile } from 'node:fs/promises'
 import { PassThrough } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
 import { type App, createApp } from '../../src/app.js'
-import { readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
+import { listFiles, readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
 
 async function startApp(env: Record<string, string> = {}) {
   const config = testConfig(await tempDir(), env)
@@ -26,7 +27,32 @@ describe('POST /logs: accepted bodies', () => {
     await app.close()
     const [row] = await readJsonlTree(config.DATA_DIR)
     expect(row).toMatchObject({ message: 'hello', level: 'info', severity: 'INFO', service: 'unknown' })
-    expect(row?.event_id).toMatch(/^[0-9a-f-]{36}$/)
+    // A random prefix per process and a counter (pipeline/enrich.ts, createIdSource).
+    expect(row?.event_id).toMatch(/^[0-9a-f]{20}-[0-9a-z]+$/)
+  })
+
+  it('keeps the text of each entry as sent, adding fields on the same line, and keeps pretty JSON on one line', async () => {
+    const { app, config } = await startApp()
+    // Integers past 2^53 and spacing survive as sent; a lone \r inside a line, or a pretty-printed object, is
+    // re-encoded so that every entry stays one line of JSONL.
+    const ndjson = '{"big": 12345678901234567890, "n" : 1}\r\n{"n":2,\r"x":1}\n{ }'
+    expect((await post(app, ndjson, NDJSON_TYPE)).statusCode).toBe(202)
+    expect((await post(app, '{\n  "n": 4,\n  "event_id": "mine"\n}\n', JSON_TYPE)).statusCode).toBe(202)
+    await app.close()
+    let text = ''
+    for (const file of await listFiles(config.DATA_DIR)) text += await readFile(file, 'utf8')
+    const lines = text.trim().split('\n')
+    expect(lines).toHaveLength(4)
+    expect(
+      lines.find((l) => l.startsWith('{"big": 12345678901234567890, "n" : 1,"event_id":"')),
+    ).toBeDefined()
+    expect(lines.find((l) => l.startsWith('{"n":2,"x":1,"event_id":"'))).toBeDefined()
+    expect(lines.find((l) => l.startsWith('{"n":4,"event_id":"mine","service":'))).toBeDefined()
+    const empty = lines.map((l) => JSON.parse(l)).find((row) => row.n === undefined)
+    expect(Object.keys(empty)).toEqual(expect.arrayContaining(['event_id', 'service', 'processed_at']))
+    // The same ids never repeat within a process.
+    const ids = lines.map((l) => JSON.parse(l).event_id)
+    expect(new Set(ids).size).toBe(4)
   })
 
   it('takes a JSON array as one entry per element, with a charset parameter', async () => {
@@ -197,6 +223,13 @@ describe('POST /logs: refused bodies keep nothing from the request', () => {
         '{"a":1}\n{"b":{"__proto__":{"polluted":true}}}',
         NDJSON_TYPE,
         { line: 2 },
+      ],
+      ['__proto__ written with escapes', '{"\\u005f_proto__":{"polluted":true}}', JSON_TYPE, {}],
+      [
+        'constructor written with escapes on an NDJSON line',
+        '{"a":1}\n{"a":2}\n{"\\u0063onstructor":{"prototype":{"polluted":true}}}',
+        NDJSON_TYPE,
+        { line: 3 },
       ],
     ]
     it.each(cases)('400 for %s', async (_name, body, headers, where) => {

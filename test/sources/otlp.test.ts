@@ -108,7 +108,7 @@ describe('POST /v1/logs: accepted requests', () => {
     revision: 'unknown',
     host: expect.any(String),
     processed_at: expect.any(String),
-    event_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+    event_id: expect.stringMatching(/^[0-9a-f]{20}-[0-9a-z]+$/),
   }
 
   it.each([

@@ -1,0 +1,41 @@
+// The Cloud Storage fake in a process of its own, for the bench: in the bench's process it would share one core's
+// event loop with the load generator. Driven over IPC: `outage` (true: every upload answers 503; false: recovered),
+// `count` (entries and bytes stored), `stop`. Not imported by the bench (it would start a fake): types only.
+import { gunzipSync } from 'node:zlib'
+import { FakeGcsServer } from '../test/fakes/gcs-server.js'
+
+/** The bucket to create, from argv (the bench names it). */
+const BUCKET = process.argv[2] ?? 'bench'
+
+export type FakeCommand = { cmd: 'outage'; on: boolean } | { cmd: 'count' } | { cmd: 'stop' }
+export interface FakeCount {
+  entries: number
+  storedBytes: number
+  objects: number
+}
+
+const fake = new FakeGcsServer()
+await fake.start()
+fake.buckets.add(BUCKET)
+
+process.on('message', async (message: FakeCommand) => {
+  if (message.cmd === 'outage') {
+    if (message.on) fake.inject({ kind: 'status', status: 503 }, { times: Number.MAX_SAFE_INTEGER })
+    else fake.clearFaults()
+    process.send?.({ ok: true })
+  } else if (message.cmd === 'count') {
+    const count: FakeCount = { entries: 0, storedBytes: 0, objects: 0 }
+    for (const object of fake.list(BUCKET)) {
+      count.objects++
+      count.storedBytes += object.data.length
+      const data = object.contentEncoding === 'gzip' ? gunzipSync(object.data) : object.data
+      for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) count.entries++
+    }
+    process.send?.(count)
+  } else {
+    await fake.stop()
+    process.send?.({ ok: true })
+    process.disconnect()
+  }
+})
+process.send?.({ url: fake.url })
