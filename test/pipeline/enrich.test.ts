@@ -109,7 +109,7 @@ describe('createEnricher', () => {
 
 describe('createEnricher: the entry as received', () => {
   const enrichText = (text: string, ctx = context) =>
-    createEnricher(ctx)(JSON.parse(text), receivedAt, { line: 7 }, undefined, text)
+    createEnricher(ctx)(JSON.parse(text), receivedAt, { line: 7 }, undefined, undefined, text)
 
   it('splices the added fields into the text as sent, without encoding the entry again', () => {
     const event = enrichText('{"big":12345678901234567890, "msg" : "hi"}')
