@@ -63,8 +63,11 @@ function createStreamSink(handle: TableHandle, startupError: Error | undefined):
     name: 'bigquery',
     ...(startupError ? { startupError } : {}),
     stats: () => ({ dropped_fields: droppedFields }),
-    async write(batch) {
+    async write(batch, { signal }) {
       const { table, plan } = await handle.get()
+      // An attempt given up before its request starts sends nothing; a request that lands after all is harmless, as
+      // the next attempt re-sends the same insertIds.
+      signal.throwIfAborted()
       const rejected: RejectedEvent[] = []
       const rows: PreparedRow[] = []
       for (const event of batch.events) {

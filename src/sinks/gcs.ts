@@ -98,10 +98,14 @@ export const createGcsSink: SinkFactory = async ({ config, logger }) => {
   const sink: Sink = {
     name: 'gcs',
     ...(startupError ? { startupError } : {}),
-    async write(batch) {
+    async write(batch, { signal }) {
       const jsonl = encodeJsonlBuffer(batch.events)
       const name = objectName(batch, config.GCS_PREFIX, extension, config.GCS_LAYOUT)
-      await createObject(bucket, name, compress ? await gzipAsync(jsonl) : jsonl, {
+      const body = compress ? await gzipAsync(jsonl) : jsonl
+      // An attempt given up before its upload starts publishes nothing. Once started, an upload cannot be taken
+      // back: if it lands after all, the next attempt meets it (412) and counts it delivered.
+      signal.throwIfAborted()
+      await createObject(bucket, name, body, {
         resumableThreshold: config.GCS_RESUMABLE_THRESHOLD,
         ...(compress ? { contentEncoding: 'gzip' as const } : {}),
       })

@@ -7,9 +7,10 @@ import type { Sink, SinkFactory } from './sink.js'
 export const createStdoutSink: SinkFactory = async ({ stdout }) => {
   const sink: Sink = {
     name: 'stdout',
-    async write(batch) {
-      // A partly written batch cannot be taken back, so the signal is not honoured mid-write: stdout is local
-      // and fast, and a write that completes late is still delivered once.
+    async write(batch, { signal }) {
+      // Given up before it starts: nothing written. A partly written batch cannot be taken back, so the signal is
+      // not honoured mid-write: stdout is local and fast, and a write that completes late is still delivered once.
+      signal.throwIfAborted()
       if (!stdout.write(encodeJsonl(batch.events))) await once(stdout, 'drain')
     },
     async close() {},

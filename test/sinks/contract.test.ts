@@ -1,10 +1,12 @@
-// One lifecycle test for every registered sink: create → write → close, then read back what arrived.
+// The sink contract (sink.ts), checked for every registered sink: create → write → close and read back what arrived;
+// a retried batch lands once (where the destination can tell, by name or insertId); an attempt aborted before it
+// starts publishes nothing; a refusal no retry can fix is a PermanentError.
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import type { Config, SinkKind } from '../../src/config.js'
-import { ConfigError, PermanentError } from '../../src/errors.js'
+import { ConfigError, PartialWriteError, PermanentError } from '../../src/errors.js'
 import type { Batch } from '../../src/event.js'
 import { createFileSink } from '../../src/sinks/file.js'
 import { sinkFactories } from '../../src/sinks/index.js'
@@ -24,6 +26,13 @@ interface Harness {
   context: SinkContext
   readBack(): Promise<unknown[]>
   stop?(): Promise<void>
+  /** Makes the destination refuse the next write for good (403, a path that cannot be written), if it can. */
+  refuse?(): Promise<void>
+  /**
+   * Whether the same batch written twice lands once. stdout cannot tell (a stream has no names), and need not: a write
+   * to it never fails after writing, so the retry layer never sends a delivered batch again.
+   */
+  idempotent: boolean
 }
 
 /** How to run each sink against a local destination and read back what it received. */
@@ -31,7 +40,14 @@ const harnesses = {
   async file(config) {
     return {
       context: { config, logger: silentLogger, stdout: new PassThrough() },
-      readBack: () => readJsonlTree(config.DATA_DIR),
+      readBack: () => readJsonlTree(join(config.DATA_DIR, 'logs')),
+      idempotent: true,
+      // The day's directory taken by a file: a path that can never be written.
+      refuse: async () => {
+        const day = join(config.DATA_DIR, 'logs', '2026', '02')
+        await rm(day, { recursive: true, force: true })
+        await writeFile(day, 'not a directory')
+      },
     }
   },
   async stdout(config) {
@@ -47,6 +63,7 @@ const harnesses = {
           .split('\n')
           .filter(Boolean)
           .map((line) => JSON.parse(line)),
+      idempotent: false,
     }
   },
   async gcs(config) {
@@ -65,6 +82,8 @@ const harnesses = {
             .map((line) => JSON.parse(line)),
         ),
       stop: () => fake.stop(),
+      idempotent: true,
+      refuse: async () => fake.inject({ kind: 'status', status: 403 }, { target: 'upload' }),
     }
   },
   async bigquery(config) {
@@ -81,6 +100,8 @@ const harnesses = {
       context: { config: bqConfig, logger: silentLogger, stdout: new PassThrough() },
       readBack: async () => fake.rowsOf('logs', 'entries').map((row) => JSON.parse(row.payload as string)),
       stop: () => fake.stop(),
+      idempotent: true,
+      refuse: async () => fake.inject({ kind: 'status', status: 403 }, { target: 'insert' }),
     }
   },
 } satisfies Record<SinkKind, (config: Config) => Promise<Harness>>
@@ -93,6 +114,49 @@ describe.each(Object.keys(sinkFactories) as SinkKind[])('sink contract: %s', (ki
     await sink.write(batch, { signal: new AbortController().signal })
     await sink.close()
     expect(await harness.readBack()).toEqual(batch.events.map((e) => JSON.parse(e.line)))
+    await harness.stop?.()
+  })
+
+  it('lands a retried batch once (same name, same insertIds), where the destination can tell', async () => {
+    const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
+    const sink = await sinkFactories[kind](harness.context)
+    await sink.write(batch, { signal: new AbortController().signal })
+    await sink.write(batch, { signal: new AbortController().signal })
+    await sink.close()
+    const once = batch.events.map((e) => JSON.parse(e.line))
+    expect(await harness.readBack()).toEqual(harness.idempotent ? once : [...once, ...once])
+    await harness.stop?.()
+  })
+
+  it('publishes nothing for an attempt aborted before it starts', async () => {
+    const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
+    const sink = await sinkFactories[kind](harness.context)
+    const controller = new AbortController()
+    controller.abort(new Error('timed out'))
+    await expect(sink.write(batch, { signal: controller.signal })).rejects.toThrow('timed out')
+    await sink.close()
+    expect(await harness.readBack()).toEqual([])
+    await harness.stop?.()
+  })
+
+  it('classifies a refusal no retry can fix as a PermanentError', async () => {
+    const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
+    const sink = await sinkFactories[kind](harness.context)
+    if (!harness.refuse) {
+      // stdout has no refusal to classify: a write to a local stream either completes or the process is gone.
+      expect(kind).toBe('stdout')
+      return
+    }
+    await sink.write({ ...batch, name: 'inst-000001' }, { signal: new AbortController().signal })
+    await harness.refuse()
+    const err = await sink.write(batch, { signal: new AbortController().signal }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    // As the retry layer reads it: a PermanentError, or a partial write whose pending rows failed for good.
+    const permanent = err instanceof PartialWriteError ? err.cause : err
+    expect(permanent).toBeInstanceOf(PermanentError)
+    await sink.close()
     await harness.stop?.()
   })
 })
