@@ -1,10 +1,7 @@
-// The disk spool's storage: an append-only log of records, each with a sequence number, in segment files named by
-// the first sequence number they hold. A segment starts with a 16-byte header, `SLSPOOL2` and a random 8-byte marker
-// of its own; every record is [marker][u32 length][u32 crc32 of length, seq and payload][u64 seq][payload]. The
-// marker lets a reader find the next record after damage, so a damaged record costs that record and its neighbours
-// are kept; an app cannot forge a record inside its own bytes, since it never sees the marker. Readers only see
-// records that are durable (synced, with SPOOL_FSYNC=always), and numbers are never given out twice, not even after
-// damage cut the tail off a segment.
+// The disk spool's storage: an append-only log of records (record.ts), each with a sequence number, in segment files
+// named by the first sequence number they hold. Opening it checks every record, sets damage aside and upgrades the
+// first format; appends are durable per SPOOL_FSYNC before they resolve, and only then can a reader (log-reader.ts)
+// see them; numbers are never given out twice, not even after damage cut the tail off a segment.
 import { randomBytes } from 'node:crypto'
 import {
   copyFile,
@@ -18,14 +15,23 @@ import {
   unlink,
 } from 'node:fs/promises'
 import { join } from 'node:path'
-import { crc32 } from 'node:zlib'
 import type { Logger } from 'pino'
 import { fsyncDir, writeAll } from '../storage/fsync.js'
+import { type DamageReport, LogReader } from './log-reader.js'
+import {
+  type Damage,
+  decodeFirstFormat,
+  encode,
+  FILE_HEADER_BYTES,
+  HEADER_BYTES,
+  MAGIC,
+  MARKER_BYTES,
+  scanRecords,
+} from './record.js'
 
-const MAGIC = Buffer.from('SLSPOOL2')
-const MARKER_BYTES = 8
-const FILE_HEADER_BYTES = MAGIC.length + MARKER_BYTES
-const HEADER_BYTES = MARKER_BYTES + 16
+export type { DamageReport, LogReader } from './log-reader.js'
+export { type Damage, type SpoolRecord, scanRecords } from './record.js'
+
 const SUFFIX = '.seg'
 
 export type FsyncPolicy = 'always' | 'interval' | 'never'
@@ -43,12 +49,8 @@ export interface SegmentLogOptions {
   readonly upgradePayload?: (payload: Buffer) => Buffer
 }
 
-export interface SpoolRecord {
-  readonly seq: number
-  readonly payload: Buffer
-}
-
-interface Segment {
+/** One segment file, as the log knows it. */
+export interface Segment {
   readonly path: string
   readonly firstSeq: number
   readonly marker: Buffer
@@ -58,119 +60,7 @@ interface Segment {
   bytes: number
 }
 
-/** A stretch of a segment that holds no readable record: where it starts, and where the next record starts. */
-export interface Damage {
-  readonly offset: number
-  readonly problem: string
-  /** The next good record's offset, or undefined when nothing after the damage is readable. */
-  readonly resumeAt: number | undefined
-}
-
 const segmentName = (firstSeq: number) => `${String(firstSeq).padStart(16, '0')}${SUFFIX}`
-
-function checksum(data: Buffer, at: number, length: number): number {
-  let crc = crc32(data.subarray(at + MARKER_BYTES, at + MARKER_BYTES + 4))
-  crc = crc32(data.subarray(at + MARKER_BYTES + 8, at + HEADER_BYTES), crc)
-  return crc32(data.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length), crc)
-}
-
-function encode(marker: Buffer, seq: number, payload: Buffer): Buffer {
-  const record = Buffer.allocUnsafe(HEADER_BYTES + payload.length)
-  marker.copy(record, 0)
-  record.writeUInt32BE(payload.length, MARKER_BYTES)
-  record.writeBigUInt64BE(BigInt(seq), MARKER_BYTES + 8)
-  payload.copy(record, HEADER_BYTES)
-  record.writeUInt32BE(checksum(record, 0, payload.length), MARKER_BYTES + 4)
-  return record
-}
-
-type Decoded =
-  | { readonly kind: 'record'; readonly seq: number; readonly payload: Buffer; readonly size: number }
-  | { readonly kind: 'incomplete' }
-  | { readonly kind: 'bad'; readonly problem: string }
-
-function decodeAt(
-  data: Buffer,
-  at: number,
-  marker: Buffer,
-  maxRecordBytes: number,
-  afterSeq: number,
-): Decoded {
-  if (data.length - at < HEADER_BYTES) return { kind: 'incomplete' }
-  if (data.compare(marker, 0, MARKER_BYTES, at, at + MARKER_BYTES) !== 0)
-    return { kind: 'bad', problem: 'no record marker' }
-  const length = data.readUInt32BE(at + MARKER_BYTES)
-  if (length > maxRecordBytes) return { kind: 'bad', problem: `implausible length ${length}` }
-  if (data.length - at - HEADER_BYTES < length) return { kind: 'incomplete' }
-  if (checksum(data, at, length) !== data.readUInt32BE(at + MARKER_BYTES + 4))
-    return { kind: 'bad', problem: 'checksum mismatch' }
-  const seq = Number(data.readBigUInt64BE(at + MARKER_BYTES + 8))
-  if (seq <= afterSeq) return { kind: 'bad', problem: `sequence ${seq} after ${afterSeq}` }
-  return {
-    kind: 'record',
-    seq,
-    payload: data.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length),
-    size: HEADER_BYTES + length,
-  }
-}
-
-/**
- * The records in `data` from `start` on, and the damaged stretches between them. With `final`, `data` ends where the
- * readable bytes end, so a record cut short there is damage (a torn tail); without it, scanning stops before such a
- * record and `end` says where the next read should begin.
- */
-export function scanRecords(
-  data: Buffer,
-  start: number,
-  marker: Buffer,
-  options: { maxRecordBytes: number; afterSeq: number; final: boolean },
-): { records: (SpoolRecord & { offset: number; size: number })[]; damage: Damage[]; end: number } {
-  const records: (SpoolRecord & { offset: number; size: number })[] = []
-  const damage: Damage[] = []
-  let afterSeq = options.afterSeq
-  let at = start
-  while (at < data.length) {
-    const decoded = decodeAt(data, at, marker, options.maxRecordBytes, afterSeq)
-    if (decoded.kind === 'record') {
-      records.push({ seq: decoded.seq, payload: decoded.payload, offset: at, size: decoded.size })
-      afterSeq = decoded.seq
-      at += decoded.size
-      continue
-    }
-    if (decoded.kind === 'incomplete' && !options.final) break
-    const problem = decoded.kind === 'bad' ? decoded.problem : 'torn record'
-    const next = data.indexOf(marker, at + 1)
-    if (next === -1) {
-      if (options.final) {
-        damage.push({ offset: at, problem, resumeAt: undefined })
-        at = data.length
-      } else {
-        // The marker may straddle the end of this chunk: resume just before it.
-        const resumeAt = Math.max(at + 1, data.length - MARKER_BYTES + 1)
-        damage.push({ offset: at, problem, resumeAt })
-        at = resumeAt
-      }
-      break
-    }
-    damage.push({ offset: at, problem, resumeAt: next })
-    at = next
-  }
-  return { records, damage, end: at }
-}
-
-/** The first format (no segment header, no marker): records up to the first bad one. Read once, to upgrade. */
-function decodeFirstFormat(data: Buffer, maxRecordBytes: number): SpoolRecord[] {
-  const records: SpoolRecord[] = []
-  for (let at = 0; data.length - at >= 16; ) {
-    const length = data.readUInt32BE(at)
-    if (length > maxRecordBytes || data.length - at - 16 < length) break
-    const payload = data.subarray(at + 16, at + 16 + length)
-    if (crc32(payload, crc32(data.subarray(at + 8, at + 16))) !== data.readUInt32BE(at + 4)) break
-    records.push({ seq: Number(data.readBigUInt64BE(at + 8)), payload })
-    at += 16 + length
-  }
-  return records
-}
 
 export class SegmentLog {
   private readonly segments: Segment[] = []
@@ -478,130 +368,5 @@ export class SegmentLog {
     const run = this.tail.then(step)
     this.tail = run.catch(() => {})
     return run
-  }
-}
-
-/** Damage a reader met: where, and how many records it cost (the numbers skipped over it). */
-export interface DamageReport {
-  readonly segment: string
-  readonly byteOffset: number
-  readonly problem: string
-  readonly lostRecords: number
-}
-
-/**
- * Reads a log forward in chunks, remembering where it stopped (segment and byte offset), so a sink that fell
- * behind catches up from disk without rescanning. Damage costs the damaged records only: the reader reports it and
- * goes on at the next good record. `skip` moves past records the caller took another way.
- */
-export class LogReader {
-  private segmentFirst = -1
-  /** Byte offset, in segment `segmentFirst`, of the record after `offsetSeq - 1`. */
-  private offset = 0
-  private offsetSeq = -1
-  /** Records this reader found damaged and skipped. */
-  lost = 0
-
-  constructor(
-    private readonly log: SegmentLog,
-    /** The next record this reader hands out. */
-    public next: number,
-    private readonly maxRecordBytes: number,
-    private readonly onDamage?: (damage: DamageReport) => void,
-  ) {}
-
-  /** Records the caller took without reading them (handed over in memory as they were appended). */
-  skip(count: number): void {
-    this.next += count
-  }
-
-  /** Up to `maxRecords` records and about `maxBytes` of payload from `next` on, as made durable so far. */
-  async read(maxRecords: number, maxBytes: number): Promise<SpoolRecord[]> {
-    const records: SpoolRecord[] = []
-    let bytes = 0
-    while (records.length < maxRecords && bytes < maxBytes) {
-      const segment = this.log.segmentAtOrAfter(this.next)
-      if (!segment) break
-      if (segment.firstSeq > this.next) this.next = segment.firstSeq
-      if (segment.firstSeq !== this.segmentFirst || this.offsetSeq > this.next) {
-        this.segmentFirst = segment.firstSeq
-        this.offset = FILE_HEADER_BYTES
-        this.offsetSeq = segment.firstSeq
-      }
-      const chunk = Math.min(
-        segment.bytes - this.offset,
-        Math.max(1024 ** 2, this.maxRecordBytes + HEADER_BYTES),
-      )
-      if (chunk <= 0) {
-        // The rest of this segment was damage: its remaining numbers are lost; go on with the next segment.
-        this.reportTail(segment)
-        continue
-      }
-      const data = Buffer.allocUnsafe(chunk)
-      const handle = await open(segment.path, 'r')
-      try {
-        await handle.read(data, 0, chunk, this.offset)
-      } finally {
-        await handle.close()
-      }
-      const final = this.offset + chunk >= segment.bytes
-      const scan = scanRecords(data, 0, segment.marker, {
-        maxRecordBytes: this.maxRecordBytes,
-        afterSeq: this.offsetSeq - 1,
-        final,
-      })
-      let consumed = 0
-      let full = false
-      for (const record of scan.records) {
-        if (record.seq >= this.next) {
-          if (
-            records.length >= maxRecords ||
-            (records.length > 0 && bytes + record.payload.length > maxBytes)
-          ) {
-            full = true
-            break
-          }
-          // Records are numbered without gaps inside a segment: numbers skipped here were in damaged bytes.
-          const gapFrom = Math.max(this.offsetSeq, this.next)
-          if (record.seq > gapFrom) this.report(segment, scan.damage[0], record.seq - gapFrom)
-          records.push({ seq: record.seq, payload: Buffer.from(record.payload) })
-          bytes += record.payload.length
-          this.next = record.seq + 1
-        }
-        consumed = record.offset + record.size
-        this.offsetSeq = record.seq + 1
-      }
-      const before = this.offset
-      if (full) {
-        this.offset += consumed
-        break
-      }
-      this.offset += scan.end
-      if (final && scan.damage.at(-1)?.resumeAt === undefined && scan.damage.length > 0) {
-        this.offset = segment.bytes
-      }
-      if (this.offset >= segment.bytes && segment.lastSeq >= this.offsetSeq)
-        this.reportTail(segment, scan.damage[0])
-      if (this.offset === before && scan.records.length === 0) break
-    }
-    return records
-  }
-
-  private report(segment: Readonly<Segment>, damage: Damage | undefined, lost: number): void {
-    this.lost += lost
-    this.onDamage?.({
-      segment: segment.path,
-      byteOffset: damage ? this.offset + damage.offset : this.offset,
-      problem: damage?.problem ?? 'damaged records',
-      lostRecords: lost,
-    })
-  }
-
-  /** The segment's last numbers were in damaged bytes: count them once and move past them. */
-  private reportTail(segment: Readonly<Segment>, damage?: Damage): void {
-    const lost = segment.lastSeq - Math.max(this.offsetSeq, this.next) + 1
-    if (lost > 0) this.report(segment, damage, lost)
-    this.next = Math.max(this.next, segment.lastSeq + 1)
-    this.offsetSeq = Math.max(this.offsetSeq, segment.lastSeq + 1)
   }
 }
