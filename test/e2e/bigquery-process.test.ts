@@ -16,6 +16,25 @@ afterEach(async () => {
   gcs = undefined
 })
 
+/** Load mode against both fakes: objects staged in the bucket `staging`, one job an hour unless flushed. */
+function loadModeEnv(dir: string, gcs: FakeGcsServer, bq: FakeBigQueryServer): Record<string, string> {
+  return {
+    SINKS: 'bigquery',
+    BQ_MODE: 'load',
+    BQ_LOAD_INTERVAL: '3600',
+    LOG_BUCKET: 'staging',
+    GCS_ENDPOINT: gcs.url,
+    BQ_ENDPOINT: bq.url,
+    BQ_PROJECT: 'test-project',
+    BQ_DATASET: 'app_logs',
+    BQ_TABLE: 'request_logs',
+    FLUSH_INTERVAL: '0.1',
+    RETRY_INITIAL_BACKOFF: '0.05',
+    DATA_DIR: join(dir, 'data'),
+    DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+  }
+}
+
 describe('sidelog process with the bigquery sink', () => {
   it('streams 5,000 entries into the table exactly once through 503s, a lost answer and a backendError', async () => {
     fake = new FakeBigQueryServer()
@@ -64,21 +83,7 @@ describe('sidelog process with the bigquery sink', () => {
     const objects = gcs
     fake.readObject = (bucket, name) => objects.list(bucket).find((o) => o.name === name)?.data
     const dir = await tempDir()
-    const env = {
-      SINKS: 'bigquery',
-      BQ_MODE: 'load',
-      BQ_LOAD_INTERVAL: '3600',
-      LOG_BUCKET: 'staging',
-      GCS_ENDPOINT: gcs.url,
-      BQ_ENDPOINT: fake.url,
-      BQ_PROJECT: 'test-project',
-      BQ_DATASET: 'app_logs',
-      BQ_TABLE: 'request_logs',
-      FLUSH_INTERVAL: '0.1',
-      RETRY_INITIAL_BACKOFF: '0.05',
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
-    }
+    const env = loadModeEnv(dir, gcs, fake)
     gcs.inject({ kind: 'lost-answer' }, { target: 'upload', times: 2 })
     const first = await spawnSidelog(env)
     await sendTaggedEntries(first.url, { clients: CLIENTS, total: 2000, perRequest: 50 })
@@ -118,20 +123,8 @@ describe('sidelog process with the bigquery sink', () => {
     const dir = await tempDir()
     const shutdownTimeoutS = 4
     const sidelog = await spawnSidelog({
-      SINKS: 'bigquery',
-      BQ_MODE: 'load',
-      BQ_LOAD_INTERVAL: '3600',
-      LOG_BUCKET: 'staging',
-      GCS_ENDPOINT: gcs.url,
-      BQ_ENDPOINT: fake.url,
-      BQ_PROJECT: 'test-project',
-      BQ_DATASET: 'app_logs',
-      BQ_TABLE: 'request_logs',
-      FLUSH_INTERVAL: '0.1',
-      RETRY_INITIAL_BACKOFF: '0.05',
+      ...loadModeEnv(dir, gcs, fake),
       SHUTDOWN_TIMEOUT: String(shutdownTimeoutS),
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
     })
     await sendTaggedEntries(sidelog.url, { clients: 1, total: 100, perRequest: 50 })
     await vi.waitFor(
