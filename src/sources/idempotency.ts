@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { InputError, SpoolWriteError } from '../errors.js'
-import { recordToEvent, type Spool } from '../spool/index.js'
+import { recordEventId, type Spool } from '../spool/index.js'
 import type { FsyncPolicy } from '../spool/segment-log.js'
 import { JournalFile } from '../storage/journal-file.js'
 
@@ -222,11 +222,9 @@ export class IdempotencyStore {
    * and body, so a repeat of that request is recognised by them and answered 202 (with the count of entries that
    * carry a derived id: entries that set their own event_id are not counted) rather than taken twice.
    */
-  adoptSpooled(eventIds: Iterable<string>): void {
-    for (const id of eventIds) {
-      const prefix = DERIVED_ID.exec(id)?.[1]
-      if (prefix !== undefined) this.spooled.set(prefix, (this.spooled.get(prefix) ?? 0) + 1)
-    }
+  /** Keyed entries found in the spool, counted per key prefix (see derivedIdsInSpool). */
+  adoptSpooled(counts: ReadonlyMap<string, number>): void {
+    for (const [prefix, n] of counts) this.spooled.set(prefix, (this.spooled.get(prefix) ?? 0) + n)
   }
 
   stats(): IdempotencyStats {
@@ -309,15 +307,17 @@ function derivedIdPrefix(key: string, fingerprint: string): string {
 }
 
 /** Every keyed (derived) event id in the spool's log, read once at start-up before sidelog listens. */
-export async function derivedIdsInSpool(spool: Spool): Promise<string[]> {
-  const ids: string[] = []
+export async function derivedIdsInSpool(spool: Spool): Promise<Map<string, number>> {
+  // Counted per key as it reads, and only the ids decoded: a full spool holds millions of entries, and a list of
+  // their ids (or their lines) would not fit the heap sidelog starts with.
+  const counts = new Map<string, number>()
   const reader = spool.reader(0)
   for (;;) {
     const records = await reader.read(10_000, 64 * 1024 ** 2)
-    if (records.length === 0) return ids
+    if (records.length === 0) return counts
     for (const record of records) {
-      const { id } = recordToEvent(record)
-      if (DERIVED_ID.test(id)) ids.push(id)
+      const prefix = DERIVED_ID.exec(recordEventId(record.payload))?.[1]
+      if (prefix !== undefined) counts.set(prefix, (counts.get(prefix) ?? 0) + 1)
     }
   }
 }

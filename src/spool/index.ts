@@ -170,6 +170,11 @@ export function eventToRecord(event: LogEvent): Buffer {
   return record
 }
 
+/** Only the event id of a spool record, without decoding its line. */
+export function recordEventId(payload: Buffer): string {
+  return payload.toString('utf8', 4, 4 + payload.readUInt32BE(0))
+}
+
 /** A spool record back as the entry it was. */
 export function recordToEvent({ seq, payload }: { seq: number; payload: Buffer }): LogEvent {
   const idBytes = payload.readUInt32BE(0)
