@@ -16,8 +16,7 @@ import { batchingFor } from './pipeline/batching.js'
 import { createEnricher } from './pipeline/enrich.js'
 import { type DrainSummary, Pipeline } from './pipeline/index.js'
 import { createServer } from './server.js'
-import { sinkFactories } from './sinks/index.js'
-import type { Sink } from './sinks/sink.js'
+import { sinkModule, startSinks } from './sinks/index.js'
 import { registerHttpSource } from './sources/http.js'
 import { derivedIdsInSpool, IdempotencyStore } from './sources/idempotency.js'
 import { createSources } from './sources/index.js'
@@ -55,11 +54,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const startedAt = Date.now()
 
   const metrics = createMetrics(config)
-  const sinks: Sink[] = []
-  for (const kind of config.SINKS) {
-    const sink = await sinkFactories[kind]({ config, logger, stdout: options.stdout ?? process.stdout })
-    sinks.push(metrics.instrument(sink))
-  }
+  const sinks = (await startSinks(config, { logger, stdout: options.stdout ?? process.stdout })).map((sink) =>
+    metrics.instrument(sink),
+  )
 
   const deadLetter = await openDeadLetterStore(config, { logger, instanceId })
 
@@ -80,12 +77,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     batching: {
       instanceId,
       // Every sink has its own limits below; these are the file sink's, for a sink without an entry there.
-      ...batchingFor('file', config),
+      ...batchingFor(sinkModule('file'), config, config),
       maxBufferedEvents: config.BUFFER_MAX_EVENTS,
       maxBufferedBytes: config.BUFFER_MAX_BYTES,
       concurrency: config.SINK_CONCURRENCY,
     },
-    sinkBatching: Object.fromEntries(config.SINKS.map((kind) => [kind, batchingFor(kind, config)])),
+    sinkBatching: Object.fromEntries(
+      config.SINKS.map((kind) => [kind, batchingFor(sinkModule(kind), config, config)]),
+    ),
     retry: {
       initialBackoffMs: config.RETRY_INITIAL_BACKOFF * 1000,
       maxBackoffMs: config.RETRY_MAX_BACKOFF * 1000,

@@ -1,16 +1,18 @@
 // Every setting in one schema (name, default, description, what it accepts), validated once at start-up and frozen.
+// The core settings are here; the Google ones, each sink's and each source's come from their own folders through
+// the registries, so this file composes them, checks how they relate, and prints --help and the README's table.
 import { type StaticDecode, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from './errors.js'
-import { boundServiceCredentials } from './google-credentials.js'
+import { checkGoogleSettings, googleSettings } from './google/settings.js'
 import { DEFAULT_HOST, DEFAULT_PORT } from './listen-address.js'
-import { batchingSettings, checkBatchingSettings, generalBatchingSettings } from './pipeline/batching.js'
+import { generalBatchingSettings as general } from './pipeline/batching.js'
+import { bytes, integer, parseBytes, seconds, text } from './settings/fields.js'
+import { checkSinkSettings, SINK_KINDS, type SinkKind, sinkModules, sinkSettings } from './sinks/index.js'
 import { checkOtlpSettings, otlpSettings } from './sources/otlp/settings.js'
 import { checkTailSettings, tailSettings } from './sources/tail/settings.js'
 
-/** The sinks sidelog can deliver to. `sinks/index.ts` must register a factory for each (checked by the compiler). */
-export const SINK_KINDS = ['file', 'stdout', 'gcs', 'bigquery'] as const
-export type SinkKind = (typeof SINK_KINDS)[number]
+export { parseBytes, SINK_KINDS, type SinkKind }
 
 /** Where dead letters can go (delivery/dead-letters.ts builds each). */
 export const DEAD_LETTER_KINDS = ['dir', 'gcs', 'stderr'] as const
@@ -18,86 +20,16 @@ export type DeadLetterKind = (typeof DEAD_LETTER_KINDS)[number]
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
-const UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  kib: 1024,
-  kb: 1000,
-  mib: 1024 ** 2,
-  mb: 1000 ** 2,
-  gib: 1024 ** 3,
-  gb: 1000 ** 3,
-}
-const BYTES_PATTERN = '^\\s*\\d+(\\.\\d+)?\\s*([KMG]i?B|B)?\\s*$'
-
-/** Parses `5242880`, `512KiB`, `5MiB`, `1.5GB` into bytes. */
-export function parseBytes(text: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
-  const unit = UNITS[(match?.[2] ?? '').toLowerCase()]
-  if (!match?.[1] || unit === undefined) throw new Error(`"${text}" is not a size`)
-  return Math.floor(Number(match[1]) * unit)
-}
-
-function formatBytes(n: number): string {
-  for (const [unit, size] of [
-    ['GiB', 1024 ** 3],
-    ['MiB', 1024 ** 2],
-    ['KiB', 1024],
-  ] as const) {
-    if (n >= size && n % size === 0) return `${n / size}${unit}`
-  }
-  return String(n)
-}
-
-function bytes(defaultValue: string, minimum: number, maximum: number, description: string) {
-  const accepts = `a size in bytes from ${formatBytes(minimum)} to ${formatBytes(maximum)}: a whole number or one with a unit (KiB, MiB, GiB, KB, MB, GB), e.g. ${defaultValue}`
-  return Type.Transform(Type.String({ pattern: BYTES_PATTERN, default: defaultValue, description, accepts }))
-    .Decode((text) => {
-      const n = parseBytes(text)
-      if (n < minimum || n > maximum) throw new Error(`out of range`)
-      return n
-    })
-    .Encode(formatBytes)
-}
-
-function integer(defaultValue: number, minimum: number, maximum: number, description: string) {
-  return Type.Integer({
-    default: defaultValue,
-    minimum,
-    maximum,
-    description,
-    accepts: `a whole number from ${minimum} to ${maximum}`,
-  })
-}
-
-function seconds(defaultValue: number, maximum: number, description: string) {
-  return Type.Number({
-    default: defaultValue,
-    exclusiveMinimum: 0,
-    maximum,
-    description,
-    accepts: `a number of seconds greater than 0 and at most ${maximum} (fractions allowed, e.g. 0.5)`,
-  })
-}
-
-function text(defaultValue: string, description: string) {
-  return Type.String({ default: defaultValue, minLength: 1, description, accepts: 'a non-empty string' })
-}
-
 /** The field builders a source's settings module uses (they take them as an argument, so config.ts is not imported at run time). */
 const settingHelpers = { bytes, integer, seconds, text }
-/** BATCH_SIZE, BATCH_BYTES, FLUSH_INTERVAL: unset unless a user sets them (see pipeline/batching.ts). */
-const general = generalBatchingSettings(parseBytes)
 export type SettingHelpers = typeof settingHelpers
 
-const BUCKET_PATTERN = '^([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])?$'
-const BUCKET_ACCEPTS =
-  'a Cloud Storage bucket name: 3 to 222 lower-case letters, digits, dots, dashes or underscores'
 const SINKS_ACCEPTS = `a comma-separated list of: ${SINK_KINDS.join(', ')}`
 const LABEL_PATTERN =
   '^\\s*([A-Za-z_][A-Za-z0-9_.-]*=[^,=]*)?(\\s*,\\s*[A-Za-z_][A-Za-z0-9_.-]*=[^,=]*)*\\s*$'
 
-export const ConfigSchema = Type.Object({
+/** The settings of sidelog itself: listening, buffers, delivery, the spool, shutdown, its own logs. */
+const coreSettings = {
   SIDELOG_HOST: text(
     DEFAULT_HOST,
     'Address to listen on. The default lets only processes in the same network namespace (the app beside it) reach sidelog.',
@@ -230,99 +162,6 @@ export const ConfigSchema = Type.Object({
     3600,
     'After SIGTERM, stop taking entries early once no request has come for this long: an app that has already stopped does not hold the drain back.',
   ),
-  LOG_BUCKET: Type.String({
-    default: '',
-    pattern: BUCKET_PATTERN,
-    description:
-      "Cloud Storage bucket of the gcs sink, of load mode's staged objects and of DEAD_LETTER=gcs (GCS_BUCKET is the same setting).",
-    accepts: BUCKET_ACCEPTS,
-  }),
-  GCS_BUCKET: Type.String({
-    default: '',
-    pattern: BUCKET_PATTERN,
-    description: 'Same as LOG_BUCKET; set one of them.',
-    accepts: BUCKET_ACCEPTS,
-  }),
-  GCS_PREFIX: Type.String({
-    default: 'logs/',
-    pattern: '^([^/].*/)?$',
-    description: 'Object name prefix of the gcs sink.',
-    accepts: 'an empty string or a prefix ending in / that does not start with /, e.g. logs/ or team/app/',
-  }),
-  GCS_LAYOUT: Type.Union([Type.Literal('date'), Type.Literal('hive')], {
-    default: 'date',
-    description:
-      'Object layout under the prefix: date is YYYY/MM/DD/HHMMSS-<instance>-<seq>.jsonl; hive is dt=YYYY-MM-DD/HHMMSS-<instance>-<seq>.jsonl.',
-    accepts: 'date or hive',
-  }),
-  GCS_COMPRESSION: Type.Union([Type.Literal('none'), Type.Literal('gzip')], {
-    default: 'none',
-    description: 'gzip writes .jsonl.gz objects with Content-Encoding: gzip.',
-    accepts: 'none or gzip',
-  }),
-  GCS_ENDPOINT: Type.String({
-    default: '',
-    pattern: '^(https?://[^\\s/]+)?$',
-    description:
-      'Cloud Storage API endpoint, for an emulator such as fake-gcs-server (the client library also honours STORAGE_EMULATOR_HOST).',
-    accepts: 'an http(s) URL without a path, e.g. http://127.0.0.1:4443',
-  }),
-  GCS_RESUMABLE_THRESHOLD: bytes(
-    '8MiB',
-    0,
-    5 * 1024 ** 4,
-    'Objects larger than this use a resumable upload (an extra request); smaller ones one request.',
-  ),
-  BQ_PROJECT: Type.String({
-    default: '',
-    pattern: '^([a-z][a-z0-9-]{4,28}[a-z0-9])?$',
-    description: "Project of the bigquery sink's dataset (default: the credentials' project).",
-    accepts:
-      'a Google Cloud project id: 6 to 30 lower-case letters, digits or dashes, starting with a letter',
-  }),
-  BQ_DATASET: Type.String({
-    default: '',
-    pattern: '^[A-Za-z0-9_]{0,1024}$',
-    description: 'Dataset of the bigquery sink.',
-    accepts: 'a dataset id: letters, digits and underscores',
-  }),
-  BQ_TABLE: Type.String({
-    default: '',
-    pattern: '^[A-Za-z0-9_-]{0,1024}$',
-    description:
-      'Table of the bigquery sink; created with the default schema when missing and BQ_CREATE is true.',
-    accepts: 'a table id: letters, digits, underscores and dashes',
-  }),
-  BQ_CREATE: Type.Boolean({
-    default: true,
-    description: 'Create the dataset and table at start-up when they are missing.',
-    accepts: 'true or false',
-  }),
-  BQ_MODE: Type.Union([Type.Literal('stream'), Type.Literal('load')], {
-    default: 'stream',
-    description:
-      'stream: tabledata.insertAll with insertId = event_id (billed per GB). load: batches are staged as objects in LOG_BUCKET and loaded with free load jobs every BQ_LOAD_INTERVAL.',
-    accepts: 'stream or load',
-  }),
-  BQ_LOAD_INTERVAL: seconds(
-    60,
-    86_400,
-    'Load mode: how often the staged objects are loaded, all in one job. Each busy instance makes up to 86400 / BQ_LOAD_INTERVAL jobs a day, and a table takes about 1,500.',
-  ),
-  BQ_LOAD_PREFIX: Type.String({
-    default: 'bigquery-load/',
-    pattern: '^[^/].*/$',
-    description:
-      'Load mode: prefix of the staged objects in LOG_BUCKET (row-shaped JSONL, kept after loading: give it a lifecycle rule).',
-    accepts: 'a prefix ending in / that does not start with /, e.g. bigquery-load/',
-  }),
-  BQ_ENDPOINT: Type.String({
-    default: '',
-    pattern: '^(https?://[^\\s/]+)?$',
-    description:
-      'BigQuery API endpoint, for an emulator such as bigquery-emulator; sidelog then sends a placeholder token.',
-    accepts: 'an http(s) URL without a path, e.g. http://127.0.0.1:9050',
-  }),
   SPOOL_DIR: Type.String({
     default: '',
     description:
@@ -409,29 +248,16 @@ export const ConfigSchema = Type.Object({
       return n
     })
     .Encode((port) => (port === undefined ? '' : String(port))),
-  GOOGLE_CLOUD_PROJECT: Type.String({
-    default: '',
-    pattern: '^([a-z][a-z0-9-]{4,28}[a-z0-9])?$',
-    description:
-      'Project named in Cloud Logging trace fields (logging.googleapis.com/trace = projects/<project>/traces/<id>); empty: BQ_PROJECT, and without that the bare trace id.',
-    accepts:
-      'a Google Cloud project id: 6 to 30 lower-case letters, digits or dashes, starting with a letter',
-  }),
-  GOOGLE_CREDENTIALS_SERVICE: Type.String({
-    default: '',
-    description:
-      "Cloud Foundry: the name of a bound service whose credentials (in VCAP_SERVICES) are the service-account key the Google Cloud clients use, so that no key file ships with the app. Empty: Application Default Credentials (Cloud Run's or GKE's service account, GOOGLE_APPLICATION_CREDENTIALS).",
-    accepts: 'the name of a service bound to the app, or empty',
-  }),
-  VCAP_SERVICES: Type.String({
-    default: '',
-    description:
-      'Set by Cloud Foundry: the services bound to the app, as JSON. Read only for GOOGLE_CREDENTIALS_SERVICE, and never logged.',
-    accepts: 'the JSON Cloud Foundry sets',
-  }),
-  ...otlpSettings(settingHelpers),
-  ...tailSettings(settingHelpers),
-  ...batchingSettings(parseBytes),
+}
+
+const sourceSettings = { otlp: otlpSettings(settingHelpers), tail: tailSettings(settingHelpers) }
+
+export const ConfigSchema = Type.Object({
+  ...coreSettings,
+  ...googleSettings,
+  ...sinkSettings,
+  ...sourceSettings.otlp,
+  ...sourceSettings.tail,
 })
 
 export type Config = Readonly<StaticDecode<typeof ConfigSchema>>
@@ -489,27 +315,6 @@ export function heapProblem(
   )
 }
 
-/**
- * What the Google Cloud clients are built with besides their endpoint: the bound service's key on Cloud Foundry
- * (GOOGLE_CREDENTIALS_SERVICE), else nothing (Application Default Credentials). Checked by loadConfig already.
- */
-export function googleAuthOptions(config: Pick<Config, 'GOOGLE_CREDENTIALS_SERVICE' | 'VCAP_SERVICES'>): {
-  credentials?: { client_email: string; private_key: string }
-  projectId?: string
-} {
-  if (!config.GOOGLE_CREDENTIALS_SERVICE) return {}
-  const { credentials, projectId } = boundServiceCredentials(
-    config.VCAP_SERVICES,
-    config.GOOGLE_CREDENTIALS_SERVICE,
-  )
-  return { credentials: { ...credentials }, ...(projectId ? { projectId } : {}) }
-}
-
-/** The gcs sink's bucket: LOG_BUCKET or its alias GCS_BUCKET ('' when neither is set). */
-export function gcsBucket(config: Pick<Config, 'LOG_BUCKET' | 'GCS_BUCKET'>): string {
-  return config.GCS_BUCKET || config.LOG_BUCKET
-}
-
 /** Relations between settings that no single field can express. */
 function crossCheck(c: Config): string[] {
   const problems: string[] = []
@@ -519,43 +324,48 @@ function crossCheck(c: Config): string[] {
     }
   }
   order('MAX_BODY_BYTES', 'MAX_INFLIGHT_BYTES', 'one request body must fit in what may be in flight')
-  problems.push(...checkBatchingSettings(c))
   order('RETRY_INITIAL_BACKOFF', 'RETRY_MAX_BACKOFF', 'the first delay cannot be above the largest')
   if (c.SPOOL_DIR) order('BUFFER_MAX_BYTES', 'SPOOL_MAX_BYTES', 'the spool must hold a full buffer')
-  if (c.LOG_BUCKET && c.GCS_BUCKET && c.LOG_BUCKET !== c.GCS_BUCKET) {
-    problems.push(`LOG_BUCKET (${c.LOG_BUCKET}) and GCS_BUCKET (${c.GCS_BUCKET}) differ: set one of them`)
-  }
-  if (c.SINKS.includes('bigquery') && (!c.BQ_DATASET || !c.BQ_TABLE)) {
-    problems.push('SINKS includes bigquery, so BQ_DATASET and BQ_TABLE must be set')
-  }
-  if (c.BQ_ENDPOINT && !c.BQ_PROJECT) {
-    problems.push(
-      'BQ_ENDPOINT is set, so BQ_PROJECT must be too: an emulator has no credentials to take it from',
-    )
-  }
-  if (c.SINKS.includes('bigquery') && c.BQ_MODE === 'load' && !gcsBucket(c)) {
-    problems.push('BQ_MODE is load, so LOG_BUCKET (or GCS_BUCKET) must name the bucket that stages the loads')
-  }
   if (c.ADMIN_PORT !== undefined && c.ADMIN_PORT !== 0 && c.ADMIN_PORT === c.SIDELOG_PORT) {
     problems.push(
       `ADMIN_PORT (${c.ADMIN_PORT}) must differ from SIDELOG_PORT: the admin listener is a second port`,
     )
   }
-  if (c.SINKS.includes('gcs') && !gcsBucket(c)) {
-    problems.push('SINKS includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
-  }
-  if (c.DEAD_LETTER.includes('gcs') && !gcsBucket(c)) {
+  problems.push(...checkGoogleSettings(c))
+  if (c.DEAD_LETTER.includes('gcs') && !(c.GCS_BUCKET || c.LOG_BUCKET)) {
     problems.push('DEAD_LETTER includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
   }
-  if (c.GOOGLE_CREDENTIALS_SERVICE) {
-    try {
-      boundServiceCredentials(c.VCAP_SERVICES, c.GOOGLE_CREDENTIALS_SERVICE)
-    } catch (err) {
-      problems.push(`GOOGLE_CREDENTIALS_SERVICE=${c.GOOGLE_CREDENTIALS_SERVICE}: ${(err as Error).message}`)
-    }
-  }
+  problems.push(...checkSinkSettings(c))
   problems.push(...checkOtlpSettings(c), ...checkTailSettings(c))
   return problems
+}
+
+/** One component's settings, as --help and the README's settings table show them. */
+export interface SettingGroup {
+  readonly title: string
+  /** What the component is, for a sink its module's summary. */
+  readonly about?: string
+  readonly names: readonly SettingName[]
+}
+
+/** Every setting, grouped by the component that owns it: sidelog itself, Google Cloud, each sink, each source. */
+export function settingGroups(): SettingGroup[] {
+  const names = (settings: object) => Object.keys(settings) as SettingName[]
+  return [
+    { title: 'sidelog', names: names(coreSettings) },
+    {
+      title: 'Google Cloud',
+      about: 'Shared by the gcs and bigquery sinks and the gcs dead-letter store.',
+      names: names(googleSettings),
+    },
+    ...Object.values(sinkModules).map((module) => ({
+      title: `${module.kind} sink`,
+      about: module.summary,
+      names: names(module.settings),
+    })),
+    { title: 'otlp source', about: 'POST /v1/logs, OTLP/HTTP logs.', names: names(sourceSettings.otlp) },
+    { title: 'tail source', about: 'Files read line by line.', names: names(sourceSettings.tail) },
+  ]
 }
 
 /** `sidelog --help`: every setting from the same schema, with default, description and accepted values. */
@@ -564,16 +374,39 @@ export function helpText(): string {
     'sidelog: a log-processing sidecar. POST JSON, a JSON array or NDJSON (optionally gzip) to /logs.',
     '',
     'Usage: sidelog [--help]     (configuration comes from environment variables)',
-    '',
-    'Settings:',
   ]
-  for (const [name, schema] of settingSchemas()) {
-    const defaultValue = schema.default === '' ? '(none)' : String(schema.default)
-    lines.push(
-      `  ${name}  (default: ${defaultValue})`,
-      `      ${schema.description}`,
-      `      Accepts ${schema.accepts}.`,
-    )
+  for (const group of settingGroups()) {
+    lines.push('', `Settings of ${group.title}:${group.about ? ` ${group.about}` : ''}`)
+    for (const name of group.names) {
+      const schema = ConfigSchema.properties[name] as TSchema
+      const defaultValue = schema.default === '' ? '(none)' : String(schema.default)
+      lines.push(
+        `  ${name}  (default: ${defaultValue})`,
+        `      ${schema.description}`,
+        `      Accepts ${schema.accepts}.`,
+      )
+    }
   }
   return lines.join('\n')
+}
+
+/**
+ * The README's settings table, made from the same schema (scripts/settings-table.ts writes it between the README's
+ * markers; test/readme.test.ts fails when the README's copy differs).
+ */
+export function settingsTable(): string {
+  const cell = (text: string) => text.replaceAll('|', '\\|')
+  const lines: string[] = []
+  for (const group of settingGroups()) {
+    lines.push('', `**${group.title}**${group.about ? `: ${group.about}` : ''}`, '')
+    lines.push('| Setting | Default | Meaning | Accepts |', '| --- | --- | --- | --- |')
+    for (const name of group.names) {
+      const schema = ConfigSchema.properties[name] as TSchema
+      const defaultValue = schema.default === '' ? '(none)' : `\`${String(schema.default)}\``
+      lines.push(
+        `| \`${name}\` | ${defaultValue} | ${cell(schema.description ?? '')} | ${cell(schema.accepts ?? '')} |`,
+      )
+    }
+  }
+  return lines.join('\n').trim()
 }

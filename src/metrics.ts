@@ -37,7 +37,7 @@ export interface Metrics {
   /** Given to the Pipeline: bytes sent and dead letters by class, counted where /health's counters are. */
   readonly observer: PipelineObserver
   /** The sink, with each write attempt timed into the write-duration histogram. */
-  instrument(sink: Sink): Sink
+  instrument<S extends Sink>(sink: S): S
   /** Connects the collectors to the running pipeline; until then they report nothing. */
   bind(sources: MetricsSources): void
   /** The exposition text: sidelog's metrics, then the process's. */

@@ -5,8 +5,9 @@ import { generateKeyPairSync } from 'node:crypto'
 import { BigQuery } from '@google-cloud/bigquery'
 import { Storage } from '@google-cloud/storage'
 import { describe, expect, it } from 'vitest'
-import { googleAuthOptions, loadConfig } from '../src/config.js'
-import { boundServiceCredentials } from '../src/google-credentials.js'
+import { loadConfig } from '../src/config.js'
+import { boundServiceCredentials } from '../src/google/credentials.js'
+import { googleAccess } from '../src/google/settings.js'
 import { catchError } from './helpers.js'
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
@@ -64,12 +65,12 @@ describe('credentials from a bound service', () => {
 
   it('builds the Storage and BigQuery clients with the bound key instead of Application Default Credentials', async () => {
     const config = loadConfig({ GOOGLE_CREDENTIALS_SERVICE: 'sidelog-gcp', VCAP_SERVICES: vcap(key) })
-    const options = googleAuthOptions(config)
+    const options = googleAccess(config).auth
     for (const client of [new Storage(options), new BigQuery(options)]) {
       const credentials = await client.authClient.getCredentials()
       expect(credentials.client_email).toBe(key.client_email)
       expect(await client.authClient.getProjectId()).toBe('my-project')
     }
-    expect(googleAuthOptions(loadConfig({}))).toEqual({})
+    expect(googleAccess(loadConfig({})).auth).toEqual({})
   })
 })

@@ -2,11 +2,14 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { PassThrough, type Writable } from 'node:stream'
 import { pino } from 'pino'
 import { afterEach, expect } from 'vitest'
 import type { App } from '../src/app.js'
-import { type Config, loadConfig } from '../src/config.js'
+import { type Config, loadConfig, type SinkKind } from '../src/config.js'
 import { createLogEvent, type LogEvent } from '../src/event.js'
+import { startSinks } from '../src/sinks/index.js'
+import type { StartedSink } from '../src/sinks/sink.js'
 
 export { listFiles, readJsonlTree } from './jsonl-files.js'
 
@@ -70,4 +73,21 @@ export async function postAccepted(app: App, entries: readonly object[]): Promis
     headers: { 'content-type': 'application/x-ndjson' },
   })
   expect(res.statusCode).toBe(202)
+}
+
+/** An AbortSignal that never aborts: a sink closed with it finishes what it holds. */
+export const neverAborted = new AbortController().signal
+
+/**
+ * Starts the one sink `kind` as sidelog does (sinks/index.ts: built from its own settings, then its start-up check
+ * under SINK_TIMEOUT), with `config`'s other settings.
+ */
+export async function startSink(
+  kind: SinkKind,
+  config: Config,
+  stdout: Writable = new PassThrough(),
+): Promise<StartedSink> {
+  const [sink] = await startSinks({ ...config, SINKS: [kind] }, { logger: silentLogger, stdout })
+  if (!sink) throw new Error(`no ${kind} sink started`)
+  return sink
 }

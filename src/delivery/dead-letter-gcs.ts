@@ -4,8 +4,8 @@
 // fails rather than hangs, so the next store in DEAD_LETTER (stderr) still gets the entries in time; it cannot write
 // synchronously, so the last resort before a hard exit always goes to the next store.
 import type { Bucket } from '@google-cloud/storage'
-import { createObject } from '../sinks/gcs.js'
-import { objectName } from '../sinks/jsonl.js'
+import { createObject } from '../google/storage.js'
+import { objectName } from '../jsonl.js'
 import { type DeadLetterStore, encodeDeadLetters } from './dead-letter.js'
 
 export interface GcsDeadLetterOptions {

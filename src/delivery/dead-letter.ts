@@ -8,7 +8,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import type { RejectedEvent } from '../errors.js'
 import type { Batch } from '../event.js'
-import { objectName } from '../sinks/jsonl.js'
+import { objectName } from '../jsonl.js'
 import { makeDir, openAtomicRoot, TEMP_DIR, writeFileAtomic } from '../storage/atomic-file.js'
 import { writeAllSync } from '../storage/fsync.js'
 

@@ -1,11 +1,12 @@
 // The dead-letter stores DEAD_LETTER names, tried in order: a write that one store cannot take (an error, or a network
 // write out of time) goes to the next, so each entry lands in one store. Built and checked at start-up.
 import type { Logger } from 'pino'
-import { type Config, gcsBucket } from '../config.js'
-import { openBucket } from '../sinks/gcs.js'
+import type { Config } from '../config.js'
+import { ConfigError } from '../errors.js'
+import { googleAccess } from '../google/settings.js'
 import { createDeadLetterStore, type DeadLetterStore } from './dead-letter.js'
-import { createGcsDeadLetterStore } from './dead-letter-gcs.js'
 import { createStderrDeadLetterStore, type LineWriter } from './dead-letter-stderr.js'
+import { withTimeout } from './timing.js'
 
 export interface DeadLetterContext {
   readonly logger: Logger
@@ -71,18 +72,32 @@ export async function openDeadLetterStore(
 ): Promise<DeadLetterStore> {
   const { logger } = context
   const stores: DeadLetterStore[] = []
+  const google = googleAccess(config)
+  const timeoutMs = config.SINK_TIMEOUT * 1000
   for (const kind of config.DEAD_LETTER) {
     if (kind === 'dir') stores.push(createDeadLetterStore(config.DEAD_LETTER_DIR))
     if (kind === 'stderr') stores.push(createStderrDeadLetterStore(context.stderr))
     if (kind === 'gcs') {
-      const { bucket } = await openBucket(config, logger)
+      // Loaded only for DEAD_LETTER=gcs: the Cloud Storage client is about 25 MiB a sidelog writing files should not pay.
+      const { bucketOf, checkBucket } = await import('../google/storage.js')
+      const { createGcsDeadLetterStore } = await import('./dead-letter-gcs.js')
+      const bucket = bucketOf(google)
+      try {
+        await withTimeout(checkBucket(bucket), timeoutMs, `no answer within ${config.SINK_TIMEOUT} s`)
+      } catch (err) {
+        if (err instanceof ConfigError) throw err
+        logger.warn(
+          { bucket: bucket.name, err },
+          'dead-letter bucket unverified at start-up; writes will try it',
+        )
+      }
       stores.push(
         createGcsDeadLetterStore({
           bucket,
           prefix: config.DEAD_LETTER_GCS_PREFIX,
           instanceId: context.instanceId,
-          timeoutMs: config.SINK_TIMEOUT * 1000,
-          resumableThreshold: config.GCS_RESUMABLE_THRESHOLD,
+          timeoutMs,
+          resumableThreshold: google.resumableThreshold,
         }),
       )
     }
@@ -94,7 +109,7 @@ export async function openDeadLetterStore(
   logger.info(
     {
       dead_letter: store.destination,
-      ...(config.DEAD_LETTER.includes('gcs') ? { bucket: gcsBucket(config) } : {}),
+      ...(config.DEAD_LETTER.includes('gcs') ? { bucket: google.bucket } : {}),
     },
     `dead letters go to ${store.destination}`,
   )

@@ -33,6 +33,20 @@ export async function timedOut(promise: Promise<unknown>, ms: number): Promise<b
   return result
 }
 
+/** Waits for `promise` until `signal` aborts; true if the signal came first. Never rejects. */
+export function abortedFirst(promise: Promise<unknown>, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(true)
+  return new Promise((resolve) => {
+    const onAbort = () => resolve(true)
+    const settled = () => {
+      signal.removeEventListener('abort', onAbort)
+      resolve(false)
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(settled, settled)
+  })
+}
+
 /** `promise`, or a rejection with `message` once `ms` have passed. */
 export async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   const cancel = new AbortController()

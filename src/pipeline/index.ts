@@ -8,7 +8,7 @@ import type { RetryPolicy } from '../delivery/retry.js'
 import { timedOut } from '../delivery/timing.js'
 import { InputError, ShuttingDownError } from '../errors.js'
 import type { LogEvent } from '../event.js'
-import type { Sink } from '../sinks/sink.js'
+import type { StartedSink } from '../sinks/sink.js'
 import type { Recovered, Spool } from '../spool/index.js'
 import type { BatcherOptions } from './batcher.js'
 import type { BatchLimits } from './batching.js'
@@ -20,9 +20,11 @@ export type { DeadLetterClass, PipelineObserver, SinkStats } from './lane.js'
 
 /** Part of the shutdown budget kept back for writing what is left to the dead-letter store. */
 const DEAD_LETTER_RESERVE_MS = 1000
+/** How long before the budget's end a sink's close is told to stop (load mode then stops following its last job). */
+const CLOSE_MARGIN_MS = 150
 
 export interface PipelineOptions {
-  readonly sinks: readonly Sink[]
+  readonly sinks: readonly StartedSink[]
   readonly batching: Omit<BatcherOptions, 'deliver'>
   /** Each sink's own batch limits (see batching.ts), over `batching`'s. */
   readonly sinkBatching?: Readonly<Record<string, BatchLimits>>
@@ -237,10 +239,16 @@ export class Pipeline {
       await idle
     }
     const closeBy = startedAt + budgetMs
+    // Sinks are told the budget's end by a signal, a moment before it, so that what they do then still fits.
+    const closeSignal = new AbortController()
+    const closeTimer = setTimeout(
+      () => closeSignal.abort(new Error('shutdown deadline reached (SHUTDOWN_TIMEOUT)')),
+      Math.max(0, closeBy - CLOSE_MARGIN_MS - performance.now()),
+    )
     await Promise.all(
       this.lanes.map(async ({ sink }) => {
         const closed = sink
-          .close()
+          .close(closeSignal.signal)
           .catch((err) => this.options.logger.error({ sink: sink.name, err }, 'close failed'))
         if (await timedOut(closed, closeBy - performance.now())) {
           this.options.logger.error(
@@ -250,6 +258,7 @@ export class Pipeline {
         }
       }),
     )
+    clearTimeout(closeTimer)
     return this.summary(deadlinePassed)
   }
 

@@ -7,7 +7,7 @@ import { FailureLog } from '../delivery/failure-log.js'
 import { DeliveryFailedError, type GiveUpReason, type RetryPolicy, withRetry } from '../delivery/retry.js'
 import { errorMessage, type RejectedEvent } from '../errors.js'
 import type { Batch } from '../event.js'
-import type { Sink } from '../sinks/sink.js'
+import type { StartedSink } from '../sinks/sink.js'
 import { Batcher, type BatcherOptions } from './batcher.js'
 
 /** Why entries went to the dead-letter store: the retry layer's reason, a row the destination refused, or the spool. */
@@ -66,7 +66,7 @@ export class Lane {
   private readonly failures: FailureLog
 
   constructor(
-    readonly sink: Sink,
+    readonly sink: StartedSink,
     private readonly options: LaneOptions,
   ) {
     this.stats = {

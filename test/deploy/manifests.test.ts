@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { parse, parseAllDocuments } from 'yaml'
-import { googleAuthOptions, loadConfig } from '../../src/config.js'
+import { loadConfig } from '../../src/config.js'
+import { googleAccess } from '../../src/google/settings.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8')
@@ -361,7 +362,7 @@ describe('deploy/cloudfoundry/manifest.yml', () => {
     expect(JSON.stringify(app.env)).not.toMatch(/\.json\b|private_key/)
     expect(app.services).toContain(app.env.GOOGLE_CREDENTIALS_SERVICE)
     const config = configOf({ ...app.env, VCAP_SERVICES: vcap(app.env.GOOGLE_CREDENTIALS_SERVICE) })
-    expect(googleAuthOptions(config).credentials?.client_email).toBe('a@b')
+    expect(googleAccess(config).auth.credentials?.client_email).toBe('a@b')
     // Without the binding, sidelog stops at start-up naming the setting.
     expect(() => configOf(app.env)).toThrow(
       /GOOGLE_CREDENTIALS_SERVICE=sidelog-gcp: VCAP_SERVICES is not set/,

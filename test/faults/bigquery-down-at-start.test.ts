@@ -63,7 +63,9 @@ describe.each(['stream', 'load'] as const)('fault: BigQuery unreachable at start
     const before = await getHealth(sidelog.url)
     expect(before.status).toBe('degraded')
     expect(before.sinks.bigquery).toMatchObject({ healthy: false })
-    expect(JSON.stringify(before.sinks.bigquery)).toMatch(/BigQuery could not be reached at start-up/)
+    expect(JSON.stringify(before.sinks.bigquery)).toMatch(
+      /the bigquery sink's destination could not be reached at start-up/,
+    )
 
     // Entries taken while BigQuery is away, until the sink has failed a few writes with them in hand.
     let stop = false

@@ -8,7 +8,7 @@ import { PartialWriteError, PermanentError } from '../../src/errors.js'
 import type { Batch } from '../../src/event.js'
 import { createMetrics, DEAD_LETTER_CLASSES } from '../../src/metrics.js'
 import { Pipeline } from '../../src/pipeline/index.js'
-import type { Sink } from '../../src/sinks/sink.js'
+import type { Sink, StartedSink } from '../../src/sinks/sink.js'
 import { parseExposition, type Sample, sampleValue } from '../../src/top/exposition.js'
 import { makeEvents, postAccepted, silentLogger, tempDir, testConfig } from '../helpers.js'
 
@@ -146,7 +146,7 @@ describe('metrics from the pipeline', () => {
     const metrics = createMetrics(settings)
     const startupError = new Error('unreachable at start-up')
     let flushed = 0
-    class ClassSink implements Sink {
+    class ClassSink implements StartedSink {
       readonly name = 'classy'
       readonly startupError = startupError
       private written = 0
@@ -161,7 +161,7 @@ describe('metrics from the pipeline', () => {
       }
       async close() {}
     }
-    const instrumented = metrics.instrument(new ClassSink())
+    const instrumented = metrics.instrument<StartedSink>(new ClassSink())
     await instrumented.write(
       { name: 'b', openedAt: new Date(), events: [], bytes: 0 },
       { signal: new AbortController().signal },

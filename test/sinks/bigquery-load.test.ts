@@ -7,16 +7,17 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { type App, createApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { ConfigError } from '../../src/errors.js'
-import { createBigQuerySink } from '../../src/sinks/bigquery.js'
-import { loadJobId } from '../../src/sinks/bigquery-load.js'
+import { loadJobId } from '../../src/sinks/bigquery/load/journal.js'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
 import {
   catchError,
   makeEvents,
+  neverAborted,
   postAccepted,
   QUICK_RETRIES_MANUAL_FLUSH,
   silentLogger,
+  startSink,
   tempDir,
   testConfig,
 } from '../helpers.js'
@@ -225,7 +226,6 @@ describe('bigquery sink, load mode', () => {
       await app.close()
       return { config }
     })
-    const context = { config, logger: silentLogger, stdout: new PassThrough() }
     const batch = {
       name: 'resent-000001',
       openedAt: new Date('2026-11-22T04:00:00Z'),
@@ -233,17 +233,17 @@ describe('bigquery sink, load mode', () => {
       bytes: 0,
     }
     const signal = new AbortController().signal
-    const first = await createBigQuerySink(context)
+    const first = await startSink('bigquery', config)
     await first.write(batch, { signal })
     await first.flush?.()
-    await first.close()
+    await first.close(neverAborted)
     expect(rows()).toHaveLength(7)
 
     // A crash lost the spool's "done" for this batch: the restart writes it again, meets the object (412) ...
-    const second = await createBigQuerySink(context)
+    const second = await startSink('bigquery', config)
     await second.write(batch, { signal })
     await second.flush?.()
-    await second.close()
+    await second.close(neverAborted)
     // ... and the load journal remembers it was loaded: no second job, no second copy of the rows.
     expect(gcs.uploads().map((r) => r.status)).toEqual([200, 412])
     expect(bq.jobs.size).toBe(1)

@@ -5,11 +5,10 @@ import { createServer } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ConfigError, PermanentError } from '../../src/errors.js'
 import type { Batch } from '../../src/event.js'
-import { createBigQuerySink } from '../../src/sinks/bigquery.js'
 import type { Sink } from '../../src/sinks/sink.js'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
-import { makeEvents, silentLogger, tempDir, testConfig } from '../helpers.js'
+import { makeEvents, neverAborted, startSink, tempDir, testConfig } from '../helpers.js'
 
 const BUCKET = 'staging'
 let gcs: FakeGcsServer
@@ -26,7 +25,7 @@ beforeEach(async () => {
 })
 
 afterEach(async () => {
-  await Promise.all(sinks.splice(0).map((sink) => sink.close()))
+  await Promise.all(sinks.splice(0).map((sink) => sink.close(neverAborted)))
   await Promise.all([gcs.stop(), bq.stop().catch(() => {})])
 })
 
@@ -53,7 +52,7 @@ async function createSink(mode: 'stream' | 'load', endpoint: string, env: Record
     SINK_TIMEOUT: '5',
     ...env,
   })
-  const sink = await createBigQuerySink({ config, logger: silentLogger, stdout: process.stdout })
+  const sink = await startSink('bigquery', config)
   sinks.push(sink)
   return sink
 }
@@ -71,7 +70,9 @@ describe.each(['stream', 'load'] as const)('bigquery sink at start-up, %s mode',
   it('starts degraded while nothing listens, writes fail as retryable, and the first write after BigQuery is up opens the table and delivers', async () => {
     const port = await closedPort()
     const sink = await createSink(mode, `http://127.0.0.1:${port}`)
-    expect(sink.startupError?.message).toMatch(/^BigQuery could not be reached at start-up: .*ECONNREFUSED/)
+    expect(sink.startupError?.message).toMatch(
+      /^the bigquery sink's destination could not be reached at start-up: .*ECONNREFUSED/,
+    )
 
     const first = await sink.write(batch('b1', 5), { signal }).catch((err: unknown) => err)
     expect(first).toBeInstanceOf(Error)
@@ -89,7 +90,9 @@ describe.each(['stream', 'load'] as const)('bigquery sink at start-up, %s mode',
     await bq.start()
     bq.inject({ kind: 'status', status: 503 }, { target: 'metadata', times: 1 })
     const sink = await createSink(mode, bq.url)
-    expect(sink.startupError?.message).toMatch(/^BigQuery could not be reached at start-up: /)
+    expect(sink.startupError?.message).toMatch(
+      /^the bigquery sink's destination could not be reached at start-up: /,
+    )
     await sink.write(batch('b2', 3), { signal })
     await sink.flush?.()
     expect(rowIds()).toHaveLength(3)

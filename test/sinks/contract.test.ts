@@ -8,12 +8,19 @@ import { describe, expect, it } from 'vitest'
 import type { Config, SinkKind } from '../../src/config.js'
 import { ConfigError, PartialWriteError, PermanentError } from '../../src/errors.js'
 import type { Batch } from '../../src/event.js'
-import { createFileSink } from '../../src/sinks/file.js'
-import { sinkFactories } from '../../src/sinks/index.js'
-import type { SinkContext } from '../../src/sinks/sink.js'
+import { SINK_KINDS } from '../../src/sinks/index.js'
+import type { StartedSink } from '../../src/sinks/sink.js'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
-import { listFiles, makeEvents, readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
+import {
+  listFiles,
+  makeEvents,
+  neverAborted,
+  readJsonlTree,
+  startSink,
+  tempDir,
+  testConfig,
+} from '../helpers.js'
 
 const batch: Batch = {
   name: 'inst-000007',
@@ -23,7 +30,10 @@ const batch: Batch = {
 }
 
 interface Harness {
-  context: SinkContext
+  /** The configuration the sink starts with (its own settings pointed at the local destination). */
+  config: Config
+  /** Where the stdout sink writes. */
+  stdout?: PassThrough
   readBack(): Promise<unknown[]>
   stop?(): Promise<void>
   /** Makes the destination refuse the next write for good (403, a path that cannot be written), if it can. */
@@ -39,7 +49,7 @@ interface Harness {
 const harnesses = {
   async file(config) {
     return {
-      context: { config, logger: silentLogger, stdout: new PassThrough() },
+      config,
       readBack: () => readJsonlTree(join(config.DATA_DIR, 'logs')),
       idempotent: true,
       // The day's directory taken by a file: a path that can never be written.
@@ -57,7 +67,8 @@ const harnesses = {
       text += chunk.toString()
     })
     return {
-      context: { config, logger: silentLogger, stdout },
+      config,
+      stdout,
       readBack: async () =>
         text
           .split('\n')
@@ -72,7 +83,7 @@ const harnesses = {
     fake.buckets.add('contract-bucket')
     const gcsConfig = { ...config, GCS_ENDPOINT: fake.url, LOG_BUCKET: 'contract-bucket' }
     return {
-      context: { config: gcsConfig, logger: silentLogger, stdout: new PassThrough() },
+      config: gcsConfig,
       readBack: async () =>
         fake.list('contract-bucket').flatMap((o) =>
           o.data
@@ -97,7 +108,7 @@ const harnesses = {
       BQ_TABLE: 'entries',
     }
     return {
-      context: { config: bqConfig, logger: silentLogger, stdout: new PassThrough() },
+      config: bqConfig,
       readBack: async () => fake.rowsOf('logs', 'entries').map((row) => JSON.parse(row.payload as string)),
       stop: () => fake.stop(),
       idempotent: true,
@@ -106,23 +117,27 @@ const harnesses = {
   },
 } satisfies Record<SinkKind, (config: Config) => Promise<Harness>>
 
-describe.each(Object.keys(sinkFactories) as SinkKind[])('sink contract: %s', (kind) => {
+/** The sink `kind`, started as sidelog starts it, against its harness's destination. */
+const start = (kind: SinkKind, harness: Harness): Promise<StartedSink> =>
+  startSink(kind, harness.config, harness.stdout)
+
+describe.each(SINK_KINDS)('sink contract: %s', (kind) => {
   it('writes a batch whole, one JSON object per entry in order, and closes', async () => {
     const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
-    const sink = await sinkFactories[kind](harness.context)
+    const sink = await start(kind, harness)
     expect(sink.name).toBe(kind)
     await sink.write(batch, { signal: new AbortController().signal })
-    await sink.close()
+    await sink.close(neverAborted)
     expect(await harness.readBack()).toEqual(batch.events.map((e) => JSON.parse(e.line)))
     await harness.stop?.()
   })
 
   it('lands a retried batch once (same name, same insertIds), where the destination can tell', async () => {
     const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
-    const sink = await sinkFactories[kind](harness.context)
+    const sink = await start(kind, harness)
     await sink.write(batch, { signal: new AbortController().signal })
     await sink.write(batch, { signal: new AbortController().signal })
-    await sink.close()
+    await sink.close(neverAborted)
     const once = batch.events.map((e) => JSON.parse(e.line))
     expect(await harness.readBack()).toEqual(harness.idempotent ? once : [...once, ...once])
     await harness.stop?.()
@@ -130,18 +145,18 @@ describe.each(Object.keys(sinkFactories) as SinkKind[])('sink contract: %s', (ki
 
   it('publishes nothing for an attempt aborted before it starts', async () => {
     const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
-    const sink = await sinkFactories[kind](harness.context)
+    const sink = await start(kind, harness)
     const controller = new AbortController()
     controller.abort(new Error('timed out'))
     await expect(sink.write(batch, { signal: controller.signal })).rejects.toThrow('timed out')
-    await sink.close()
+    await sink.close(neverAborted)
     expect(await harness.readBack()).toEqual([])
     await harness.stop?.()
   })
 
   it('classifies a refusal no retry can fix as a PermanentError', async () => {
     const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
-    const sink = await sinkFactories[kind](harness.context)
+    const sink = await start(kind, harness)
     if (!harness.refuse) {
       // stdout has no refusal to classify: a write to a local stream either completes or the process is gone.
       expect(kind).toBe('stdout')
@@ -156,7 +171,7 @@ describe.each(Object.keys(sinkFactories) as SinkKind[])('sink contract: %s', (ki
     // As the retry layer reads it: a PermanentError, or a partial write whose pending rows failed for good.
     const permanent = err instanceof PartialWriteError ? err.cause : err
     expect(permanent).toBeInstanceOf(PermanentError)
-    await sink.close()
+    await sink.close(neverAborted)
     await harness.stop?.()
   })
 })
@@ -164,7 +179,7 @@ describe.each(Object.keys(sinkFactories) as SinkKind[])('sink contract: %s', (ki
 describe('file sink', () => {
   it('lays a batch out as logs/YYYY/MM/DD/HHMMSS-<instance>-<seq>.jsonl, in UTC', async () => {
     const config = testConfig(await tempDir())
-    const sink = await createFileSink({ config, logger: silentLogger, stdout: new PassThrough() })
+    const sink = await startSink('file', config)
     await sink.write(batch, { signal: new AbortController().signal })
     const files = await listFiles(config.DATA_DIR)
     expect(files).toEqual([join(config.DATA_DIR, 'logs/2026/02/03/040506-inst-000007.jsonl')])
@@ -173,7 +188,7 @@ describe('file sink', () => {
 
   it('writes a retried batch once: the same name, no temp files left', async () => {
     const config = testConfig(await tempDir())
-    const sink = await createFileSink({ config, logger: silentLogger, stdout: new PassThrough() })
+    const sink = await startSink('file', config)
     const signal = new AbortController().signal
     await Promise.all([sink.write(batch, { signal }), sink.write(batch, { signal })])
     await sink.write(batch, { signal })
@@ -183,7 +198,7 @@ describe('file sink', () => {
 
   it('makes its directory again if it was removed while running', async () => {
     const config = testConfig(await tempDir())
-    const sink = await createFileSink({ config, logger: silentLogger, stdout: new PassThrough() })
+    const sink = await startSink('file', config)
     const signal = new AbortController().signal
     await sink.write(batch, { signal })
     await rm(join(config.DATA_DIR, 'logs'), { recursive: true })
@@ -196,7 +211,7 @@ describe('file sink', () => {
 
   it('publishes nothing when the attempt is aborted before the rename', async () => {
     const config = testConfig(await tempDir())
-    const sink = await createFileSink({ config, logger: silentLogger, stdout: new PassThrough() })
+    const sink = await startSink('file', config)
     const controller = new AbortController()
     controller.abort(new Error('timed out'))
     await expect(sink.write(batch, { signal: controller.signal })).rejects.toThrow('timed out')
@@ -207,18 +222,14 @@ describe('file sink', () => {
     const dir = await tempDir()
     await writeFile(join(dir, 'plain-file'), '')
     const config = testConfig(dir, { DATA_DIR: join(dir, 'plain-file', 'data') })
-    await expect(createFileSink({ config, logger: silentLogger, stdout: new PassThrough() })).rejects.toThrow(
-      ConfigError,
-    )
-    await expect(createFileSink({ config, logger: silentLogger, stdout: new PassThrough() })).rejects.toThrow(
-      /^DATA_DIR=.*plain-file\/data: cannot create/,
-    )
+    await expect(startSink('file', config)).rejects.toThrow(ConfigError)
+    await expect(startSink('file', config)).rejects.toThrow(/^DATA_DIR=.*plain-file\/data: cannot create/)
   })
 
   it('classifies a path that can never be written as permanent', async () => {
     const dir = await tempDir()
     const config = testConfig(dir)
-    const sink = await createFileSink({ config, logger: silentLogger, stdout: new PassThrough() })
+    const sink = await startSink('file', config)
     // Replace the day directory's parent with a file: ENOTDIR on every attempt.
     await rm(join(config.DATA_DIR, 'logs'), { recursive: true })
     await writeFile(join(config.DATA_DIR, 'logs'), '')

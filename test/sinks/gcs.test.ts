@@ -4,8 +4,8 @@ import { gunzipSync } from 'node:zlib'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { type App, createApp } from '../../src/app.js'
 import { ConfigError, PermanentError } from '../../src/errors.js'
-import { classifyGcsError } from '../../src/sinks/gcs.js'
-import { statusOf } from '../../src/sinks/google-errors.js'
+import { statusOf } from '../../src/google/errors.js'
+import { classifyGcsError } from '../../src/google/storage.js'
 import { FakeGcsServer, type StoredObject } from '../fakes/gcs-server.js'
 import {
   postAccepted,
@@ -197,7 +197,7 @@ describe('gcs sink start-up', () => {
     const { app } = await startApp()
     const before = (await app.server.inject({ method: 'GET', url: '/health' })).json()
     expect(before).toMatchObject({ status: 'degraded', sinks: { gcs: { healthy: false } } })
-    expect(before.sinks.gcs.last_error.message).toMatch(/could not be checked at start-up/)
+    expect(before.sinks.gcs.last_error.message).toMatch(/could not be reached at start-up/)
     await postEntries(app, 1)
     app.pipeline.flushAll()
     await app.pipeline.onIdle()

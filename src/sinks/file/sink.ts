@@ -1,24 +1,24 @@
 // File sink: each batch becomes one JSONL file under DATA_DIR, laid out as the Cloud Storage sink lays out objects.
 import { join, resolve } from 'node:path'
-import { ConfigError, errorMessage } from '../errors.js'
-import { type AtomicRoot, classifyFsError, makeDir, openAtomicRoot } from '../storage/atomic-file.js'
-import { encodeJsonlBuffer, objectName } from './jsonl.js'
-import type { Sink, SinkFactory } from './sink.js'
+import { ConfigError, errorMessage } from '../../errors.js'
+import { encodeJsonlBuffer, objectName } from '../../jsonl.js'
+import { type AtomicRoot, classifyFsError, makeDir, openAtomicRoot } from '../../storage/atomic-file.js'
+import type { Sink, SinkContext } from '../sink.js'
 
 export const LOGS_PREFIX = 'logs/'
 
-export const createFileSink: SinkFactory = async ({ config }) => {
-  const root = resolve(config.DATA_DIR)
+export async function createFileSink({ shared }: SinkContext<unknown>): Promise<Sink> {
+  const root = resolve(shared.dataDir)
   let files: AtomicRoot
   try {
     files = await openAtomicRoot(root)
     await makeDir(join(root, LOGS_PREFIX))
   } catch (err) {
     throw new ConfigError(
-      `DATA_DIR=${config.DATA_DIR}: cannot create ${root}/${LOGS_PREFIX}: ${errorMessage(err)}`,
+      `DATA_DIR=${shared.dataDir}: cannot create ${root}/${LOGS_PREFIX}: ${errorMessage(err)}`,
     )
   }
-  const sink: Sink = {
+  return {
     name: 'file',
     async write(batch, { signal }) {
       try {
@@ -31,5 +31,4 @@ export const createFileSink: SinkFactory = async ({ config }) => {
     },
     async close() {},
   }
-  return sink
 }

@@ -1,5 +1,5 @@
 // JSONL encoding and object layout, shared by every sink that writes files or objects.
-import type { Batch, LogEvent } from '../event.js'
+import type { Batch, LogEvent } from './event.js'
 
 export function encodeJsonl(events: readonly LogEvent[]): string {
   let out = ''

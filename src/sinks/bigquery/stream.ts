@@ -1,14 +1,13 @@
-// The bigquery sink. Stream mode (the default): each batch goes through tabledata.insertAll in requests of at most
+// The bigquery sink's stream mode (the default): each batch goes through tabledata.insertAll in requests of at most
 // 500 rows and well under 10 MB, every row's insertId being its event_id, so a retry, a restart or a replay re-sends
 // the same ids and BigQuery de-duplicates them. Rows BigQuery refuses go to the dead-letter store with its reason;
 // rows it only stopped (because a neighbour was bad) are re-sent. A BigQuery that does not answer at start-up leaves
-// the sink degraded until a write finds it (see openTable). Load mode lives in bigquery-load.ts.
-import { PartialWriteError, type RejectedEvent } from '../errors.js'
-import type { LogEvent } from '../event.js'
-import { createLoadSink } from './bigquery-load.js'
-import { openTable, type TableHandle, toRow } from './bigquery-table.js'
-import { classifyGoogleError, TRANSIENT_REASONS } from './google-errors.js'
-import type { Sink, SinkFactory } from './sink.js'
+// the sink degraded until a write finds it (see table.ts). Load mode lives in load/.
+import { PartialWriteError, type RejectedEvent } from '../../errors.js'
+import type { LogEvent } from '../../event.js'
+import { classifyGoogleError, TRANSIENT_REASONS } from '../../google/errors.js'
+import type { Sink } from '../sink.js'
+import { type TableHandle, toRow } from './table.js'
 
 /** insertAll limits (cloud.google.com/bigquery/quotas): keep well inside them. */
 const MAX_ROWS_PER_REQUEST = 500
@@ -49,19 +48,12 @@ function chunk(rows: readonly PreparedRow[]): PreparedRow[][] {
   return chunks
 }
 
-export const createBigQuerySink: SinkFactory = async (context) => {
-  const { handle, startupError } = await openTable(context.config, context.logger)
-  return context.config.BQ_MODE === 'load'
-    ? createLoadSink(context, handle, startupError)
-    : createStreamSink(handle, startupError)
-}
-
-function createStreamSink(handle: TableHandle, startupError: Error | undefined): Sink {
+export function createStreamSink(handle: TableHandle): Sink {
   let droppedFields = 0
 
   const sink: Sink = {
     name: 'bigquery',
-    ...(startupError ? { startupError } : {}),
+    check: () => handle.check(),
     stats: () => ({ dropped_fields: droppedFields }),
     async write(batch, { signal }) {
       const { table, plan } = await handle.get()

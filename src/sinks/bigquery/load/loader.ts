@@ -1,25 +1,18 @@
-// BigQuery load mode: no streaming cost. Each batch is staged as one row-shaped JSONL object in LOG_BUCKET (created
-// with ifGenerationMatch=0 under its batch's name, as the gcs sink does), and every BQ_LOAD_INTERVAL the objects
-// staged since the last load go into one load job. The job id is derived from its object names, and the assignment
-// is journaled before the job is submitted, so re-submitting it (after a lost answer, or after a restart) answers
-// 409 and is followed instead of loading twice. A failed job's objects are recorded for re-load with its error.
-//
-// A batch counts as delivered once its object is staged: the entries are then durable in Cloud Storage. The
-// journal (<DATA_DIR>/bigquery-load.journal) carries what is staged but not yet loaded across a restart on the same
-// DATA_DIR; on shutdown the last objects are submitted in one final job without waiting for it to finish.
-import { createHash } from 'node:crypto'
-import { join, resolve } from 'node:path'
+// Load mode's job state machine: owns the staged objects from staging to a finished load job. Every
+// BQ_LOAD_INTERVAL the objects staged since the last load go into one job; the assignment is journaled
+// (journal.ts) before the job is submitted, and the job is followed (polled) until it ends. A job that fails for a
+// passing reason is submitted again as a new job; one that fails for good is recorded, with a command to re-load
+// its objects, under DEAD_LETTER_DIR/bigquery-load/. On shutdown the last objects go into one final job, followed
+// until the shutdown budget ends; what has not ended by then stays in the journal for the next start.
+import { join } from 'node:path'
 import type { JobMetadata } from '@google-cloud/bigquery'
 import type { Logger } from 'pino'
-import { fullJitter, retryAfterOf, sleep, timedOut } from '../delivery/timing.js'
-import { errorMessage, PermanentError } from '../errors.js'
-import { writeFileAtomic } from '../storage/atomic-file.js'
-import { JournalFile } from '../storage/journal-file.js'
-import { type TableHandle, toRow } from './bigquery-table.js'
-import { createObject, openBucket } from './gcs.js'
-import { classifyGoogleError, statusOf, TRANSIENT_REASONS } from './google-errors.js'
-import { objectName } from './jsonl.js'
-import type { Sink, SinkContext } from './sink.js'
+import { abortedFirst, fullJitter, retryAfterOf, sleep, timedOut } from '../../../delivery/timing.js'
+import { errorMessage, PermanentError } from '../../../errors.js'
+import { classifyGoogleError, statusOf, TRANSIENT_REASONS } from '../../../google/errors.js'
+import { writeFileAtomic } from '../../../storage/atomic-file.js'
+import type { TableHandle } from '../table.js'
+import { type LoadJob, type LoadJournal, type LoadState, loadJobId } from './journal.js'
 
 /** BigQuery takes at most 10,000 source URIs per load job. */
 const MAX_URIS_PER_JOB = 10_000
@@ -27,91 +20,8 @@ const MAX_URIS_PER_JOB = 10_000
 const MAX_JOB_ATTEMPTS = 5
 const FIRST_POLL_MS = 500
 const MAX_POLL_MS = 10_000
-/** At shutdown: how long the final job submission (and the jobs already being followed) may take. */
-const CLOSE_BUDGET_MS = 2_000
-
-export interface LoadJob {
-  readonly id: string
-  /** Object names in the staging bucket. */
-  readonly objects: readonly string[]
-  readonly attempt: number
-}
-
-type JournalRecord =
-  | { readonly staged: string }
-  | { readonly job: string; readonly objects: readonly string[]; readonly attempt: number }
-  | { readonly ended: string; readonly outcome: 'loaded' | 'failed' | 'retried'; readonly at?: number }
-  /** An object loaded (or recorded as failed) at `at`: a later staging of the same name is ignored for a while. */
-  | { readonly remembered: string; readonly at: number }
-
-/** `sidelog_load_<sha256 of the sorted names and the attempt>`: the same objects give the same job. */
-export function loadJobId(objects: readonly string[], attempt: number): string {
-  const hash = createHash('sha256')
-  for (const name of [...objects].sort()) hash.update(`${name}\n`)
-  hash.update(`attempt ${attempt}`)
-  return `sidelog_load_${hash.digest('hex').slice(0, 40)}`
-}
-
-type LoadState = {
-  unassigned: readonly string[]
-  jobs: readonly LoadJob[]
-  /** Objects whose jobs ended lately, with when. */
-  recent: ReadonlyMap<string, number>
-}
-
-/** Load mode's journal: fsynced per record, compacted to the live state at start-up and after every load cycle. */
-class LoadJournal {
-  private readonly file: JournalFile<JournalRecord>
-
-  constructor(path: string, logger: Logger) {
-    this.file = new JournalFile(path, logger)
-  }
-
-  /**
-   * What an earlier process left: objects staged but in no job, jobs not known to have ended, and objects whose
-   * jobs ended within `rememberMs` (a spool re-sending their batch after a crash must not load them twice).
-   */
-  async recover(rememberMs: number): Promise<LoadState> {
-    const unassigned = new Set<string>()
-    const jobs = new Map<string, LoadJob>()
-    const recent = new Map<string, number>()
-    for (const record of await this.file.read()) {
-      if ('staged' in record) unassigned.add(record.staged)
-      else if ('job' in record) {
-        for (const name of record.objects) unassigned.delete(name)
-        jobs.set(record.job, { id: record.job, objects: record.objects, attempt: record.attempt })
-      } else if ('remembered' in record) recent.set(record.remembered, record.at)
-      else {
-        const job = jobs.get(record.ended)
-        if (job && record.outcome !== 'retried')
-          for (const name of job.objects) recent.set(name, record.at ?? Date.now())
-        jobs.delete(record.ended)
-      }
-    }
-    const now = Date.now()
-    for (const [name, at] of recent) if (now - at > rememberMs) recent.delete(name)
-    const state = { unassigned: [...unassigned], jobs: [...jobs.values()], recent }
-    await this.compact(state)
-    return state
-  }
-
-  append(record: JournalRecord): Promise<void> {
-    return this.file.append(record, true)
-  }
-
-  /** Replaces the journal with just the live state, so it never grows past what is pending. */
-  compact(state: LoadState): Promise<void> {
-    return this.file.rewrite([
-      ...[...state.recent].map(([remembered, at]) => ({ remembered, at })),
-      ...state.unassigned.map((staged) => ({ staged })),
-      ...state.jobs.map(({ id, objects, attempt }) => ({ job: id, objects, attempt })),
-    ])
-  }
-
-  close(): Promise<void> {
-    return this.file.close()
-  }
-}
+/** At shutdown, once the budget is over: how long the jobs being followed get to see that and stop. */
+const STOP_MS = 100
 
 interface LoaderOptions {
   /** The table: jobs are submitted once it is open (a write opens it first, so a staged object implies it). */
@@ -128,7 +38,7 @@ interface LoaderOptions {
 }
 
 /** Owns the staged objects from staging to a finished load job. */
-class Loader {
+export class Loader {
   private readonly unassigned = new Set<string>()
   private readonly running = new Map<string, LoadJob>()
   /** The objects of the running jobs. */
@@ -358,16 +268,17 @@ class Loader {
   }
 
   /**
-   * Submits what is staged as one last job and gives it, and the jobs being followed, CLOSE_BUDGET_MS; whatever
-   * has not ended stays in the journal for the next start on this DATA_DIR (and its objects in the bucket).
+   * Submits what is staged as one last job and follows it, and the jobs already being followed, until `signal`
+   * aborts (the end of the shutdown budget); whatever has not ended then stays in the journal for the next start on
+   * this DATA_DIR (and its objects in the bucket).
    */
-  async close(): Promise<void> {
+  async close(signal: AbortSignal): Promise<void> {
     clearInterval(this.timer)
     this.cycle()
     const settled = Promise.all(this.runs)
-    await timedOut(settled, CLOSE_BUDGET_MS)
+    await abortedFirst(settled, signal)
     this.closing.abort()
-    await timedOut(settled, 100)
+    await timedOut(settled, STOP_MS)
     if (this.running.size > 0) {
       this.options.logger.warn(
         { jobs: [...this.running.keys()], objects: this.pendingObjects },
@@ -375,61 +286,5 @@ class Loader {
       )
     }
     await this.options.journal.close()
-  }
-}
-
-export async function createLoadSink(
-  { config, logger }: SinkContext,
-  table: TableHandle,
-  tableStartupError: Error | undefined,
-): Promise<Sink> {
-  const { bucket, startupError: bucketStartupError } = await openBucket(config, logger)
-  const startupError = tableStartupError ?? bucketStartupError
-  const journal = new LoadJournal(resolve(config.DATA_DIR, 'bigquery-load.journal'), logger)
-  const rememberMs = (config.RETRY_MAX_ELAPSED + config.SINK_TIMEOUT) * 1000
-  const recovered = await journal.recover(rememberMs)
-  const loader = new Loader({
-    table,
-    bucketName: bucket.name,
-    journal,
-    deadLetterDir: resolve(config.DEAD_LETTER_DIR),
-    intervalMs: config.BQ_LOAD_INTERVAL * 1000,
-    initialBackoffMs: config.RETRY_INITIAL_BACKOFF * 1000,
-    maxBackoffMs: config.RETRY_MAX_BACKOFF * 1000,
-    rememberMs,
-    logger,
-  })
-  loader.start(recovered)
-  let droppedFields = 0
-
-  return {
-    name: 'bigquery',
-    ...(startupError ? { startupError } : {}),
-    stats: () => ({
-      dropped_fields: droppedFields,
-      ...loader.stats,
-      pending_objects: loader.pendingObjects,
-    }),
-    async write(batch, { signal }) {
-      const opened = await table.get()
-      let data = ''
-      let dropped = 0
-      for (const event of batch.events) {
-        const shaped = toRow(JSON.parse(event.line) as Record<string, unknown>, opened.plan, 'value')
-        data += `${JSON.stringify(shaped.row)}\n`
-        dropped += shaped.dropped
-      }
-      const name = objectName(batch, config.BQ_LOAD_PREFIX)
-      await createObject(bucket, name, Buffer.from(data), {
-        resumableThreshold: config.GCS_RESUMABLE_THRESHOLD,
-      })
-      // An attempt the retry layer has given up on is retried (and staged then) or dead-lettered: staging it here
-      // too would load its entries twice.
-      signal.throwIfAborted()
-      droppedFields += dropped
-      await loader.stage(name)
-    },
-    flush: () => loader.flush(),
-    close: () => loader.close(),
   }
 }

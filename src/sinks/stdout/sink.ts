@@ -1,11 +1,11 @@
 // Stdout sink: one JSON line per entry, which Cloud Run and Kubernetes pick up as structured logs (the line
 // carries `severity` where the entry had a level).
 import { once } from 'node:events'
-import { encodeJsonl } from './jsonl.js'
-import type { Sink, SinkFactory } from './sink.js'
+import { encodeJsonl } from '../../jsonl.js'
+import type { Sink, SinkContext } from '../sink.js'
 
-export const createStdoutSink: SinkFactory = async ({ stdout }) => {
-  const sink: Sink = {
+export async function createStdoutSink({ stdout }: SinkContext<unknown>): Promise<Sink> {
+  return {
     name: 'stdout',
     async write(batch, { signal }) {
       // Given up before it starts: nothing written. A partly written batch cannot be taken back, so the signal is
@@ -15,5 +15,4 @@ export const createStdoutSink: SinkFactory = async ({ stdout }) => {
     },
     async close() {},
   }
-  return sink
 }

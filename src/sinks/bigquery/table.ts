@@ -4,11 +4,12 @@
 import { BigQuery, type Table } from '@google-cloud/bigquery'
 import { OAuth2Client } from 'google-auth-library'
 import type { Logger } from 'pino'
-import { type Config, googleAuthOptions } from '../config.js'
-import { withTimeout } from '../delivery/timing.js'
-import { ConfigError, errorMessage, PermanentError } from '../errors.js'
-import { SPAN_FIELD, TRACE_FIELD } from '../event.js'
-import { classifyGoogleError } from './google-errors.js'
+import { withTimeout } from '../../delivery/timing.js'
+import { ConfigError, errorMessage, PermanentError } from '../../errors.js'
+import { SPAN_FIELD, TRACE_FIELD } from '../../event.js'
+import { classifyGoogleError } from '../../google/errors.js'
+import type { SharedSettings } from '../sink.js'
+import type { BigQuerySettings } from './settings.js'
 
 export interface SchemaField {
   readonly name: string
@@ -136,41 +137,41 @@ export interface OpenedTable {
 
 /** The table, opened at start-up or as soon as BigQuery answers. */
 export interface TableHandle {
+  /** `project.dataset.table`, for messages. */
+  readonly name: string
   /** The table once it has been opened. */
   readonly current: OpenedTable | undefined
   /**
-   * The opened table, opening it now if start-up could not (one attempt at a time, bounded by SINK_TIMEOUT). Rejects
-   * with a plain (transient) error while BigQuery does not answer, and with a PermanentError when it answers that the
+   * The opened table, opening it now if it is not yet (one attempt at a time, bounded by SINK_TIMEOUT). Rejects with
+   * a plain (transient) error while BigQuery does not answer, and with a PermanentError when it answers that the
    * dataset or table cannot be used.
    */
   get(): Promise<OpenedTable>
+  /**
+   * The start-up check: makes sure the dataset and table exist (creating them when BQ_CREATE allows). A real
+   * configuration problem (a name BigQuery refuses, 403, 404 with BQ_CREATE=false) throws a ConfigError; a BigQuery
+   * that does not answer throws its error, and the table is opened on the first write that finds it answering.
+   */
+  check(): Promise<void>
 }
 
-/**
- * Makes sure the dataset and table exist (creating them when BQ_CREATE allows). A real configuration problem (a name
- * BigQuery refuses, 403, 404 with BQ_CREATE=false) throws a ConfigError and stops start-up; a BigQuery that does not
- * answer (refused connection, time-out, 5xx, 429) leaves the sink to start degraded, with `startupError`, and the
- * table is opened on the first write that finds BigQuery answering.
- */
-export async function openTable(
-  config: Config,
-  logger: Logger,
-): Promise<{ handle: TableHandle; startupError?: Error }> {
+export function tableOf(settings: BigQuerySettings, shared: SharedSettings, logger: Logger): TableHandle {
   const bigquery = new BigQuery({
-    ...googleAuthOptions(config),
-    ...(config.BQ_PROJECT ? { projectId: config.BQ_PROJECT } : {}),
-    ...(config.BQ_ENDPOINT ? { apiEndpoint: config.BQ_ENDPOINT, authClient: placeholderAuth() } : {}),
+    ...shared.google.auth,
+    ...(settings.BQ_PROJECT ? { projectId: settings.BQ_PROJECT } : {}),
+    ...(settings.BQ_ENDPOINT ? { apiEndpoint: settings.BQ_ENDPOINT, authClient: placeholderAuth() } : {}),
     // sidelog's retry layer owns timing; the client's own retries would re-send on their own schedule.
     retryOptions: { autoRetry: false, maxRetries: 0 },
   })
-  const name = `${config.BQ_PROJECT || '(default project)'}.${config.BQ_DATASET}.${config.BQ_TABLE}`
+  const name = `${settings.BQ_PROJECT || '(default project)'}.${settings.BQ_DATASET}.${settings.BQ_TABLE}`
+  const timeoutS = shared.attemptTimeoutMs / 1000
   let current: OpenedTable | undefined
   let opening: Promise<OpenedTable> | undefined
   const open = (): Promise<OpenedTable> => {
     opening ??= withTimeout(
-      openOnce(bigquery, config, logger, name),
-      config.SINK_TIMEOUT * 1000,
-      `no answer within ${config.SINK_TIMEOUT} s`,
+      openOnce(bigquery, settings, logger, name),
+      shared.attemptTimeoutMs,
+      `no answer within ${timeoutS} s`,
     ).then(
       (opened) => {
         current = opened
@@ -183,7 +184,8 @@ export async function openTable(
     )
     return opening
   }
-  const handle: TableHandle = {
+  return {
+    name,
     get current() {
       return current
     },
@@ -196,60 +198,47 @@ export async function openTable(
         throw new Error(`the table ${name} could not be opened yet: ${errorMessage(err)}`, { cause: err })
       }
     },
-  }
-  try {
-    await open()
-    return { handle }
-  } catch (err) {
-    if (err instanceof ConfigError) throw err
-    logger.warn(
-      { table: name, err },
-      'bigquery did not answer at start-up; starting degraded, the table is opened on the first write',
-    )
-    return {
-      handle,
-      startupError: new Error(`BigQuery could not be reached at start-up: ${errorMessage(err)}`, {
-        cause: err,
-      }),
-    }
+    async check() {
+      await open()
+    },
   }
 }
 
 /** One attempt: a ConfigError for what the configuration must fix, the client's error for anything a retry may fix. */
 async function openOnce(
   bigquery: BigQuery,
-  config: Config,
+  settings: BigQuerySettings,
   logger: Logger,
   name: string,
 ): Promise<OpenedTable> {
   const fail = (what: string, err: unknown) =>
     new ConfigError(
-      `BQ_DATASET=${config.BQ_DATASET} BQ_TABLE=${config.BQ_TABLE}: ${what}: ${errorMessage(err)}`,
+      `BQ_DATASET=${settings.BQ_DATASET} BQ_TABLE=${settings.BQ_TABLE}: ${what}: ${errorMessage(err)}`,
     )
   const isPermanent = (err: unknown) => classifyGoogleError(err, 'BigQuery') instanceof PermanentError
-  const dataset = bigquery.dataset(config.BQ_DATASET)
+  const dataset = bigquery.dataset(settings.BQ_DATASET)
   let location: string | undefined
   try {
-    const [found] = await dataset.get({ autoCreate: config.BQ_CREATE })
+    const [found] = await dataset.get({ autoCreate: settings.BQ_CREATE })
     location = found.metadata?.location
   } catch (err) {
     if (!isPermanent(err)) throw err
     throw fail(
-      config.BQ_CREATE
+      settings.BQ_CREATE
         ? 'the dataset cannot be used'
         : 'the dataset cannot be used (BQ_CREATE=false, so sidelog does not create it)',
       err,
     )
   }
-  const table = dataset.table(config.BQ_TABLE)
+  const table = dataset.table(settings.BQ_TABLE)
   try {
     const [exists] = await table.exists()
     if (!exists) {
-      if (!config.BQ_CREATE) {
+      if (!settings.BQ_CREATE) {
         throw new ConfigError(`table ${name} does not exist and BQ_CREATE=false`)
       }
       await dataset
-        .createTable(config.BQ_TABLE, {
+        .createTable(settings.BQ_TABLE, {
           schema: { fields: DEFAULT_SCHEMA.map((f) => ({ ...f })) },
           timePartitioning: { type: 'DAY', field: 'timestamp' },
           clustering: { fields: ['service'] },
@@ -262,7 +251,7 @@ async function openOnce(
     }
     const [metadata] = await table.getMetadata()
     const plan = planRows((metadata.schema?.fields ?? []) as SchemaField[])
-    logger.info({ table: name, mode: config.BQ_MODE, plan: describePlan(plan) }, 'bigquery sink ready')
+    logger.info({ table: name, mode: settings.BQ_MODE, plan: describePlan(plan) }, 'bigquery sink ready')
     return { bigquery, table, plan, ...(location ? { location } : {}) }
   } catch (err) {
     if (err instanceof ConfigError || isPermanent(err)) throw fail('the table cannot be used', err)
