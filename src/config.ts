@@ -390,12 +390,18 @@ export function helpText(): string {
   return lines.join('\n')
 }
 
+/** The README's settings tables sit between these two lines. */
+export const SETTINGS_START =
+  '<!-- settings: made by npm run docs:settings from the schema; do not edit by hand -->'
+export const SETTINGS_END = '<!-- settings end -->'
+
 /**
  * The README's settings table, made from the same schema (scripts/settings-table.ts writes it between the README's
  * markers; test/readme.test.ts fails when the README's copy differs).
  */
 export function settingsTable(): string {
-  const cell = (text: string) => text.replaceAll('|', '\\|')
+  // A cell is markdown: a | would end it, and <DATA_DIR> would be taken for an HTML tag.
+  const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('<', '&lt;')
   const lines: string[] = []
   for (const group of settingGroups()) {
     lines.push('', `**${group.title}**${group.about ? `: ${group.about}` : ''}`, '')

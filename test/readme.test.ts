@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { ConfigSchema, helpText } from '../src/config.js'
+import { ConfigSchema, helpText, SETTINGS_END, SETTINGS_START, settingsTable } from '../src/config.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
@@ -20,6 +20,14 @@ describe('README', () => {
   it('documents every setting', async () => {
     const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
     for (const name of Object.keys(ConfigSchema.properties)) expect(readme).toContain(`\`${name}\``)
+  })
+
+  it('holds the settings tables made from the schema (npm run docs:settings)', async () => {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+    const start = readme.indexOf(SETTINGS_START)
+    const end = readme.indexOf(SETTINGS_END)
+    expect(start).toBeGreaterThan(0)
+    expect(readme.slice(start + SETTINGS_START.length, end).trim()).toBe(settingsTable())
   })
 
   it('gives the commands that run the service and the tests', async () => {

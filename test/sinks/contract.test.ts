@@ -154,6 +154,18 @@ describe.each(SINK_KINDS)('sink contract: %s', (kind) => {
     await harness.stop?.()
   })
 
+  it('closes as soon as the shutdown budget is over, keeping what it has written', async () => {
+    const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
+    const sink = await start(kind, harness)
+    await sink.write(batch, { signal: new AbortController().signal })
+    const budgetOver = new AbortController()
+    budgetOver.abort(new Error('shutdown deadline reached'))
+    // Resolves (the pipeline would stop waiting anyway) and does not throw for an aborted budget.
+    await expect(sink.close(budgetOver.signal)).resolves.toBeUndefined()
+    expect(await harness.readBack()).toEqual(batch.events.map((e) => JSON.parse(e.line)))
+    await harness.stop?.()
+  })
+
   it('classifies a refusal no retry can fix as a PermanentError', async () => {
     const harness: Harness = await harnesses[kind](testConfig(await tempDir()))
     const sink = await start(kind, harness)

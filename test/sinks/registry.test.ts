@@ -1,0 +1,60 @@
+// The sink registry is what makes a sink one folder and one line: every registered sink must bring what the rest of
+// sidelog takes from it. This fails for a sink registered without settings that document themselves, without its
+// batching settings, without its place in --help and the README, or without a harness in the contract test.
+import { readFile } from 'node:fs/promises'
+import type { TSchema } from '@sinclair/typebox'
+import { describe, expect, it } from 'vitest'
+import { ConfigSchema, helpText, loadConfig, settingGroups } from '../../src/config.js'
+import { batchingFor } from '../../src/pipeline/batching.js'
+import { SINK_KINDS, sinkModule } from '../../src/sinks/index.js'
+
+const contractTest = await readFile(new URL('./contract.test.ts', import.meta.url), 'utf8')
+const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8')
+
+describe.each(SINK_KINDS)('registered sink: %s', (kind) => {
+  const module = sinkModule(kind)
+
+  it('is registered under its own kind, with a summary', () => {
+    expect(module.kind).toBe(kind)
+    expect(module.summary.length).toBeGreaterThan(20)
+  })
+
+  it('declares its settings in the schema, each with a default, a description and what it accepts', () => {
+    const names = Object.keys(module.settings)
+    expect(names.length).toBeGreaterThanOrEqual(3)
+    for (const name of names) {
+      const schema = ConfigSchema.properties[name as keyof typeof ConfigSchema.properties] as TSchema
+      expect(schema, name).toBeDefined()
+      expect(schema.default, name).toBeDefined()
+      expect(schema.description, name).toMatch(/\w{3,}/)
+      expect(schema.accepts, name).toMatch(/\w{3,}/)
+    }
+  })
+
+  it('has its own batching settings, which win over the general ones', () => {
+    const prefix = module.batchPrefix
+    for (const setting of ['BATCH_SIZE', 'BATCH_BYTES', 'FLUSH_INTERVAL']) {
+      expect(Object.keys(module.settings)).toContain(`${prefix}_${setting}`)
+    }
+    const config = loadConfig({
+      BATCH_SIZE: '7',
+      [`${prefix}_BATCH_SIZE`]: '3',
+      [`${prefix}_FLUSH_INTERVAL`]: '0.5',
+    })
+    expect(batchingFor(module, config, config)).toMatchObject({ maxBatchEvents: 3, flushIntervalMs: 500 })
+  })
+
+  it('is in --help and in the README, with every one of its settings', () => {
+    const group = settingGroups().find((g) => g.title === `${kind} sink`)
+    expect(group?.names).toEqual(Object.keys(module.settings))
+    const help = helpText()
+    expect(help).toContain(`Settings of ${kind} sink:`)
+    expect(readme).toContain(`**${kind} sink**`)
+    for (const name of Object.keys(module.settings)) expect(help).toContain(`  ${name}  (default:`)
+  })
+
+  it('has a harness in the contract test, so the contract is checked for it', () => {
+    // contract.test.ts runs every rule for every kind in SINK_KINDS through its harness of that kind.
+    expect(contractTest).toMatch(new RegExp(`\\n  async ${kind}\\(config\\)`))
+  })
+})
