@@ -158,7 +158,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     enrich,
     idempotency,
   })
-  const sources = await createSources({ config, logger, server, pipeline, enrich })
+  const sources = await createSources(config, { logger, server, pipeline, enrich })
 
   return {
     server,
@@ -183,8 +183,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       await acceptWindow(pipeline, startedAt, windowMs, config.SHUTDOWN_QUIET * 1000)
       // Then refuse new entries (503), so nothing is accepted that the drain below would not see.
       pipeline.stopAccepting()
-      // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain, inside the budget.
-      await sources.close()
+      // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain, in at most a
+      // quarter of what is left of the budget, so that the drain keeps the rest.
+      const sourcesBy = new AbortController()
+      const leftMs = config.SHUTDOWN_TIMEOUT * 1000 - (performance.now() - startedAt)
+      const sourcesTimer = setTimeout(() => sourcesBy.abort(), Math.max(0, leftMs / 4))
+      await sources.close(sourcesBy.signal)
+      clearTimeout(sourcesTimer)
       const budgetMs = config.SHUTDOWN_TIMEOUT * 1000 - (performance.now() - startedAt)
       const serverClosed = server.close()
       const summary = await pipeline.drain(budgetMs)

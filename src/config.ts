@@ -9,8 +9,7 @@ import { DEFAULT_HOST, DEFAULT_PORT } from './listen-address.js'
 import { generalBatchingSettings as general } from './pipeline/batching.js'
 import { bytes, integer, parseBytes, seconds, text } from './settings/fields.js'
 import { checkSinkSettings, SINK_KINDS, type SinkKind, sinkModules, sinkSettings } from './sinks/index.js'
-import { checkOtlpSettings, otlpSettings } from './sources/otlp/settings.js'
-import { checkTailSettings, tailSettings } from './sources/tail/settings.js'
+import { checkSourceSettings, sourceModules, sourceSettings } from './sources/index.js'
 
 export { parseBytes, SINK_KINDS, type SinkKind }
 
@@ -19,10 +18,6 @@ export const DEAD_LETTER_KINDS = ['dir', 'gcs', 'stderr'] as const
 export type DeadLetterKind = (typeof DEAD_LETTER_KINDS)[number]
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-
-/** The field builders a source's settings module uses (they take them as an argument, so config.ts is not imported at run time). */
-const settingHelpers = { bytes, integer, seconds, text }
-export type SettingHelpers = typeof settingHelpers
 
 const SINKS_ACCEPTS = `a comma-separated list of: ${SINK_KINDS.join(', ')}`
 const LABEL_PATTERN =
@@ -250,14 +245,11 @@ const coreSettings = {
     .Encode((port) => (port === undefined ? '' : String(port))),
 }
 
-const sourceSettings = { otlp: otlpSettings(settingHelpers), tail: tailSettings(settingHelpers) }
-
 export const ConfigSchema = Type.Object({
   ...coreSettings,
   ...googleSettings,
   ...sinkSettings,
-  ...sourceSettings.otlp,
-  ...sourceSettings.tail,
+  ...sourceSettings,
 })
 
 export type Config = Readonly<StaticDecode<typeof ConfigSchema>>
@@ -336,7 +328,7 @@ function crossCheck(c: Config): string[] {
     problems.push('DEAD_LETTER includes gcs, so LOG_BUCKET (or GCS_BUCKET) must name the bucket')
   }
   problems.push(...checkSinkSettings(c))
-  problems.push(...checkOtlpSettings(c), ...checkTailSettings(c))
+  problems.push(...checkSourceSettings(c))
   return problems
 }
 
@@ -363,8 +355,11 @@ export function settingGroups(): SettingGroup[] {
       about: module.summary,
       names: names(module.settings),
     })),
-    { title: 'otlp source', about: 'POST /v1/logs, OTLP/HTTP logs.', names: names(sourceSettings.otlp) },
-    { title: 'tail source', about: 'Files read line by line.', names: names(sourceSettings.tail) },
+    ...Object.values(sourceModules).map((module) => ({
+      title: `${module.kind} source`,
+      about: module.summary,
+      names: names(module.settings),
+    })),
   ]
 }
 

@@ -1,6 +1,9 @@
 // Composes the settings of registered components (sinks, sources) into one object for config's schema, keeping
 // each setting's type, and refusing a name two components both declare.
-import type { TProperties } from '@sinclair/typebox'
+import type { StaticDecode, TObject, TProperties } from '@sinclair/typebox'
+
+/** A component's own settings, decoded. */
+export type SettingsOf<P extends TProperties> = Readonly<StaticDecode<TObject<P>>>
 
 type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void
   ? I

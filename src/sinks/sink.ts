@@ -1,10 +1,11 @@
 // The sink contract: what every destination implements, how its folder describes it to the rest of sidelog (its
 // settings, its batching, its cross-checks, its factory), and what the pipeline may assume of it.
 import type { Writable } from 'node:stream'
-import type { StaticDecode, TObject, TProperties } from '@sinclair/typebox'
+import type { TProperties } from '@sinclair/typebox'
 import type { Logger } from 'pino'
 import type { Batch } from '../event.js'
 import type { GoogleAccess } from '../google/settings.js'
+import type { SettingsOf } from '../settings/compose.js'
 
 export interface WriteOptions {
   /** Aborted when the attempt times out or shutdown's deadline passes; a sink stops as soon as it can. */
@@ -64,8 +65,7 @@ export interface SharedSettings {
   readonly google: GoogleAccess
 }
 
-/** A sink's own settings, decoded. */
-export type SettingsOf<P extends TProperties> = Readonly<StaticDecode<TObject<P>>>
+export type { SettingsOf }
 
 export interface SinkContext<S> {
   /** The sink's own settings, and nothing else's. */

@@ -1,15 +1,17 @@
-// The sink registry is what makes a sink one folder and one line: every registered sink must bring what the rest of
-// sidelog takes from it. This fails for a sink registered without settings that document themselves, without its
+// The registries are what make a sink or a source one folder and one line: every registered sink must bring what the rest of
+// sidelog takes from it. This fails for a sink (or source) registered without settings that document themselves, without its
 // batching settings, without its place in --help and the README, or without a harness in the contract test.
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import type { TSchema } from '@sinclair/typebox'
 import { describe, expect, it } from 'vitest'
-import { ConfigSchema, helpText, loadConfig, settingGroups } from '../../src/config.js'
-import { batchingFor } from '../../src/pipeline/batching.js'
-import { SINK_KINDS, sinkModule } from '../../src/sinks/index.js'
+import { ConfigSchema, helpText, loadConfig, settingGroups } from '../src/config.js'
+import { batchingFor } from '../src/pipeline/batching.js'
+import { SINK_KINDS, sinkModule } from '../src/sinks/index.js'
+import { SOURCE_KINDS, sourceModule } from '../src/sources/index.js'
 
-const contractTest = await readFile(new URL('./contract.test.ts', import.meta.url), 'utf8')
-const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8')
+const contractTest = await readFile(new URL('./sinks/contract.test.ts', import.meta.url), 'utf8')
+const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
 
 describe.each(SINK_KINDS)('registered sink: %s', (kind) => {
   const module = sinkModule(kind)
@@ -56,5 +58,34 @@ describe.each(SINK_KINDS)('registered sink: %s', (kind) => {
   it('has a harness in the contract test, so the contract is checked for it', () => {
     // contract.test.ts runs every rule for every kind in SINK_KINDS through its harness of that kind.
     expect(contractTest).toMatch(new RegExp(`\\n  async ${kind}\\(config\\)`))
+  })
+})
+
+describe.each(SOURCE_KINDS)('registered source: %s', (kind) => {
+  const module = sourceModule(kind)
+
+  it('declares its settings in the schema, each with a default, a description and what it accepts', () => {
+    expect(module.kind).toBe(kind)
+    expect(module.summary.length).toBeGreaterThan(20)
+    const names = Object.keys(module.settings)
+    expect(names.length).toBeGreaterThanOrEqual(1)
+    for (const name of names) {
+      const schema = ConfigSchema.properties[name as keyof typeof ConfigSchema.properties] as TSchema
+      expect(schema, name).toBeDefined()
+      expect(schema.default, name).toBeDefined()
+      expect(schema.description, name).toMatch(/\w{3,}/)
+      expect(schema.accepts, name).toMatch(/\w{3,}/)
+    }
+  })
+
+  it('is in --help and in the README, with every one of its settings', () => {
+    const group = settingGroups().find((g) => g.title === `${kind} source`)
+    expect(group?.names).toEqual(Object.keys(module.settings))
+    expect(helpText()).toContain(`Settings of ${kind} source:`)
+    expect(readme).toContain(`**${kind} source**`)
+  })
+
+  it('has tests of its own', () => {
+    expect(existsSync(new URL(`./sources/${kind}.test.ts`, import.meta.url))).toBe(true)
   })
 })
