@@ -3,7 +3,8 @@
 // the next record marker, reporting what the damage cost.
 import { open } from 'node:fs/promises'
 import { type Damage, FILE_HEADER_BYTES, HEADER_BYTES, type SpoolRecord, scanRecords } from './record.js'
-import type { Segment, SegmentLog } from './segment-log.js'
+import type { Segment } from './segment-file.js'
+import type { SegmentLog } from './segment-log.js'
 
 /** Damage a reader met: where, and how many records it cost (the numbers skipped over it). */
 export interface DamageReport {
