@@ -24,8 +24,6 @@ export class LogReader {
   /** Byte offset, in segment `segmentFirst`, of the record after `offsetSeq - 1`. */
   private offset = 0
   private offsetSeq = -1
-  /** Records this reader found damaged and skipped. */
-  lost = 0
 
   constructor(
     private readonly log: SegmentLog,
@@ -113,7 +111,6 @@ export class LogReader {
   }
 
   private report(segment: Readonly<Segment>, damage: Damage | undefined, lost: number): void {
-    this.lost += lost
     this.onDamage?.({
       segment: segment.path,
       byteOffset: damage ? this.offset + damage.offset : this.offset,

@@ -100,7 +100,7 @@ export class SegmentLog {
    * they go on); `written` resolves once the records are durable per the policy (synced, with `always`), and only
    * then can a reader see them. Writes happen in call order, so the file order is the sequence order.
    */
-  append(payloads: readonly Buffer[]): { firstSeq: number; lastSeq: number; written: Promise<void> } {
+  append(payloads: readonly Buffer[]): { firstSeq: number; written: Promise<void> } {
     const firstSeq = this.nextSeq
     const lastSeq = firstSeq + payloads.length - 1
     this.nextSeq = lastSeq + 1
@@ -134,7 +134,7 @@ export class SegmentLog {
       current.lastSeq = lastSeq
       if (this.options.fsync !== 'always') this.dirty = true
     })
-    return { firstSeq, lastSeq, written }
+    return { firstSeq, written }
   }
 
   private estimate(payloads: readonly Buffer[]): number {
@@ -169,15 +169,12 @@ export class SegmentLog {
   }
 
   /** Deletes the segments whose records are all at or below `seq`, except the newest one. */
-  async deleteThrough(seq: number): Promise<number> {
-    let deleted = 0
+  async deleteThrough(seq: number): Promise<void> {
     while (this.segments.length > 1 && (this.segments[0]?.lastSeq ?? Number.POSITIVE_INFINITY) <= seq) {
       const segment = this.segments.shift() as Segment
       await unlink(segment.path)
       await unlink(`${segment.path}.corrupt`).catch(() => {})
-      deleted++
     }
-    return deleted
   }
 
   async close(): Promise<void> {
