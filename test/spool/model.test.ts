@@ -8,13 +8,13 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { Batch, LogEvent } from '../../src/event.js'
-import { SinkCursor } from '../../src/spool/index.js'
 import {
   type DamageReport,
   type LogReader,
   SegmentLog,
   type SegmentLogOptions,
 } from '../../src/spool/segment-log.js'
+import { SinkCursor } from '../../src/spool/sink-cursor.js'
 import { silentLogger, tempDir } from '../helpers.js'
 
 const SEED = Number(process.env.MODEL_SEED ?? 20261122)
@@ -116,7 +116,7 @@ describe('spool model', () => {
         fc.array(fc.boolean(), { maxLength: 20 }),
         async (sizes, doneOrder, restarts) => {
           const path = `${await tempDir()}/sink.journal`
-          let cursor = new SinkCursor('s', path, silentLogger)
+          let cursor = new SinkCursor(path, silentLogger)
           await cursor.recover()
           const batches: { batch: Batch; done: boolean }[] = []
           let seq = 1
@@ -135,7 +135,7 @@ describe('spool model', () => {
             if (restarts[i]) {
               // Done records are not synced; a clean close writes them, as the OS does after a process crash.
               await cursor.close()
-              cursor = new SinkCursor('s', path, silentLogger)
+              cursor = new SinkCursor(path, silentLogger)
               await cursor.recover()
             }
             let through = 0
@@ -146,7 +146,7 @@ describe('spool model', () => {
             expect(cursor.doneThrough).toBe(through)
           }
           await cursor.close()
-          const restarted = new SinkCursor('s', path, silentLogger)
+          const restarted = new SinkCursor(path, silentLogger)
           await restarted.recover()
           expect(
             restarted
