@@ -19,7 +19,7 @@ import { createServer } from './server.js'
 import { sinkFactories } from './sinks/index.js'
 import type { Sink } from './sinks/sink.js'
 import { registerHttpSource } from './sources/http.js'
-import { derivedIdsInSpool, IdempotencyStore } from './sources/idempotency.js'
+import { derivedIdsInSpool, IdempotencyStore } from './sources/idempotency/index.js'
 import { createSources } from './sources/index.js'
 import { Spool } from './spool/index.js'
 
