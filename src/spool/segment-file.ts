@@ -31,7 +31,7 @@ export interface Segment {
 const NAME = /^(\d{16})\.seg$/
 
 /** A segment is named by the first sequence number it holds, padded so that names sort in sequence order. */
-export const segmentName = (firstSeq: number) => `${String(firstSeq).padStart(16, '0')}.seg`
+const segmentName = (firstSeq: number) => `${String(firstSeq).padStart(16, '0')}.seg`
 
 /** The first sequence number of the segment a file name names, or undefined for any other file. */
 export function segmentFirstSeq(name: string): number | undefined {
