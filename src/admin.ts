@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
-import type { Metrics } from './metrics.js'
+import type { Metrics } from './metrics/index.js'
 import type { Pipeline } from './pipeline/index.js'
 
 export interface Readiness {

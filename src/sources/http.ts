@@ -8,7 +8,7 @@ import { bodyTooLarge, InputError, QueueFullError, ShuttingDownError } from '../
 import type { LogEvent } from '../event.js'
 import { type Enricher, requestContextOf } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
-import { type IdempotencyStore, keyedEventIds, registerIdempotency } from './idempotency.js'
+import { type IdempotencyStore, keyedEventIds, registerIdempotency } from './idempotency/index.js'
 
 export interface HttpSourceOptions {
   readonly pipeline: Pipeline

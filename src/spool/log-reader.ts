@@ -3,7 +3,8 @@
 // the next record marker, reporting what the damage cost.
 import { open } from 'node:fs/promises'
 import { type Damage, FILE_HEADER_BYTES, HEADER_BYTES, type SpoolRecord, scanRecords } from './record.js'
-import type { Segment, SegmentLog } from './segment-log.js'
+import type { Segment } from './segment-file.js'
+import type { SegmentLog } from './segment-log.js'
 
 /** Damage a reader met: where, and how many records it cost (the numbers skipped over it). */
 export interface DamageReport {
@@ -23,8 +24,6 @@ export class LogReader {
   /** Byte offset, in segment `segmentFirst`, of the record after `offsetSeq - 1`. */
   private offset = 0
   private offsetSeq = -1
-  /** Records this reader found damaged and skipped. */
-  lost = 0
 
   constructor(
     private readonly log: SegmentLog,
@@ -112,7 +111,6 @@ export class LogReader {
   }
 
   private report(segment: Readonly<Segment>, damage: Damage | undefined, lost: number): void {
-    this.lost += lost
     this.onDamage?.({
       segment: segment.path,
       byteOffset: damage ? this.offset + damage.offset : this.offset,

@@ -1,38 +1,16 @@
 // The disk spool's storage: an append-only log of records (record.ts), each with a sequence number, in segment files
-// named by the first sequence number they hold. Opening it checks every record, sets damage aside and upgrades the
-// first format; appends are durable per SPOOL_FSYNC before they resolve, and only then can a reader (log-reader.ts)
-// see them; numbers are never given out twice, not even after damage cut the tail off a segment.
-import { randomBytes } from 'node:crypto'
-import {
-  copyFile,
-  type FileHandle,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  stat,
-  unlink,
-} from 'node:fs/promises'
+// (segment-file.ts) named by the first sequence number they hold. Opening it checks every segment; appends are
+// durable per SPOOL_FSYNC before they resolve, and only then can a reader (log-reader.ts) see them; numbers are never
+// given out twice, not even after damage cut the tail off a segment.
+import { type FileHandle, mkdir, open, readdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { fsyncDir, writeAll } from '../storage/fsync.js'
+import { writeAll } from '../storage/fsync.js'
 import { type DamageReport, LogReader } from './log-reader.js'
-import {
-  type Damage,
-  decodeFirstFormat,
-  encode,
-  FILE_HEADER_BYTES,
-  HEADER_BYTES,
-  MAGIC,
-  MARKER_BYTES,
-  scanRecords,
-} from './record.js'
+import { encode, FILE_HEADER_BYTES, HEADER_BYTES } from './record.js'
+import { createSegment, openSegment, type Segment, segmentFirstSeq } from './segment-file.js'
 
 export type { DamageReport, LogReader } from './log-reader.js'
-export { type Damage, type SpoolRecord, scanRecords } from './record.js'
-
-const SUFFIX = '.seg'
 
 export type FsyncPolicy = 'always' | 'interval' | 'never'
 
@@ -49,19 +27,6 @@ export interface SegmentLogOptions {
   readonly upgradePayload?: (payload: Buffer) => Buffer
 }
 
-/** One segment file, as the log knows it. */
-export interface Segment {
-  readonly path: string
-  readonly firstSeq: number
-  readonly marker: Buffer
-  /** The last durable record's number; firstSeq - 1 while empty. */
-  lastSeq: number
-  /** Bytes up to the end of the last durable record: what readers may read, and what SPOOL_MAX_BYTES counts. */
-  bytes: number
-}
-
-const segmentName = (firstSeq: number) => `${String(firstSeq).padStart(16, '0')}${SUFFIX}`
-
 export class SegmentLog {
   private readonly segments: Segment[] = []
   private handle: FileHandle | undefined
@@ -73,7 +38,7 @@ export class SegmentLog {
   damagedAtOpen = 0
 
   private constructor(
-    readonly dir: string,
+    private readonly dir: string,
     private readonly options: SegmentLogOptions,
   ) {}
 
@@ -81,8 +46,20 @@ export class SegmentLog {
   static async open(dir: string, options: SegmentLogOptions): Promise<SegmentLog> {
     const log = new SegmentLog(dir, options)
     await mkdir(dir, { recursive: true })
-    const names = (await readdir(dir)).filter((n) => /^\d{16}\.seg$/.test(n)).sort()
-    for (const name of names) await log.openSegment(join(dir, name), Number(name.slice(0, 16)))
+    const { maxRecordBytes, logger, upgradePayload } = options
+    for (const name of (await readdir(dir)).sort()) {
+      const firstSeq = segmentFirstSeq(name)
+      if (firstSeq === undefined) continue
+      const opened = await openSegment(join(dir, name), firstSeq, {
+        dir,
+        maxRecordBytes,
+        logger,
+        upgradePayload,
+      })
+      if (opened.segment) log.segments.push(opened.segment)
+      log.nextSeq = Math.max(log.nextSeq, opened.nextSeq)
+      log.damagedAtOpen += opened.damaged
+    }
     const last = log.segments.at(-1)
     if (last && last.lastSeq + 1 === log.nextSeq) {
       log.handle = await open(last.path, 'a')
@@ -94,116 +71,6 @@ export class SegmentLog {
       log.timer.unref()
     }
     return log
-  }
-
-  private async openSegment(path: string, firstSeq: number): Promise<void> {
-    const { logger, maxRecordBytes } = this.options
-    let data: Buffer = await readFile(path)
-    const hasMagic = data.subarray(0, MAGIC.length).equals(MAGIC)
-    // The first format only when its first record proves it (a checksum that passes): a damaged header is not one.
-    if (!hasMagic && data.length >= FILE_HEADER_BYTES && decodeFirstFormat(data, maxRecordBytes).length > 0) {
-      data = await this.upgrade(path, data)
-    } else if (data.length < FILE_HEADER_BYTES) {
-      // Created, and the process died before its header was durable: it holds no record.
-      await unlink(path)
-      this.nextSeq = Math.max(this.nextSeq, firstSeq)
-      return
-    }
-    const scan = (marker: Buffer) => ({
-      marker,
-      ...scanRecords(data, FILE_HEADER_BYTES, marker, {
-        maxRecordBytes,
-        afterSeq: firstSeq - 1,
-        final: true,
-      }),
-    })
-    // A damaged header must not cost the segment: the first record's marker says what the header's should be.
-    let best = scan(Buffer.from(data.subarray(MAGIC.length, FILE_HEADER_BYTES)))
-    if (!hasMagic || best.records.length === 0) {
-      const learned = scan(Buffer.from(data.subarray(FILE_HEADER_BYTES, FILE_HEADER_BYTES + MARKER_BYTES)))
-      if (learned.records.length > best.records.length || (!hasMagic && learned.records.length > 0)) {
-        await copyFile(path, `${path}.corrupt`)
-        best = learned
-        const handle = await open(path, 'r+')
-        await handle.write(Buffer.concat([MAGIC, learned.marker]), 0, FILE_HEADER_BYTES, 0)
-        await handle.sync()
-        await handle.close()
-        data.set(MAGIC, 0)
-        data.set(learned.marker, MAGIC.length)
-        logger.warn(
-          { segment: path },
-          'spool: damaged segment header rewritten from its records (a copy is kept as .corrupt)',
-        )
-      } else if (!hasMagic) {
-        // Nothing in it can be read: set it aside whole, and never give its numbers out again.
-        await rename(path, `${path}.corrupt`)
-        const lost = Math.ceil((data.length - FILE_HEADER_BYTES) / HEADER_BYTES)
-        this.damagedAtOpen += 1
-        this.nextSeq = Math.max(this.nextSeq, firstSeq + lost)
-        logger.error(
-          { segment: path, bytes: data.length, possibly_lost_records: lost },
-          'spool: segment unreadable (no header, no record); set aside as .corrupt',
-        )
-        return
-      }
-    }
-    const { marker, records, damage } = best
-    let bytes = data.length
-    let lost = 0
-    if (damage.length > 0) {
-      await copyFile(path, `${path}.corrupt`)
-      const last = damage.at(-1) as Damage
-      if (last.resumeAt === undefined) {
-        // Nothing readable after the last damage: cut it off, so appends go after the last good record. Numbers
-        // the cut-off bytes could have held are never given out again (a sink's journal may know them).
-        bytes = last.offset
-        lost = Math.ceil((data.length - bytes) / HEADER_BYTES)
-        const handle = await open(path, 'r+')
-        await handle.truncate(bytes)
-        await handle.sync()
-        await handle.close()
-      }
-      this.damagedAtOpen += damage.length
-      logger.warn(
-        {
-          segment: path,
-          damage: damage.map((d) => ({ byte_offset: d.offset, problem: d.problem })),
-          kept_records: records.length,
-          ...(lost > 0 ? { possibly_lost_records: lost } : {}),
-        },
-        'spool: damaged records skipped; the records around them are kept (a copy of the segment is kept as .corrupt)',
-      )
-    }
-    const lastSeq = records.at(-1)?.seq ?? firstSeq - 1
-    this.segments.push({ path, firstSeq, marker, lastSeq, bytes })
-    this.nextSeq = Math.max(this.nextSeq, lastSeq + 1 + lost)
-  }
-
-  /** Rewrites a segment of the first format in today's, in place (atomically), and returns its new bytes. */
-  private async upgrade(path: string, data: Buffer): Promise<Buffer> {
-    const marker = randomBytes(MARKER_BYTES)
-    const upgradePayload = this.options.upgradePayload ?? ((payload: Buffer) => payload)
-    const records = decodeFirstFormat(data, this.options.maxRecordBytes)
-    const upgraded = Buffer.concat([
-      MAGIC,
-      marker,
-      ...records.map((r) => encode(marker, r.seq, upgradePayload(r.payload))),
-    ])
-    const temp = `${path}.upgrade`
-    const handle = await open(temp, 'w')
-    try {
-      await handle.writeFile(upgraded)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(temp, path)
-    await fsyncDir(this.dir)
-    this.options.logger.info(
-      { segment: path, records: records.length },
-      'spool: segment upgraded to the current format',
-    )
-    return upgraded
   }
 
   /** Bytes on disk, across segments: what SPOOL_MAX_BYTES bounds. */
@@ -233,7 +100,7 @@ export class SegmentLog {
    * they go on); `written` resolves once the records are durable per the policy (synced, with `always`), and only
    * then can a reader see them. Writes happen in call order, so the file order is the sequence order.
    */
-  append(payloads: readonly Buffer[]): { firstSeq: number; lastSeq: number; written: Promise<void> } {
+  append(payloads: readonly Buffer[]): { firstSeq: number; written: Promise<void> } {
     const firstSeq = this.nextSeq
     const lastSeq = firstSeq + payloads.length - 1
     this.nextSeq = lastSeq + 1
@@ -267,7 +134,7 @@ export class SegmentLog {
       current.lastSeq = lastSeq
       if (this.options.fsync !== 'always') this.dirty = true
     })
-    return { firstSeq, lastSeq, written }
+    return { firstSeq, written }
   }
 
   private estimate(payloads: readonly Buffer[]): number {
@@ -302,15 +169,12 @@ export class SegmentLog {
   }
 
   /** Deletes the segments whose records are all at or below `seq`, except the newest one. */
-  async deleteThrough(seq: number): Promise<number> {
-    let deleted = 0
+  async deleteThrough(seq: number): Promise<void> {
     while (this.segments.length > 1 && (this.segments[0]?.lastSeq ?? Number.POSITIVE_INFINITY) <= seq) {
       const segment = this.segments.shift() as Segment
       await unlink(segment.path)
       await unlink(`${segment.path}.corrupt`).catch(() => {})
-      deleted++
     }
-    return deleted
   }
 
   async close(): Promise<void> {
@@ -342,26 +206,11 @@ export class SegmentLog {
       if (this.options.fsync !== 'never') await handle.datasync().catch(() => {})
       await handle.close().catch(() => {})
     }
-    const path = join(this.dir, segmentName(firstSeq))
-    const marker = randomBytes(MARKER_BYTES)
-    const handle = await open(path, 'w')
-    try {
-      await writeAll(handle, Buffer.concat([MAGIC, marker]))
-      if (this.options.fsync !== 'never') {
-        await handle.datasync()
-        await fsyncDir(this.dir)
-      }
-    } catch (err) {
-      // No segment without its header: the next append starts one again.
-      await handle.close().catch(() => {})
-      await unlink(path).catch(() => {})
-      throw err
-    }
+    const { handle, segment } = await createSegment(this.dir, firstSeq, this.options.fsync !== 'never')
     this.handle = handle
-    const { size } = await stat(path)
     const last = this.segments.at(-1)
-    if (last?.path === path) this.segments.pop()
-    this.segments.push({ path, firstSeq, marker, lastSeq: firstSeq - 1, bytes: size })
+    if (last?.path === segment.path) this.segments.pop()
+    this.segments.push(segment)
   }
 
   private enqueue<T>(step: () => Promise<T>): Promise<T> {

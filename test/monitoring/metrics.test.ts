@@ -6,7 +6,7 @@ import { createApp } from '../../src/app.js'
 import { createDeadLetterStore } from '../../src/delivery/dead-letter.js'
 import { PartialWriteError, PermanentError } from '../../src/errors.js'
 import type { Batch } from '../../src/event.js'
-import { createMetrics, DEAD_LETTER_CLASSES } from '../../src/metrics.js'
+import { createMetrics } from '../../src/metrics/index.js'
 import { Pipeline } from '../../src/pipeline/index.js'
 import type { Sink, StartedSink } from '../../src/sinks/sink.js'
 import { parseExposition, type Sample, sampleValue } from '../../src/top/exposition.js'
@@ -101,7 +101,7 @@ describe('metrics from the pipeline', () => {
       expect(sampleValue(samples, 'sidelog_component_healthy', at)).toBe(s?.healthy ? 1 : 0)
       expect(sampleValue(samples, 'sidelog_buffer_max_events', at)).toBe(100)
       // Each class starts at 0, so a first dead letter is a rise that rate() sees.
-      for (const reason of DEAD_LETTER_CLASSES) {
+      for (const reason of ['permanent', 'budget-exhausted', 'shutdown', 'rejected', 'spool-write-failed']) {
         expect(
           sampleValue(samples, 'sidelog_component_dead_lettered_events_total', { ...at, reason }),
         ).toBeDefined()

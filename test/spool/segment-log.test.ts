@@ -57,7 +57,7 @@ describe('SegmentLog', () => {
     for (let i = 0; i < 10; i++) {
       const appended = log.append(payloads(i * 3, 3))
       await appended.written
-      expect(appended).toMatchObject({ firstSeq: i * 3 + 1, lastSeq: i * 3 + 3 })
+      expect(appended.firstSeq).toBe(i * 3 + 1)
     }
     expect((await segments(dir)).length).toBeGreaterThan(2)
     const all = await readAll(log)
@@ -72,13 +72,14 @@ describe('SegmentLog', () => {
     const first = await SegmentLog.open(dir, options())
     await first.append(payloads(0, 20)).written
     await first.append(payloads(20, 5)).written
-    expect(await first.deleteThrough(25)).toBeGreaterThan(0)
+    expect((await segments(dir)).length).toBeGreaterThan(1)
+    await first.deleteThrough(25)
     // The newest segment stays, so the sequence survives.
     expect(await segments(dir)).toHaveLength(1)
     await first.close()
     const second = await SegmentLog.open(dir, options())
     expect(second.next).toBe(26)
-    expect(second.append(payloads(25, 1))).toMatchObject({ firstSeq: 26, lastSeq: 26 })
+    expect(second.append(payloads(25, 1)).firstSeq).toBe(26)
     await second.close()
   })
 
@@ -151,7 +152,6 @@ describe('SegmentLog', () => {
     expect(seqs).not.toContain(10)
     expect(seqs.at(-1)).toBe(1000)
     expect(reports).toEqual([expect.objectContaining({ lostRecords: 1, problem: 'checksum mismatch' })])
-    expect(reader.lost).toBe(1)
     // Appends go on after the last good record, numbered after it.
     expect(second.next).toBe(1001)
     await second.close()

@@ -4,7 +4,8 @@ import { appendFile, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { Batch, LogEvent } from '../../src/event.js'
-import { SinkCursor, Spool } from '../../src/spool/index.js'
+import { Spool } from '../../src/spool/index.js'
+import { SinkCursor } from '../../src/spool/sink-cursor.js'
 import { silentLogger, tempDir } from '../helpers.js'
 
 function batch(name: string, from: number, to: number): Batch {
@@ -16,7 +17,7 @@ function batch(name: string, from: number, to: number): Batch {
 describe('SinkCursor', () => {
   it('moves doneThrough over batches done in any order, only as far as they are contiguous', async () => {
     const path = join(await tempDir(), 'gcs.journal')
-    const cursor = new SinkCursor('gcs', path, silentLogger)
+    const cursor = new SinkCursor(path, silentLogger)
     await cursor.recover()
     const [a, b, c] = [batch('a', 1, 10), batch('b', 11, 20), batch('c', 21, 30)]
     for (const x of [a, b, c]) await cursor.sealed(x)
@@ -31,7 +32,7 @@ describe('SinkCursor', () => {
 
   it('gives a restart the sealed batches not done, with their names and times, past a torn line', async () => {
     const path = join(await tempDir(), 'gcs.journal')
-    const first = new SinkCursor('gcs', path, silentLogger)
+    const first = new SinkCursor(path, silentLogger)
     await first.recover()
     await first.sealed(batch('a', 1, 5))
     await first.sealed(batch('b', 6, 9))
@@ -39,7 +40,7 @@ describe('SinkCursor', () => {
     await first.close()
     await appendFile(path, '{"d":"b"') // a crash mid-append: b is not done
 
-    const second = new SinkCursor('gcs', path, silentLogger)
+    const second = new SinkCursor(path, silentLogger)
     await second.recover()
     expect(second.doneThrough).toBe(5)
     expect(second.pendingBatches()).toEqual([
@@ -86,7 +87,7 @@ describe('Spool.recover', () => {
 
 describe('SinkCursor gaps', () => {
   it('counts numbers below the first sealed batch that no batch took as done, so segments can go', async () => {
-    const cursor = new SinkCursor('gcs', join(await tempDir(), 'gcs.journal'), silentLogger)
+    const cursor = new SinkCursor(join(await tempDir(), 'gcs.journal'), silentLogger)
     await cursor.recover()
     // 11–20 never reached this sink (an append that failed, a damaged segment): its next batch starts at 21.
     for (const b of [batch('a', 1, 10), batch('c', 21, 30)]) await cursor.sealed(b)

@@ -1,28 +1,10 @@
-// The Prometheus metrics behind /metrics. Counters that /health shows are read from the pipeline's own numbers at
-// scrape time, so the two always agree; what /health has no number for (bytes sent, write latency, why entries were
-// dead-lettered) is counted by the pipeline observer and an instrumented sink.
-import { performance } from 'node:perf_hooks'
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
-import type { Config } from './config.js'
-import type { DeadLetterClass, Pipeline, PipelineObserver, SinkStats } from './pipeline/index.js'
-import type { Sink } from './sinks/sink.js'
-import type { Spool } from './spool/index.js'
-
-/** Every class the pipeline dead-letters by; each sink's counter starts at 0 for each, so rate() sees the first. */
-export const DEAD_LETTER_CLASSES: readonly DeadLetterClass[] = [
-  'permanent',
-  'budget-exhausted',
-  'shutdown',
-  'rejected',
-  'spool-write-failed',
-]
-
-/** Seconds: from a local disk write (milliseconds) to a slow upload near SINK_TIMEOUT. */
-const WRITE_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
-
-/** The source sidelog has today; its metrics carry the same labels as a sink's. */
-const HTTP_SOURCE = { component_kind: 'source', component_id: 'http' } as const
-const COMPONENT = ['component_kind', 'component_id'] as const
+// The metrics whose numbers /health already has, read at scrape time from the pipeline's own counters (and the
+// spool's size), so that /metrics and /health always agree.
+import { Counter, Gauge, type Registry } from 'prom-client'
+import type { Config } from '../config.js'
+import type { Pipeline, SinkStats } from '../pipeline/index.js'
+import type { Spool } from '../spool/index.js'
+import { COMPONENT, HTTP_SOURCE, sinkLabels } from './labels.js'
 
 /** What the collectors read at scrape time. */
 export interface MetricsSources {
@@ -32,43 +14,24 @@ export interface MetricsSources {
   readonly spool?: Spool
 }
 
-export interface Metrics {
-  readonly registry: Registry
-  /** Given to the Pipeline: bytes sent and dead letters by class, counted where /health's counters are. */
-  readonly observer: PipelineObserver
-  /** The sink, with each write attempt timed into the write-duration histogram. */
-  instrument<S extends Sink>(sink: S): S
-  /** Connects the collectors to the running pipeline; until then they report nothing. */
-  bind(sources: MetricsSources): void
-  /** The exposition text: sidelog's metrics, then the process's. */
-  render(): Promise<string>
-  readonly contentType: string
+export type MetricsSettings = Pick<
+  Config,
+  'BUFFER_MAX_EVENTS' | 'BUFFER_MAX_BYTES' | 'SPOOL_DIR' | 'SPOOL_MAX_BYTES'
+>
+export type SinkSnapshot = Record<string, SinkStats & Record<string, unknown>>
+
+export interface Scrape {
+  /** What the collectors read; undefined until the running app is bound, and then they report nothing. */
+  sources(): MetricsSources | undefined
+  /** pipeline.stats(), taken once per scrape and shared by every collector of it. */
+  sinkStats(): SinkSnapshot
 }
 
-type Settings = Pick<Config, 'BUFFER_MAX_EVENTS' | 'BUFFER_MAX_BYTES' | 'SPOOL_DIR' | 'SPOOL_MAX_BYTES'>
-type SinkSnapshot = Record<string, SinkStats & Record<string, unknown>>
-
-let processRegistry: Registry | undefined
-/**
- * prom-client's process and Node.js metrics (CPU, memory, heap, event loop lag, GC) are one per process: collected
- * once however many apps a process builds (tests build many), unprefixed so that stock dashboards read them.
- */
-function processMetrics(): Registry {
-  if (!processRegistry) {
-    processRegistry = new Registry()
-    collectDefaultMetrics({ register: processRegistry })
-  }
-  return processRegistry
-}
-
-const sinkLabels = (sink: string) => ({ component_kind: 'sink', component_id: sink })
-
-export function createMetrics(settings: Settings): Metrics {
-  const registry = new Registry()
-  let sources: MetricsSources | undefined
-  // One pipeline.stats() per scrape, shared by every collector of that scrape.
-  let snapshot: SinkSnapshot | undefined
-  const sinkStats = (): SinkSnapshot => snapshot ?? sources?.pipeline.stats() ?? {}
+export function registerHealthCollectors(
+  registry: Registry,
+  settings: MetricsSettings,
+  scrape: Scrape,
+): void {
   const registers = [registry]
 
   /** A counter or gauge whose per-sink value is one field of pipeline.stats(). */
@@ -80,7 +43,7 @@ export function createMetrics(settings: Settings): Metrics {
   ): void {
     const collect = (metric: Counter<string> | Gauge<string>) => {
       metric.reset()
-      for (const [sink, stats] of Object.entries(sinkStats())) {
+      for (const [sink, stats] of Object.entries(scrape.sinkStats())) {
         const v = value(stats)
         if (v === undefined) continue
         if (metric instanceof Counter) metric.inc(sinkLabels(sink), v)
@@ -120,6 +83,7 @@ export function createMetrics(settings: Settings): Metrics {
     registers,
     collect() {
       this.reset()
+      const sources = scrape.sources()
       if (sources) this.inc(HTTP_SOURCE, sources.pipeline.acceptedEvents)
     },
   })
@@ -130,7 +94,7 @@ export function createMetrics(settings: Settings): Metrics {
     registers,
     collect() {
       this.reset()
-      for (const [code, n] of Object.entries(sources?.refused ?? {})) {
+      for (const [code, n] of Object.entries(scrape.sources()?.refused ?? {})) {
         this.inc({ ...HTTP_SOURCE, error_code: code }, n)
       }
     },
@@ -140,7 +104,7 @@ export function createMetrics(settings: Settings): Metrics {
     help: '1 while sidelog takes entries, 0 once it is draining for shutdown.',
     registers,
     collect() {
-      this.set(sources?.pipeline.isAccepting === false ? 0 : 1)
+      this.set(scrape.sources()?.pipeline.isAccepting === false ? 0 : 1)
     },
   })
 
@@ -194,10 +158,10 @@ export function createMetrics(settings: Settings): Metrics {
     (s) => s.buffered_bytes,
   )
   fromSinkStats('gauge', 'sidelog_buffer_max_events', 'BUFFER_MAX_EVENTS: past it, 429.', () =>
-    sources ? settings.BUFFER_MAX_EVENTS : undefined,
+    scrape.sources() ? settings.BUFFER_MAX_EVENTS : undefined,
   )
   fromSinkStats('gauge', 'sidelog_buffer_max_byte_size', 'BUFFER_MAX_BYTES: past it, 429.', () =>
-    sources ? settings.BUFFER_MAX_BYTES : undefined,
+    scrape.sources() ? settings.BUFFER_MAX_BYTES : undefined,
   )
   // The bigquery sink's own counters (/health shows them under the sink).
   fromSinkStats(
@@ -249,7 +213,8 @@ export function createMetrics(settings: Settings): Metrics {
       help: 'Bytes the disk spool uses (segments not yet done by every sink).',
       registers,
       collect() {
-        if (sources?.spool) this.set(sources.spool.bytes)
+        const spool = scrape.sources()?.spool
+        if (spool) this.set(spool.bytes)
       },
     })
     new Gauge({
@@ -257,79 +222,5 @@ export function createMetrics(settings: Settings): Metrics {
       help: 'SPOOL_MAX_BYTES: past it, 429 SPOOL_FULL.',
       registers,
     }).set(settings.SPOOL_MAX_BYTES)
-  }
-
-  // Counted as it happens: /health has no number for these.
-  const sentBytes = new Counter({
-    name: 'sidelog_component_sent_event_bytes_total',
-    help: 'Bytes of JSONL delivered, before any compression.',
-    labelNames: COMPONENT,
-    registers,
-  })
-  const deadLettered = new Counter({
-    name: 'sidelog_component_dead_lettered_events_total',
-    help: 'Entries written to the dead-letter store, by reason: permanent, budget-exhausted (RETRY_MAX_ELAPSED), shutdown, rejected (by the destination, row by row), spool-write-failed. The sum is /health dead_lettered_events.',
-    labelNames: [...COMPONENT, 'reason'],
-    registers,
-  })
-  const writeDuration = new Histogram({
-    name: 'sidelog_component_write_duration_seconds',
-    help: 'Time of one write attempt of a batch to the destination, by outcome (ok or error).',
-    labelNames: [...COMPONENT, 'outcome'],
-    buckets: WRITE_DURATION_BUCKETS,
-    registers,
-  })
-
-  const observer: PipelineObserver = {
-    onDelivered(sink, _events, bytes) {
-      sentBytes.inc(sinkLabels(sink), bytes)
-    },
-    onDeadLettered(sink, counts) {
-      for (const [reason, n] of Object.entries(counts)) {
-        if (n > 0) deadLettered.inc({ ...sinkLabels(sink), reason }, n)
-      }
-    },
-  }
-
-  return {
-    registry,
-    observer,
-    contentType: registry.contentType,
-    instrument(sink) {
-      const labels = sinkLabels(sink.name)
-      sentBytes.inc(labels, 0)
-      for (const reason of DEAD_LETTER_CLASSES) deadLettered.inc({ ...labels, reason }, 0)
-      writeDuration.zero({ ...labels, outcome: 'ok' })
-      writeDuration.zero({ ...labels, outcome: 'error' })
-      const write: Sink['write'] = async (batch, options) => {
-        const startedAt = performance.now()
-        let outcome = 'error'
-        try {
-          await sink.write(batch, options)
-          outcome = 'ok'
-        } finally {
-          writeDuration.observe({ ...labels, outcome }, (performance.now() - startedAt) / 1000)
-        }
-      }
-      // Everything else (startupError, stats, flush, close, whatever the contract grows) is the sink's own.
-      return new Proxy(sink, {
-        get(target, property) {
-          if (property === 'write') return write
-          const value = Reflect.get(target, property, target)
-          return typeof value === 'function' ? value.bind(target) : value
-        },
-      })
-    },
-    bind(bound) {
-      sources = bound
-    },
-    async render() {
-      snapshot = sources?.pipeline.stats()
-      try {
-        return `${await registry.metrics()}\n${await processMetrics().metrics()}`
-      } finally {
-        snapshot = undefined
-      }
-    },
   }
 }
