@@ -77,6 +77,25 @@ async function main(): Promise<void> {
     })
   }
 
+  // SIGUSR1: deliver what is buffered now (an operator before a deploy, or looking for an entry), as Fluentd does.
+  let flushing = false
+  process.on('SIGUSR1', () => {
+    if (flushing || signalled) return
+    flushing = true
+    const buffered = app.pipeline.bufferedEvents
+    logger.info({ signal: 'SIGUSR1', buffered }, 'flushing every open batch now')
+    app.pipeline.flushNow().then(
+      () => {
+        flushing = false
+        logger.info({ signal: 'SIGUSR1', buffered: app.pipeline.bufferedEvents }, 'flushed')
+      },
+      (err: unknown) => {
+        flushing = false
+        logger.error({ err }, 'flush on SIGUSR1 failed')
+      },
+    )
+  })
+
   try {
     const address = await app.start()
     logger.info(

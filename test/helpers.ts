@@ -91,3 +91,19 @@ export async function startSink(
   if (!sink) throw new Error(`no ${kind} sink started`)
   return sink
 }
+
+/** Polls `read` until `ready` holds: a condition, with a generous deadline only as a safety net. */
+export async function until<T>(
+  read: () => Promise<T>,
+  ready: (value: T) => boolean,
+  what: string,
+  deadlineMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + deadlineMs
+  for (;;) {
+    const value = await read()
+    if (ready(value)) return value
+    if (Date.now() > deadline) throw new Error(`${what} never happened; last: ${JSON.stringify(value)}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}

@@ -165,19 +165,19 @@ export class Pipeline {
     )
   }
 
-  /** Seals every sink's open batch now, without waiting for its count, bytes or age. */
-  flushAll(): void {
-    for (const { batcher } of this.lanes) batcher.flush()
-  }
-
-  /** Asks every sink that holds work past its writes (see Sink.flush) to finish it now. */
-  async flushSinks(): Promise<void> {
+  /**
+   * SIGUSR1 (as Fluentd's): seals every sink's open batch now, without waiting for its count, bytes or age, waits
+   * until every batch queued or being written has been written (or given up on), then asks every sink that holds
+   * work past its writes (load mode's staged objects) to hand it on. Resolves when all of that is done.
+   */
+  async flushNow(): Promise<void> {
+    await Promise.all(
+      this.lanes.map(async ({ batcher }) => {
+        batcher.flush()
+        await batcher.onIdle()
+      }),
+    )
     await Promise.all(this.lanes.map(({ sink }) => sink.flush?.()))
-  }
-
-  /** Resolves when no sink has a batch queued or being written. */
-  async onIdle(): Promise<void> {
-    await Promise.all(this.lanes.map((lane) => lane.batcher.onIdle()))
   }
 
   /** Stops accepting (new requests get 503); what is already accepted is still delivered by drain(). */

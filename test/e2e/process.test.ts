@@ -3,7 +3,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
-import { listFiles, readJsonlTree, tempDir } from '../helpers.js'
+import { listFiles, readJsonlTree, tempDir, until } from '../helpers.js'
 import { spawnSidelog } from './spawn.js'
 
 const CLIENTS = 8
@@ -118,6 +118,36 @@ describe('sidelog process', () => {
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
     // The entry sat in a batch that only the drain could flush.
     expect((await readJsonlTree(join(dir, 'data'))).map((r) => r.message)).toEqual(['before the signal'])
+  })
+
+  it('on SIGUSR1 delivers a batch that is not due yet, and goes on running', async () => {
+    const dir = await tempDir()
+    const sidelog = await spawnSidelog({
+      DATA_DIR: join(dir, 'data'),
+      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+      FLUSH_INTERVAL: '3600',
+    })
+    const res = await fetch(`${sidelog.url}/logs`, {
+      method: 'POST',
+      body: '{"message":"flushed on request"}',
+      headers: { 'content-type': 'application/json' },
+    })
+    expect(res.status).toBe(202)
+    expect(await readJsonlTree(join(dir, 'data'))).toEqual([])
+    sidelog.child.kill('SIGUSR1')
+    await until(
+      async () => sidelog.logs.map((line) => line.msg),
+      (messages) => messages.includes('flushed'),
+      'the flushed log line',
+    )
+    expect((await readJsonlTree(join(dir, 'data'))).map((r) => r.message)).toEqual(['flushed on request'])
+    const health = (await (await fetch(`${sidelog.url}/health`)).json()) as {
+      status: string
+      buffer_size: number
+    }
+    expect(health).toMatchObject({ status: 'healthy', buffer_size: 0 })
+    sidelog.child.kill('SIGTERM')
+    expect(await sidelog.exited).toEqual({ code: 0, signal: null })
   })
 
   it('does not wait for a client stuck mid-upload: exits 0 inside SHUTDOWN_TIMEOUT', async () => {

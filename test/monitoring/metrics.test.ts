@@ -10,7 +10,7 @@ import { createMetrics } from '../../src/metrics/index.js'
 import { Pipeline } from '../../src/pipeline/index.js'
 import type { Sink, StartedSink } from '../../src/sinks/sink.js'
 import { parseExposition, type Sample, sampleValue } from '../../src/top/exposition.js'
-import { makeEvents, postAccepted, silentLogger, tempDir, testConfig } from '../helpers.js'
+import { makeEvents, postAccepted, silentLogger, tempDir, testConfig, until } from '../helpers.js'
 
 const settings = { BUFFER_MAX_EVENTS: 100, BUFFER_MAX_BYTES: 10_000_000, SPOOL_DIR: '', SPOOL_MAX_BYTES: 0 }
 const sink = (id: string) => ({ component_kind: 'sink', component_id: id })
@@ -192,7 +192,12 @@ describe('GET /metrics and /ready on the app', () => {
         payload: '{',
         headers: { 'content-type': 'application/json' },
       })
-      await app.pipeline.onIdle()
+      // The two full batches are written; the open one (2 entries) waits for its interval.
+      await until(
+        async () => (await app.server.inject('/health')).json(),
+        (health) => health.sinks.file.delivered_events === 10,
+        'two batches delivered',
+      )
       const res = await app.server.inject('/metrics')
       expect(res.statusCode).toBe(200)
       expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/)

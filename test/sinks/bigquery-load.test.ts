@@ -20,6 +20,7 @@ import {
   startSink,
   tempDir,
   testConfig,
+  until,
 } from '../helpers.js'
 
 const BUCKET = 'staging'
@@ -51,29 +52,35 @@ async function startApp(dir?: string, env: Record<string, string> = {}) {
     BQ_DATASET: 'app_logs',
     BQ_TABLE: 'request_logs',
     ...QUICK_RETRIES_MANUAL_FLUSH,
+    // Each post is sealed as a batch of its own at once; the tests hand staged objects on with flushNow.
+    BQ_FLUSH_INTERVAL: '0.01',
     ...env,
   })
   const app = await createApp(config, { logger: silentLogger, stdout: new PassThrough() })
   return { app, config }
 }
 
-/** Posts `count` entries and seals them as one batch, staged as one object once the write is done. */
+const sinkStats = async (app: App) =>
+  (await app.server.inject({ method: 'GET', url: '/health' })).json().sinks.bigquery as Record<string, number>
+
+/** Posts `count` entries, which the sink's short flush interval seals as one batch, and waits until it is staged. */
 async function stageBatch(app: App, count: number, prefix: string, extra: object = {}) {
+  const before = (await sinkStats(app)).delivered_batches as number
   await postAccepted(
     app,
     Array.from({ length: count }, (_, i) => ({ tag: `${prefix}${i}`, message: `hello ${i}`, ...extra })),
   )
-  app.pipeline.flushAll()
-  await app.pipeline.onIdle()
+  await until(
+    () => sinkStats(app),
+    (stats) => stats.delivered_batches === before + 1,
+    `batch ${prefix} staged`,
+  )
 }
 
 const tagsOf = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}${i}`)
 const rows = () => bq.rowsOf('app_logs', 'request_logs')
 const loadedTags = () => rows().map((r) => (r.payload as { tag: string }).tag)
 const staged = () => gcs.list(BUCKET).map((o) => o.name)
-const sinkStats = async (app: App) =>
-  (await app.server.inject({ method: 'GET', url: '/health' })).json().sinks.bigquery as Record<string, number>
-
 describe('bigquery sink, load mode', () => {
   it('stages each batch as a row-shaped object and loads them together in one NDJSON job', async () => {
     const { app } = await startApp()
@@ -86,7 +93,7 @@ describe('bigquery sink, load mode', () => {
     )
     expect(bq.jobInserts()).toHaveLength(0)
 
-    await app.pipeline.flushSinks()
+    await app.pipeline.flushNow()
     expect(bq.jobInserts()).toHaveLength(1)
     const [job] = [...bq.jobs.values()]
     const load = job?.resource.configuration.load
@@ -115,7 +122,7 @@ describe('bigquery sink, load mode', () => {
     const { app } = await startApp()
     await stageBatch(app, 25, 'x')
     bq.inject({ kind: 'lost-answer' }, { target: 'job' })
-    await app.pipeline.flushSinks()
+    await app.pipeline.flushNow()
     expect(bq.jobInserts().map((r) => r.status)).toEqual([undefined, 409])
     expect(loadedTags()).toHaveLength(25)
     expect(new Set(loadedTags()).size).toBe(25)
@@ -127,7 +134,7 @@ describe('bigquery sink, load mode', () => {
     const { app } = await startApp()
     await stageBatch(app, 5, 'y')
     bq.inject({ kind: 'status', status: 503 }, { target: 'job', times: 2 })
-    await app.pipeline.flushSinks()
+    await app.pipeline.flushNow()
     expect(bq.jobInserts().map((r) => r.status)).toEqual([503, 503, 200])
     expect(loadedTags().sort()).toEqual(['y0', 'y1', 'y2', 'y3', 'y4'])
     await app.close()
@@ -138,7 +145,7 @@ describe('bigquery sink, load mode', () => {
     await stageBatch(app, 5, 'r')
     // The insert and the first jobs.get see the job RUNNING; the second get sees it DONE.
     bq.jobPolls = 1
-    await app.pipeline.flushSinks()
+    await app.pipeline.flushNow()
     const gets = bq.requests.filter((r) => r.method === 'GET' && r.path.includes('/jobs/'))
     expect(gets).toHaveLength(2)
     expect(await sinkStats(app)).toMatchObject({ loaded_jobs: 1, loaded_rows: 5, pending_objects: 0 })
@@ -149,7 +156,7 @@ describe('bigquery sink, load mode', () => {
     const { app } = await startApp()
     await stageBatch(app, 8, 't')
     bq.failJobs('backendError')
-    await app.pipeline.flushSinks()
+    await app.pipeline.flushNow()
     const ids = [...bq.jobs.keys()]
     expect(ids).toEqual([loadJobId(staged(), 1), loadJobId(staged(), 2)])
     expect(loadedTags()).toHaveLength(8)
@@ -162,7 +169,7 @@ describe('bigquery sink, load mode', () => {
     await stageBatch(app, 4, 'ok')
     // One entry whose timestamp BigQuery cannot read fails the whole job: load jobs are all or nothing.
     await stageBatch(app, 1, 'bad', { timestamp: 'yesterday' })
-    await app.pipeline.flushSinks()
+    await app.pipeline.flushNow()
     expect(rows()).toHaveLength(0)
     const id = loadJobId(staged(), 1)
     const record = JSON.parse(
@@ -184,7 +191,7 @@ describe('bigquery sink, load mode', () => {
     gcs.inject({ kind: 'lost-answer' }, { target: 'upload' })
     await stageBatch(app, 6, 'l')
     expect(gcs.uploads().map((r) => r.status)).toEqual([undefined, 412])
-    await app.pipeline.flushSinks()
+    await app.pipeline.flushNow()
     expect(bq.jobs.size).toBe(1)
     expect(loadedTags()).toHaveLength(6)
     expect(await sinkStats(app)).toMatchObject({ staged_objects: 1 })
@@ -208,7 +215,7 @@ describe('bigquery sink, load mode', () => {
 
     bq.clearFaults()
     const second = await startApp(dir)
-    await second.app.pipeline.flushSinks()
+    await second.app.pipeline.flushNow()
     expect([...bq.jobs.keys()]).toEqual([id])
     expect(loadedTags()).toHaveLength(12)
     await second.app.close()

@@ -180,8 +180,7 @@ describe('bigquery sink', () => {
     fake.inject({ kind: 'status', status: 503 })
     const { app } = await startApp()
     await postAccepted(app, [{ message: 'hi', user: 'ann' }])
-    app.pipeline.flushAll()
-    await app.pipeline.onIdle()
+    await app.pipeline.flushNow()
     const health = (await app.server.inject({ method: 'GET', url: '/health' })).json()
     // user, plus the enriched fields without a column: service, revision, host, processed_at, timestamp, severity
     expect(health.sinks.bigquery.dropped_fields).toBe(6)
