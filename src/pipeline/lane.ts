@@ -177,7 +177,7 @@ export class Lane {
     } catch (err) {
       this.stats.dead_letter_failed_events += items.length
       logger.fatal(
-        { ...log, dead_letter_error: errorMessage(err), entries: items.map((item) => item.event.line) },
+        { ...log, err, entries: items.map((item) => item.event.line) },
         'entries not delivered and the dead-letter store failed; they are in this log line',
       )
     }
