@@ -9,6 +9,8 @@ export default defineConfig({
       'test/pipeline/**/*.test.ts',
       'test/sinks/**/*.test.ts',
       'test/sources/**/*.test.ts',
+      'test/delivery/**/*.test.ts',
+      'test/registry.test.ts',
       'test/config.test.ts',
       'test/logger.test.ts',
       'test/readme.test.ts',

@@ -3,13 +3,13 @@ import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import type { Writable } from 'node:stream'
-import { setTimeout as delay } from 'node:timers/promises'
 import { getHeapStatistics } from 'node:v8'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createMonitoring } from './admin.js'
 import { type Config, heapProblem } from './config.js'
 import { openDeadLetterStore } from './delivery/dead-letters.js'
+import { deadlineSignal, sleep } from './delivery/timing.js'
 import { ConfigError } from './errors.js'
 import { createMetrics } from './metrics/index.js'
 import { batchingFor } from './pipeline/batching.js'
@@ -185,11 +185,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       pipeline.stopAccepting()
       // A source's step in flight (the tail's accept and its checkpoint) finishes before the drain, in at most a
       // quarter of what is left of the budget, so that the drain keeps the rest.
-      const sourcesBy = new AbortController()
       const leftMs = config.SHUTDOWN_TIMEOUT * 1000 - (performance.now() - startedAt)
-      const sourcesTimer = setTimeout(() => sourcesBy.abort(), Math.max(0, leftMs / 4))
+      const sourcesBy = deadlineSignal(
+        leftMs / 4,
+        new Error('the sources took their share of SHUTDOWN_TIMEOUT'),
+      )
       await sources.close(sourcesBy.signal)
-      clearTimeout(sourcesTimer)
+      sourcesBy.clear()
       const budgetMs = config.SHUTDOWN_TIMEOUT * 1000 - (performance.now() - startedAt)
       const serverClosed = server.close()
       const summary = await pipeline.drain(budgetMs)
@@ -221,6 +223,6 @@ async function acceptWindow(
     const quietLeft = Math.max(pipeline.lastAcceptedAt, startedAt) + quietMs - now
     const wait = Math.min(windowLeft, quietLeft)
     if (wait <= 0) return
-    await delay(Math.min(wait, 100))
+    await sleep(Math.min(wait, 100))
   }
 }

@@ -7,6 +7,7 @@ import type { Bucket } from '@google-cloud/storage'
 import { createObject } from '../google/storage.js'
 import { objectName } from '../jsonl.js'
 import { type DeadLetterStore, encodeDeadLetters } from './dead-letter.js'
+import { deadlineSignal, untilAborted } from './timing.js'
 
 export interface GcsDeadLetterOptions {
   readonly bucket: Bucket
@@ -33,18 +34,15 @@ export function createGcsDeadLetterStore(options: GcsDeadLetterOptions): DeadLet
 
   /** `write`, or a rejection once `ms` pass or shutdown's time runs out, whichever comes first. */
   const bounded = async (write: Promise<void>, ms: number): Promise<void> => {
-    let timer: NodeJS.Timeout | undefined
-    let onShutdown: (() => void) | undefined
-    const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`Cloud Storage did not answer within ${ms} ms`)), ms)
-      onShutdown = () => reject(new Error('Cloud Storage did not answer before the shutdown deadline'))
-      shutdown.signal.addEventListener('abort', onShutdown, { once: true })
-    })
+    const limit = deadlineSignal(
+      ms,
+      new Error(`Cloud Storage did not answer within ${ms} ms`),
+      shutdown.signal,
+    )
     try {
-      await Promise.race([write, limit])
+      await untilAborted(write, limit.signal)
     } finally {
-      clearTimeout(timer)
-      if (onShutdown) shutdown.signal.removeEventListener('abort', onShutdown)
+      limit.clear()
       // A write given up on may still land later: its entries are then in two stores (a duplicate on replay, never a
       // loss). Its rejection has no one left to hear it.
       write.catch(() => {})
@@ -69,7 +67,10 @@ export function createGcsDeadLetterStore(options: GcsDeadLetterOptions): DeadLet
     },
     beginShutdown(deadlineAt) {
       giveUpAt = Math.min(giveUpAt, deadlineAt - margin)
-      const timer = setTimeout(() => shutdown.abort(), Math.max(0, giveUpAt - Date.now()))
+      const timer = setTimeout(
+        () => shutdown.abort(new Error('Cloud Storage did not answer before the shutdown deadline')),
+        Math.max(0, giveUpAt - Date.now()),
+      )
       timer.unref()
     },
   }

@@ -4,7 +4,7 @@
 import { errorMessage, isPermanent, PartialWriteError, type RejectedEvent } from '../errors.js'
 import type { Batch, LogEvent } from '../event.js'
 import type { Sink } from '../sinks/sink.js'
-import { fullJitter, retryAfterOf, sleep } from './timing.js'
+import { deadlineSignal, fullJitter, retryAfterOf, sleep, untilAborted } from './timing.js'
 
 export interface RetryPolicy {
   /** Upper bound of the first delay; doubles per attempt up to maxBackoffMs. */
@@ -124,18 +124,12 @@ async function attemptWrite(
   timeoutMs: number,
   settleMs: number,
 ): Promise<void> {
-  const controller = new AbortController()
-  const onOuterAbort = () => controller.abort(outer.reason)
-  outer.addEventListener('abort', onOuterAbort, { once: true })
-  const timer = setTimeout(() => controller.abort(new AttemptTimeoutError(timeoutMs)), timeoutMs)
-  const write = sink.write(batch, { signal: controller.signal })
+  const attempt = deadlineSignal(timeoutMs, new AttemptTimeoutError(timeoutMs), outer)
+  const write = sink.write(batch, { signal: attempt.signal })
   // An abandoned write may still fail later; that is already accounted for, so keep it from going unhandled.
   write.catch(() => {})
   try {
-    const aborted = new Promise<never>((_, reject) => {
-      controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
-    })
-    await Promise.race([write, aborted])
+    await untilAborted(write, attempt.signal)
   } catch (err) {
     if (!outer.aborted) throw err
     const giveUp = new AbortController()
@@ -150,7 +144,6 @@ async function attemptWrite(
     if (settled === 'delivered') return
     throw err
   } finally {
-    clearTimeout(timer)
-    outer.removeEventListener('abort', onOuterAbort)
+    attempt.clear()
   }
 }

@@ -33,6 +33,48 @@ export async function timedOut(promise: Promise<unknown>, ms: number): Promise<b
   return result
 }
 
+/**
+ * A signal that aborts with `reason` once `ms` have passed, or with `parent`'s reason as soon as `parent` aborts.
+ * `clear()` lets go of the timer and of `parent` once the work it bounds is over.
+ */
+export function deadlineSignal(
+  ms: number,
+  reason: unknown,
+  parent?: AbortSignal,
+): { readonly signal: AbortSignal; clear(): void } {
+  const controller = new AbortController()
+  const onParent = () => controller.abort(parent?.reason)
+  if (parent?.aborted) onParent()
+  else parent?.addEventListener('abort', onParent, { once: true })
+  const timer = setTimeout(() => controller.abort(reason), Math.max(0, ms))
+  return {
+    signal: controller.signal,
+    clear() {
+      clearTimeout(timer)
+      parent?.removeEventListener('abort', onParent)
+    },
+  }
+}
+
+/** `promise`, or a rejection with `signal`'s reason as soon as it aborts (the work itself is not stopped). */
+export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      },
+    )
+  })
+}
+
 /** Waits for `promise` until `signal` aborts; true if the signal came first. Never rejects. */
 export function abortedFirst(promise: Promise<unknown>, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(true)

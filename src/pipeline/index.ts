@@ -5,7 +5,7 @@
 import type { Logger } from 'pino'
 import type { DeadLetterStore } from '../delivery/dead-letter.js'
 import type { RetryPolicy } from '../delivery/retry.js'
-import { timedOut } from '../delivery/timing.js'
+import { deadlineSignal, timedOut } from '../delivery/timing.js'
 import { InputError, ShuttingDownError } from '../errors.js'
 import type { LogEvent } from '../event.js'
 import type { StartedSink } from '../sinks/sink.js'
@@ -240,15 +240,14 @@ export class Pipeline {
     }
     const closeBy = startedAt + budgetMs
     // Sinks are told the budget's end by a signal, a moment before it, so that what they do then still fits.
-    const closeSignal = new AbortController()
-    const closeTimer = setTimeout(
-      () => closeSignal.abort(new Error('shutdown deadline reached (SHUTDOWN_TIMEOUT)')),
-      Math.max(0, closeBy - CLOSE_MARGIN_MS - performance.now()),
+    const budgetOver = deadlineSignal(
+      closeBy - CLOSE_MARGIN_MS - performance.now(),
+      new Error('shutdown deadline reached (SHUTDOWN_TIMEOUT)'),
     )
     await Promise.all(
       this.lanes.map(async ({ sink }) => {
         const closed = sink
-          .close(closeSignal.signal)
+          .close(budgetOver.signal)
           .catch((err) => this.options.logger.error({ sink: sink.name, err }, 'close failed'))
         if (await timedOut(closed, closeBy - performance.now())) {
           this.options.logger.error(
@@ -258,7 +257,7 @@ export class Pipeline {
         }
       }),
     )
-    clearTimeout(closeTimer)
+    budgetOver.clear()
     return this.summary(deadlinePassed)
   }
 
