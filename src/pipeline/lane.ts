@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import type { DeadLetterStore } from '../delivery/dead-letter.js'
 import { FailureLog } from '../delivery/failure-log.js'
 import { DeliveryFailedError, type GiveUpReason, type RetryPolicy, withRetry } from '../delivery/retry.js'
+import { fullJitter, sleep } from '../delivery/timing.js'
 import { errorMessage, type RejectedEvent } from '../errors.js'
 import type { Batch } from '../event.js'
 import type { StartedSink } from '../sinks/sink.js'
@@ -109,13 +110,39 @@ export class Lane {
   /** Journaled before the first write: after a crash the batch is re-sent under its name, and meets itself. */
   private async run(batch: Batch): Promise<void> {
     const { journal, logger } = this.options
-    const record = (step: 'sealed' | 'done') =>
-      journal?.[step](batch).catch((err: unknown) =>
-        logger.error({ sink: this.name, batch: batch.name, err }, `spool: batch not journaled as ${step}`),
-      )
-    await record('sealed')
+    if (journal && !(await this.seal(journal, batch))) return
     await this.deliver(batch)
-    await record('done')
+    // Not synced, and harmless to lose: a batch re-sent under its name lands once.
+    await journal
+      ?.done(batch)
+      .catch((err: unknown) =>
+        logger.error({ sink: this.name, batch: batch.name, err }, 'spool: batch not journaled as done'),
+      )
+  }
+
+  /**
+   * Journals the batch as sealed, again and again (with the retry backoff) while the journal cannot be written: a
+   * batch sent without its seal could, after a crash, be sent twice or hide the entries of another. False if the
+   * shutdown deadline comes first: its entries then stay in the spool for the next start.
+   */
+  private async seal(journal: LaneJournal, batch: Batch): Promise<boolean> {
+    const { retry, deadline, logger } = this.options
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await journal.sealed(batch)
+        return true
+      } catch (err) {
+        this.noteError(err)
+        if (attempt === 1) {
+          logger.error(
+            { sink: this.name, batch: batch.name, err },
+            'spool: batch not journaled as sealed; it is not sent until it is',
+          )
+        }
+        if (deadline.aborted) return false
+        await sleep(fullJitter(attempt, retry.initialBackoffMs, retry.maxBackoffMs, retry.random), deadline)
+      }
+    }
   }
 
   /** One batch through the retry layer; what is not delivered goes to the dead-letter store. Never rejects. */

@@ -2,6 +2,7 @@
 // delivered or dead-lettered, and each batch above it is recorded as sealed (name, time, first and last sequence
 // number) before its first write and as done once finished, so a restart re-sends the sealed ones under their names.
 import type { Logger } from 'pino'
+import { errorMessage } from '../errors.js'
 import type { Batch } from '../event.js'
 import { JournalFile } from '../storage/journal-file.js'
 
@@ -27,6 +28,10 @@ export class SinkCursor {
   private through = 0
   /** Sealed batches above `through`, in sequence order. */
   private readonly sealedBatches = new Map<string, SealedBatch>()
+  /** Seals asked for and not journaled yet, in the order asked. */
+  private readonly held: SealedBatch[] = []
+  /** The journaling of held seals in progress: one at a time. */
+  private sealing: Promise<void> = Promise.resolve()
   private readonly file: JournalFile<JournalLine>
 
   constructor(path: string, logger: Logger) {
@@ -70,14 +75,42 @@ export class SinkCursor {
     return last
   }
 
-  /** Records the batch before its first write (synced): a restart re-sends it under the same name. */
+  /**
+   * Records the batch before its first write (synced): a restart re-sends it under the same name. Batches are
+   * journaled in the order they are sealed, which is sequence order: a restart reads on after the last sealed batch,
+   * so a batch journaled before an earlier one that failed to be would hide that one's entries. While a seal cannot
+   * be journaled, every later one is held (and rejects) too, and is written, in order, once the first can be.
+   */
   async sealed(batch: Batch): Promise<void> {
     if (this.sealedBatches.has(batch.name)) return
     const range = seqRange(batch)
     if (!range) return
-    const record = { name: batch.name, at: batch.openedAt.toISOString(), ...range, done: false }
-    this.sealedBatches.set(batch.name, record)
-    await this.file.append({ s: record.name, at: record.at, from: record.from, to: record.to }, true)
+    if (!this.held.some((held) => held.name === batch.name)) {
+      this.held.push({ name: batch.name, at: batch.openedAt.toISOString(), ...range, done: false })
+    }
+    const run = this.sealing.then(() => this.journalHeld())
+    this.sealing = run.catch(() => {})
+    try {
+      await run
+    } catch (err) {
+      const first = this.held[0]
+      if (first && first.name !== batch.name) {
+        throw new Error(
+          `batch ${batch.name} not journaled as sealed: batch ${first.name}, before it, could not be (${errorMessage(err)})`,
+          { cause: err },
+        )
+      }
+      throw err
+    }
+  }
+
+  /** Journals the held seals from the first, stopping at the first that cannot be written. */
+  private async journalHeld(): Promise<void> {
+    for (let next = this.held[0]; next; next = this.held[0]) {
+      await this.file.append({ s: next.name, at: next.at, from: next.from, to: next.to }, true)
+      this.held.shift()
+      this.sealedBatches.set(next.name, next)
+    }
   }
 
   /** Records the batch as delivered or dead-lettered (not synced: losing it re-sends a batch that dedupes). */

@@ -12,6 +12,8 @@ export class JournalFile<Record> {
   private tail: Promise<unknown> = Promise.resolve()
   /** Records appended since the last rewrite: what compaction would save. */
   appendedSinceRewrite = 0
+  /** The journal's length after its last whole record: a failed append is cut back to it. */
+  private size = 0
 
   constructor(
     readonly path: string,
@@ -47,9 +49,25 @@ export class JournalFile<Record> {
   /** Appends one record after those before it; `sync` makes it durable before the promise resolves. */
   append(record: Record, sync: boolean): Promise<void> {
     return this.enqueue(async () => {
-      if (!this.handle) throw new Error(`journal ${this.path} is not open`)
-      await writeAll(this.handle, Buffer.from(`${JSON.stringify(record)}\n`))
-      if (sync) await this.handle.datasync()
+      const handle = this.handle
+      if (!handle) throw new Error(`journal ${this.path} is not open`)
+      const bytes = Buffer.from(`${JSON.stringify(record)}\n`)
+      try {
+        await writeAll(handle, bytes)
+        if (sync) await handle.datasync()
+      } catch (err) {
+        // Part of the line may be written (a full disk): the next record must not be glued to it, so cut it off.
+        await handle
+          .truncate(this.size)
+          .catch((cut: unknown) =>
+            this.logger.error(
+              { journal: this.path, err: cut },
+              'journal: a failed append could not be cut off',
+            ),
+          )
+        throw err
+      }
+      this.size += bytes.length
       this.appendedSinceRewrite++
     })
   }
@@ -75,6 +93,7 @@ export class JournalFile<Record> {
       } finally {
         // Appends go on, to the rewritten journal or (when that could not be written) to the old one.
         this.handle = await open(this.path, 'a')
+        this.size = (await this.handle.stat()).size
       }
     })
   }

@@ -14,6 +14,7 @@ import type { Batch, LogEvent } from '../../src/event.js'
 import { Pipeline, type PipelineOptions } from '../../src/pipeline/index.js'
 import type { Sink } from '../../src/sinks/sink.js'
 import { Spool } from '../../src/spool/index.js'
+import { JournalFile } from '../../src/storage/journal-file.js'
 import { catchError, listFiles, makeEvents, readJsonlTree, silentLogger, tempDir } from '../helpers.js'
 
 function recordingSink(name: string, write?: (batch: Batch) => Promise<void>) {
@@ -266,5 +267,78 @@ describe('pipeline with a spool whose append fails', () => {
       makeEvents(10, 'first').map((e) => e.id),
     )
     await spool.close()
+  })
+})
+
+describe('pipeline with a spool whose sink journal cannot be written', () => {
+  it('sends no batch before its seal is journaled, then sends each once, and a restart re-sends none', async () => {
+    const dir = await tempDir()
+    const open = () =>
+      Spool.open({
+        dir: join(dir, 'spool'),
+        fsync: 'always',
+        maxBytes: 1024 ** 2,
+        maxEntryBytes: 1024,
+        sinks: ['file'],
+        logger: silentLogger,
+      })
+    const spool = await open()
+    // The sink journal's seals fail (a full disk) until `healed`: the spool's log itself is fine.
+    let healed = false
+    let refused = 0
+    const append = JournalFile.prototype.append
+    const spy = vi.spyOn(JournalFile.prototype, 'append').mockImplementation(function (
+      this: JournalFile<unknown>,
+      record: unknown,
+      sync: boolean,
+    ) {
+      if (!healed && (record as { s?: string }).s !== undefined) {
+        refused++
+        return Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }))
+      }
+      return append.call(this, record, sync)
+    })
+    const sink = recordingSink('file')
+    const pipeline = new Pipeline({
+      sinks: [sink.sink],
+      spool,
+      batching: {
+        instanceId: 'inst',
+        maxBatchEvents: 10,
+        maxBatchBytes: 1_000_000,
+        flushIntervalMs: 60_000,
+        maxBufferedEvents: 100,
+        maxBufferedBytes: 10_000_000,
+        concurrency: 2,
+      },
+      retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
+      deadLetter: createDeadLetterStore(join(dir, 'dead-letter')),
+      logger: silentLogger,
+      retryAfterMs: 1000,
+    })
+    await pipeline.accept(makeEvents(30, 'held'))
+    await vi.waitFor(() => expect(refused).toBeGreaterThanOrEqual(6))
+    expect(sink.batches).toEqual([])
+    expect(pipeline.stats().file).toMatchObject({
+      healthy: false,
+      last_error: { message: expect.stringContaining('no space left on device') },
+    })
+
+    healed = true
+    await vi.waitFor(() => expect(sink.batches.flatMap((b) => b.events)).toHaveLength(30))
+    expect(sink.batches.flatMap((b) => b.events.map((e) => e.id)).sort()).toEqual(
+      makeEvents(30, 'held')
+        .map((e) => e.id)
+        .sort(),
+    )
+    await pipeline.drain(10_000)
+    await spool.close()
+    spy.mockRestore()
+
+    // Every batch was journaled before it was sent, and done after: a restart has nothing to re-send.
+    const restarted = await open()
+    const recovered = (await restarted.recover()).get('file')
+    expect(recovered?.batches).toEqual([])
+    await restarted.close()
   })
 })

@@ -2,10 +2,11 @@
 // reads back which sealed batches are still to be re-sent, past a torn last line.
 import { appendFile, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { Batch, LogEvent } from '../../src/event.js'
 import { Spool } from '../../src/spool/index.js'
 import { SinkCursor } from '../../src/spool/sink-cursor.js'
+import { JournalFile } from '../../src/storage/journal-file.js'
 import { silentLogger, tempDir } from '../helpers.js'
 
 function batch(name: string, from: number, to: number): Batch {
@@ -14,7 +15,69 @@ function batch(name: string, from: number, to: number): Batch {
   return { name, openedAt: new Date('2026-11-22T04:00:00Z'), events, bytes: events.length * 3 }
 }
 
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+/** Makes the journal refuse the appends of `names`' seals (a full disk for those writes only). */
+function refuseSeals(...names: string[]) {
+  const append = JournalFile.prototype.append
+  vi.spyOn(JournalFile.prototype, 'append').mockImplementation(function (
+    this: JournalFile<unknown>,
+    record: unknown,
+    sync: boolean,
+  ) {
+    const sealed = (record as { s?: string }).s
+    if (sealed !== undefined && names.includes(sealed)) {
+      return Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }))
+    }
+    return append.call(this, record, sync)
+  })
+}
+
+/** Whether a restart gets `seq` back: in a sealed batch it re-sends, or read again after the last sealed one. */
+function restartHas(cursor: SinkCursor, seq: number): boolean {
+  return cursor.pendingBatches().some((b) => b.from <= seq && seq <= b.to) || seq > cursor.lastSealed
+}
+
 describe('SinkCursor', () => {
+  it('holds every later seal back while one could not be journaled, so that a restart never skips its entries', async () => {
+    const path = join(await tempDir(), 'gcs.journal')
+    const cursor = new SinkCursor(path, silentLogger)
+    await cursor.recover()
+    refuseSeals('a')
+    await expect(cursor.sealed(batch('a', 1, 10))).rejects.toThrow('no space left')
+    // b comes after a: journaled before a, a restart would resume after b and never see a's entries.
+    await cursor.sealed(batch('b', 11, 20)).catch(() => undefined)
+    await cursor.close()
+
+    const restarted = new SinkCursor(path, silentLogger)
+    await restarted.recover()
+    for (let seq = 1; seq <= 20; seq++) expect(restartHas(restarted, seq), `entry ${seq}`).toBe(true)
+    await restarted.close()
+  })
+
+  it('journals the held seals in order once the first of them can be written', async () => {
+    const path = join(await tempDir(), 'gcs.journal')
+    const cursor = new SinkCursor(path, silentLogger)
+    await cursor.recover()
+    refuseSeals('a')
+    await expect(cursor.sealed(batch('a', 1, 10))).rejects.toThrow()
+    await expect(cursor.sealed(batch('b', 11, 20))).rejects.toThrow(/batch a, before it, could not be/)
+    vi.restoreAllMocks()
+    await cursor.sealed(batch('a', 1, 10))
+    await cursor.sealed(batch('b', 11, 20))
+    await cursor.close()
+
+    const restarted = new SinkCursor(path, silentLogger)
+    await restarted.recover()
+    expect(restarted.pendingBatches().map((b) => [b.name, b.from, b.to])).toEqual([
+      ['a', 1, 10],
+      ['b', 11, 20],
+    ])
+    await restarted.close()
+  })
+
   it('moves doneThrough over batches done in any order, only as far as they are contiguous', async () => {
     const path = join(await tempDir(), 'gcs.journal')
     const cursor = new SinkCursor(path, silentLogger)
