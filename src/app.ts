@@ -158,7 +158,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     enrich,
     idempotency,
   })
-  const sources = await createSources(config, { logger, server, pipeline, enrich })
+  const sources = await createSources(config, {
+    logger,
+    server,
+    pipeline,
+    enrich,
+    ...(spool ? { spool } : {}),
+  })
 
   return {
     server,

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { Enricher } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
 import type { SettingsOf } from '../settings/compose.js'
+import type { Spool } from '../spool/index.js'
 
 /** The settings every source may read besides its own, decoded. */
 export interface SourceShared {
@@ -29,6 +30,8 @@ export interface SourceContext<S> {
   readonly server: FastifyInstance
   readonly pipeline: Pipeline
   readonly enrich: Enricher
+  /** The disk spool the pipeline writes to (SPOOL_DIR), for a source that checkpoints against it. */
+  readonly spool?: Spool
 }
 
 /** A running input. Routes are registered by `create`; work that runs on its own starts in `start`. */

@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Batch, LogEvent } from '../event.js'
-import { eventToRecord, recordToEvent, upgradePayload } from './entry-payload.js'
+import { eventToRecord, recordEventId, recordToEvent, upgradePayload } from './entry-payload.js'
 import { type DamageReport, type FsyncPolicy, type LogReader, SegmentLog } from './segment-log.js'
 import { SinkCursor } from './sink-cursor.js'
 
@@ -114,6 +114,20 @@ export class Spool {
   }
 
   /** Damaged records found when the log was opened (each also reported by the readers that meet it). */
+  /** How many entries of each event id the log holds from `seq` on (the tail input's check after a crash). */
+  async idsFrom(seq: number): Promise<Map<string, number>> {
+    const counts = new Map<string, number>()
+    const reader = this.log.reader(seq)
+    for (let records = await reader.read(10_000, 16 * 1024 ** 2); records.length > 0; ) {
+      for (const record of records) {
+        const id = recordEventId(record.payload)
+        counts.set(id, (counts.get(id) ?? 0) + 1)
+      }
+      records = await reader.read(10_000, 16 * 1024 ** 2)
+    }
+    return counts
+  }
+
   get damagedAtOpen(): number {
     return this.log.damagedAtOpen
   }

@@ -7,6 +7,7 @@ import type { LogEvent } from '../../src/event.js'
 import { createEnricher } from '../../src/pipeline/enrich.js'
 import { CheckpointStore } from '../../src/sources/tail/checkpoints.js'
 import { Tailer, type TailerOptions } from '../../src/sources/tail/tailer.js'
+import { recordEventId, Spool } from '../../src/spool/index.js'
 import { silentLogger, tempDir } from '../helpers.js'
 
 const enrich = createEnricher({
@@ -38,12 +39,8 @@ afterEach(async () => {
   await Promise.all(tailers.splice(0).map((t) => t.close()))
 })
 
-async function startTailer(
-  dir: string,
-  accept: TailerOptions['accept'],
-  options: Partial<TailerOptions> = {},
-) {
-  const tailer = new Tailer({
+function tailerOptions(dir: string, accept: TailerOptions['accept']): TailerOptions {
+  return {
     patterns: [join(dir, 'logs', 'app.log*')],
     maxLineBytes: 1024,
     pollIntervalMs: 20,
@@ -54,8 +51,15 @@ async function startTailer(
     accept,
     enrich,
     logger: silentLogger,
-    ...options,
-  })
+  }
+}
+
+async function startTailer(
+  dir: string,
+  accept: TailerOptions['accept'],
+  options: Partial<TailerOptions> = {},
+) {
+  const tailer = new Tailer({ ...tailerOptions(dir, accept), ...options })
   await tailer.load()
   tailer.start()
   tailers.push(tailer)
@@ -217,3 +221,87 @@ describe('tail: checkpoints', () => {
     expect([...first.messages(), ...second.messages()].sort()).toEqual(range(0, 4).sort())
   })
 })
+
+describe('tail: a crash between the spool and the checkpoint', () => {
+  it('after a SIGKILL right after a chunk reached the spool, the restart neither repeats nor loses a line', async () => {
+    const { dir, file } = await logsDir()
+    const openSpool = () =>
+      Spool.open({
+        dir: join(dir, 'spool'),
+        fsync: 'always',
+        maxBytes: 64 * 1024 ** 2,
+        maxEntryBytes: 256 * 1024,
+        sinks: ['file'],
+        logger: silentLogger,
+      })
+    const spool = await openSpool()
+    // The process dies once the chunk is on disk and before the checkpoint that follows it is written.
+    let reachedSpool = false
+    let died = false
+    const save = CheckpointStore.prototype.save
+    const spy = vi.spyOn(CheckpointStore.prototype, 'save').mockImplementation(function (
+      this: CheckpointStore,
+      state,
+    ) {
+      if (reachedSpool) {
+        died = true
+        return new Promise<void>(() => {})
+      }
+      return save.call(this, state)
+    })
+    await writeFile(file, lines(0, 50))
+    const first = new Tailer({
+      ...tailerOptions(
+        dir,
+        spoolAccept(spool, () => (reachedSpool = true)),
+      ),
+      checkpoints: new CheckpointStore(join(dir, 'checkpoints.json'), true),
+      spool,
+    })
+    await first.load()
+    first.start()
+    await until(() => expect(died).toBe(true))
+    spy.mockRestore()
+    await spool.close()
+
+    // The restart: the same spool directory and checkpoint file, a new process.
+    const restarted = await openSpool()
+    const accepted: LogEvent[] = []
+    const second = await startTailer(
+      dir,
+      spoolAccept(restarted, () => {}, accepted),
+      {
+        checkpoints: new CheckpointStore(join(dir, 'checkpoints.json'), true),
+        spool: restarted,
+      },
+    )
+    await appendFile(file, lines(50, 60))
+    await until(() => expect(accepted).toHaveLength(10))
+    await second.close()
+    const ids = await spooledIds(restarted)
+    expect(ids).toHaveLength(60)
+    expect(new Set(ids).size).toBe(60)
+    expect(accepted.map((e) => JSON.parse(e.line).message)).toEqual(range(50, 60))
+    await restarted.close()
+  })
+})
+
+/** What the pipeline's accept does with a spool: the entries are appended, and taken once they are on disk. */
+function spoolAccept(spool: Spool, onWritten: () => void, accepted: LogEvent[] = []) {
+  return async (events: readonly LogEvent[]) => {
+    await spool.append(events).written
+    accepted.push(...events)
+    onWritten()
+  }
+}
+
+/** Every event id in the spool's log, in order. */
+async function spooledIds(spool: Spool): Promise<string[]> {
+  const ids: string[] = []
+  const reader = spool.reader(0)
+  for (let records = await reader.read(10_000, 1024 ** 2); records.length > 0; ) {
+    ids.push(...records.map((r) => recordEventId(r.payload)))
+    records = await reader.read(10_000, 1024 ** 2)
+  }
+  return ids
+}

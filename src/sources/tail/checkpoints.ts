@@ -14,6 +14,14 @@ export interface FileCheckpoint {
   readonly offset: number
   /** Where the file was last seen (for people reading the checkpoint file; sidelog goes by `key`). */
   readonly path: string
+  /** Lines up to `to` that may be in the spool already, from entry number `afterSeq` on (see Tailer.pump). */
+  readonly pending?: PendingChunk
+}
+
+/** A chunk handed to the spool whose checkpoint may not have followed: a restart looks for its lines there. */
+export interface PendingChunk {
+  readonly to: number
+  readonly afterSeq: number
 }
 
 /** A file truncated in place (copy-truncate): a copy with this fingerprint continues from `offset`. */
@@ -29,7 +37,7 @@ export interface CheckpointState {
 
 interface StoredState {
   version: 1
-  files: { key: string; fingerprint: string; offset: number; path: string }[]
+  files: { key: string; fingerprint: string; offset: number; path: string; pending?: PendingChunk }[]
   retired: { fingerprint: string; offset: number }[]
 }
 

@@ -14,7 +14,7 @@ export const tailSource = defineSource({
   settings: tailSettings,
   enabled: (settings) => settings.TAIL_PATHS.length > 0,
   check: checkTailSettings,
-  async create({ settings, shared, logger, pipeline, enrich }) {
+  async create({ settings, shared, logger, pipeline, enrich, spool }) {
     const { CheckpointStore } = await import('./checkpoints.js')
     const { Tailer } = await import('./tailer.js')
     const checkpoints = new CheckpointStore(
@@ -34,6 +34,7 @@ export const tailSource = defineSource({
       accept: (events) => pipeline.accept(events),
       enrich,
       logger: logger.child({ source: 'tail' }),
+      ...(spool ? { spool } : {}),
     })
     await tailer.load()
     return {

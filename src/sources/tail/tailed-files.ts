@@ -8,7 +8,7 @@ import { type FileHandle, open, stat } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import { glob } from 'tinyglobby'
-import type { CheckpointState, RetiredFingerprint } from './checkpoints.js'
+import type { CheckpointState, PendingChunk, RetiredFingerprint } from './checkpoints.js'
 
 /** Longest fingerprint: the first line, or this many bytes of a longer one. */
 const FINGERPRINT_BYTES = 256
@@ -24,6 +24,8 @@ export interface TrackedFile {
   fingerprint: Buffer | undefined
   /** Every line before this byte was accepted. */
   offset: number
+  /** Lines after `offset` that may already be in the spool (a chunk whose checkpoint may not have followed it). */
+  pending?: PendingChunk
   /** Prefix of the event ids of this file's lines: stable across restarts, so a re-read line keeps its id. */
   idPrefix: string
   /** A copy of this (intact) file: not read until the original is truncated or gone, then read from its offset. */
@@ -69,7 +71,10 @@ export class TailedFiles {
   private readonly files = new Map<string, TrackedFile>()
   private retired: RetiredFingerprint[] = []
   /** Checkpoints loaded at start-up, until the first scan has matched them to files. */
-  private saved = new Map<string, { fingerprint: Buffer; offset: number }>()
+  private saved = new Map<
+    string,
+    { fingerprint: Buffer; offset: number; pending?: PendingChunk | undefined }
+  >()
   private readonly watchers = new Map<string, FSWatcher>()
   /** Files found truncated or rewritten in place. */
   truncated = 0
@@ -78,7 +83,9 @@ export class TailedFiles {
 
   /** Takes the last run's checkpoints; the first scan matches them to the files it finds. */
   restore(state: CheckpointState): void {
-    this.saved = new Map(state.files.map((f) => [f.key, { fingerprint: f.fingerprint, offset: f.offset }]))
+    this.saved = new Map(
+      state.files.map((f) => [f.key, { fingerprint: f.fingerprint, offset: f.offset, pending: f.pending }]),
+    )
     this.retired = [...state.retired]
   }
 
@@ -95,7 +102,15 @@ export class TailedFiles {
   checkpoint(): CheckpointState {
     const files = this.list().flatMap((f) =>
       f.shadowOf === undefined && f.fingerprint !== undefined
-        ? [{ key: f.key, fingerprint: f.fingerprint, offset: f.offset, path: f.path }]
+        ? [
+            {
+              key: f.key,
+              fingerprint: f.fingerprint,
+              offset: f.offset,
+              path: f.path,
+              ...(f.pending ? { pending: f.pending } : {}),
+            },
+          ]
         : [],
     )
     return { files, retired: this.retired }
@@ -201,6 +216,7 @@ export class TailedFiles {
     }
     if (saved?.fingerprint.equals(fingerprint)) {
       file.offset = saved.offset
+      if (saved.pending) file.pending = saved.pending
     } else {
       // Rewritten since the checkpoint, or another file on a reused inode: the old content may live on in a copy.
       if (saved) {

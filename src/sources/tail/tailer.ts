@@ -1,6 +1,8 @@
 // The tail input's loop: it looks for files (tailed-files.ts) every TAIL_POLL_INTERVAL or when a watched directory
 // changes, and hands each file's new lines (lines.ts) to the pipeline one chunk at a time. A chunk's offset is
-// checkpointed only once accept() resolved (with a spool: once on disk), so a restart neither loses nor repeats a line.
+// checkpointed only once accept() resolved (with a spool: once on disk), so a restart loses no line; with a spool,
+// a chunk's range is checkpointed as pending before it goes to the spool, so a restart after a crash in between
+// finds its lines there and does not take them twice.
 import type { Logger } from 'pino'
 import { sleep } from '../../delivery/timing.js'
 import { InputError, QueueFullError, ShuttingDownError, SpoolWriteError } from '../../errors.js'
@@ -25,6 +27,16 @@ export interface TailerOptions {
   readonly accept: (events: readonly LogEvent[]) => Promise<void> | undefined
   readonly enrich: Enricher
   readonly logger: Logger
+  /** The disk spool accept() writes to, if any: a chunk and its checkpoint are then one step across a crash. */
+  readonly spool?: TailSpool
+}
+
+/** What the tail needs of the disk spool (spool/index.ts). */
+export interface TailSpool {
+  /** The number the next entry appended gets. */
+  readonly next: number
+  /** How many entries of each event id the log holds from `seq` on. */
+  idsFrom(seq: number): Promise<Map<string, number>>
 }
 
 export interface TailStats {
@@ -35,6 +47,8 @@ export interface TailStats {
   dropped_lines: number
   truncated_files: number
   waits_for_room: number
+  /** Lines read again after a crash and found in the spool already: not taken twice. */
+  already_spooled: number
 }
 
 export class Tailer {
@@ -44,7 +58,10 @@ export class Tailer {
   private wake: (() => void) | undefined
   private running: Promise<void> | undefined
   private lastScan = 0
+  /** After a restart: the entries the last run appended from a pending chunk's number on, by id. */
+  private readonly spooledSince = new Map<number, Map<string, number>>()
   private readonly counters = {
+    already_spooled: 0,
     lines: 0,
     bytes: 0,
     truncated_lines: 0,
@@ -76,7 +93,7 @@ export class Tailer {
   }
 
   stats(): TailStats {
-    const { lines, bytes, truncated_lines, dropped_lines, waits_for_room } = this.counters
+    const { lines, bytes, truncated_lines, dropped_lines, waits_for_room, already_spooled } = this.counters
     return {
       files: this.files.size,
       lines,
@@ -85,6 +102,7 @@ export class Tailer {
       dropped_lines,
       truncated_files: this.files.truncated,
       waits_for_room,
+      already_spooled,
     }
   }
 
@@ -137,13 +155,62 @@ export class Tailer {
     const { bytesRead } = await file.handle.read(buffer, 0, length, file.offset)
     // Truncated between the check and the read: those bytes may be the new content at an old offset.
     if (!(await this.files.checkIntact(file))) return true
-    const { events, ends, consumed } = await chunkOf(file, buffer, bytesRead, this.lines)
+    const chunk = await chunkOf(file, buffer, bytesRead, this.lines)
+    const { consumed } = chunk
     if (consumed === 0) return false
+    const { events, ends } = await this.notInSpool(file, chunk.events, chunk.ends)
+    const { spool } = this.options
+    if (spool && events.length > 0) {
+      // Where a restart must look for these lines should the process die after the spool took them and before the
+      // checkpoint below: the entries from this number on (merged with a range still being looked for).
+      const pending = file.pending
+      file.pending = {
+        to: Math.max(pending?.to ?? 0, consumed),
+        afterSeq: Math.min(pending?.afterSeq ?? spool.next, spool.next),
+      }
+      await this.saveCheckpoint()
+    }
     if (!(await this.offer(file, events, ends))) return false
     this.counters.bytes += consumed - from
     file.offset = consumed
+    if (file.pending && consumed >= file.pending.to) file.pending = undefined
     await this.saveCheckpoint()
     return true
+  }
+
+  /**
+   * The chunk without the lines the spool took already: after a crash between a chunk reaching the spool and its
+   * checkpoint, the restart reads those lines again, with the same ids (file identity and offset, or the app's own),
+   * and finds them among the entries appended from the pending chunk's number on. Each entry found accounts for
+   * one line, so a line repeated in the file is taken as often as it was not taken yet.
+   */
+  private async notInSpool(
+    file: TrackedFile,
+    events: LogEvent[],
+    ends: number[],
+  ): Promise<{ events: LogEvent[]; ends: number[] }> {
+    const { pending } = file
+    const { spool } = this.options
+    if (!pending || !spool) return { events, ends }
+    let spooled = this.spooledSince.get(pending.afterSeq)
+    if (!spooled) {
+      spooled = await spool.idsFrom(pending.afterSeq)
+      this.spooledSince.set(pending.afterSeq, spooled)
+    }
+    const kept: LogEvent[] = []
+    const keptEnds: number[] = []
+    for (const [i, event] of events.entries()) {
+      const end = ends[i] as number
+      const left = spooled.get(event.id) ?? 0
+      if (end <= pending.to && left > 0) {
+        spooled.set(event.id, left - 1)
+        this.counters.already_spooled++
+      } else {
+        kept.push(event)
+        keptEnds.push(end)
+      }
+    }
+    return { events: kept, ends: keptEnds }
   }
 
   /**
