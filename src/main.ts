@@ -9,7 +9,13 @@ import { createLogger } from './logger.js'
 /** Past SHUTDOWN_TIMEOUT, how long close-with-grace waits before it exits 1 anyway. */
 const HARD_EXIT_MARGIN_MS = 1500
 
+/** Set once the app is built: what SIGUSR1 flushes. */
+let flushNow: (() => void) | undefined
+
 async function main(): Promise<void> {
+  // First of all: until a listener exists, Node answers SIGUSR1 by opening its debugger on 127.0.0.1:9229, which
+  // the app beside sidelog (same network namespace) could attach to.
+  process.on('SIGUSR1', () => flushNow?.())
   if (process.argv[2] === 'top') {
     const { runTop } = await import('./top/cli.js')
     process.exitCode = await runTop(process.argv.slice(3))
@@ -79,8 +85,15 @@ async function main(): Promise<void> {
 
   // SIGUSR1: deliver what is buffered now (an operator before a deploy, or looking for an entry), as Fluentd does.
   let flushing = false
-  process.on('SIGUSR1', () => {
-    if (flushing || signalled) return
+  flushNow = () => {
+    if (signalled) return
+    if (flushing) {
+      logger.warn(
+        { signal: 'SIGUSR1' },
+        'a flush is still running (load mode waits for its job); not starting another',
+      )
+      return
+    }
     flushing = true
     const buffered = app.pipeline.bufferedEvents
     logger.info({ signal: 'SIGUSR1', buffered }, 'flushing every open batch now')
@@ -94,7 +107,7 @@ async function main(): Promise<void> {
         logger.error({ err }, 'flush on SIGUSR1 failed')
       },
     )
-  })
+  }
 
   try {
     const address = await app.start()

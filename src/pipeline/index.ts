@@ -289,7 +289,8 @@ export class Pipeline {
       deadLettered += stats.dead_lettered_events
       deadLetterFailed += stats.dead_letter_failed_events
     }
-    const left = (lane: Lane) => this.input.backlog(lane) + (this.keptAtDeadline.get(lane) ?? 0)
+    const left = (lane: Lane) =>
+      this.input.backlog(lane) + (this.keptAtDeadline.get(lane) ?? 0) + lane.keptUnsealed
     return {
       delivered,
       dead_lettered: deadLettered,

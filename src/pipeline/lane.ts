@@ -65,6 +65,8 @@ export class Lane {
   private readonly retrying: ReturnType<typeof withRetry>
   /** One line when the sink starts failing, one per interval with a count, one when it recovers. */
   private readonly failures: FailureLog
+  /** Entries of batches whose seal could not be journaled by the shutdown deadline: they stay in the spool. */
+  keptUnsealed = 0
 
   constructor(
     readonly sink: StartedSink,
@@ -110,7 +112,10 @@ export class Lane {
   /** Journaled before the first write: after a crash the batch is re-sent under its name, and meets itself. */
   private async run(batch: Batch): Promise<void> {
     const { journal, logger } = this.options
-    if (journal && !(await this.seal(journal, batch))) return
+    if (journal && !(await this.seal(journal, batch))) {
+      this.keptUnsealed += batch.events.length
+      return
+    }
     await this.deliver(batch)
     // Not synced, and harmless to lose: a batch re-sent under its name lands once.
     await journal

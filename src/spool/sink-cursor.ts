@@ -148,6 +148,9 @@ export class SinkCursor {
       records.push({ s: b.name, at: b.at, from: b.from, to: b.to })
       if (b.done) records.push({ d: b.name })
     }
+    // Seals asked for and not journaled yet, one of them perhaps being appended right now: a rewrite without them
+    // would erase a seal whose append lands just before it. Journaling them early, in order, is safe.
+    for (const b of this.held) records.push({ s: b.name, at: b.at, from: b.from, to: b.to })
     return records
   }
 }

@@ -1,10 +1,11 @@
 // The real process: concurrent clients in every format, then SIGTERM; the file sink must hold each entry once.
-import { connect } from 'node:net'
+import { spawn } from 'node:child_process'
+import { type AddressInfo, connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
 import { listFiles, readJsonlTree, tempDir, until } from '../helpers.js'
-import { spawnSidelog } from './spawn.js'
+import { assertBuilt, MAIN, spawnSidelog } from './spawn.js'
 
 const CLIENTS = 8
 const PER_CLIENT = 2500
@@ -148,6 +149,49 @@ describe('sidelog process', () => {
     expect(health).toMatchObject({ status: 'healthy', buffer_size: 0 })
     sidelog.child.kill('SIGTERM')
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
+  })
+
+  it('a SIGUSR1 while it is still starting opens no debugger (Node would, on 127.0.0.1:9229)', async () => {
+    assertBuilt()
+    // A Cloud Storage that takes connections and never answers: start-up waits SINK_TIMEOUT for the bucket check.
+    const silent = createServer(() => {})
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const { port } = silent.address() as AddressInfo
+    const dir = await tempDir()
+    const child = spawn(process.execPath, [MAIN], {
+      env: {
+        PATH: process.env.PATH,
+        SIDELOG_PORT: '0',
+        LOG_FORMAT: 'json',
+        SINKS: 'gcs',
+        LOG_BUCKET: 'slow-bucket',
+        GCS_ENDPOINT: `http://127.0.0.1:${port}`,
+        SINK_TIMEOUT: '3',
+        DEAD_LETTER_DIR: join(dir, 'dead-letter'),
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    // The process is up (its signal listeners installed) before the bucket check has had an answer.
+    await until(
+      () => new Promise<number>((resolve) => silent.getConnections((_, n) => resolve(n))),
+      (n) => n > 0,
+      'the bucket check to connect',
+    )
+    child.kill('SIGUSR1')
+    await until(
+      async () => stderr,
+      (text) => text.includes('listening on'),
+      'sidelog to listen after the degraded start',
+    )
+    expect(stderr).not.toContain('Debugger listening')
+    child.kill('SIGTERM')
+    await exited
+    silent.close()
   })
 
   it('does not wait for a client stuck mid-upload: exits 0 inside SHUTDOWN_TIMEOUT', async () => {

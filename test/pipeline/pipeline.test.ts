@@ -342,3 +342,59 @@ describe('pipeline with a spool whose sink journal cannot be written', () => {
     await restarted.close()
   })
 })
+
+describe('pipeline with a spool whose sink journal cannot be written until the shutdown deadline', () => {
+  it('keeps the unsealed batches in the spool, says so in the drain summary, and a restart reads them again', async () => {
+    const dir = await tempDir()
+    const open = () =>
+      Spool.open({
+        dir: join(dir, 'spool'),
+        fsync: 'always',
+        maxBytes: 1024 ** 2,
+        maxEntryBytes: 1024,
+        sinks: ['file'],
+        logger: silentLogger,
+      })
+    const spool = await open()
+    const append = JournalFile.prototype.append
+    const spy = vi.spyOn(JournalFile.prototype, 'append').mockImplementation(function (
+      this: JournalFile<unknown>,
+      record: unknown,
+      sync: boolean,
+    ) {
+      if ((record as { s?: string }).s !== undefined) {
+        return Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }))
+      }
+      return append.call(this, record, sync)
+    })
+    const sink = recordingSink('file')
+    const pipeline = new Pipeline({
+      sinks: [sink.sink],
+      spool,
+      batching: {
+        instanceId: 'inst',
+        maxBatchEvents: 10,
+        maxBatchBytes: 1_000_000,
+        flushIntervalMs: 60_000,
+        maxBufferedEvents: 100,
+        maxBufferedBytes: 10_000_000,
+        concurrency: 2,
+      },
+      retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
+      deadLetter: createDeadLetterStore(join(dir, 'dead-letter')),
+      logger: silentLogger,
+      retryAfterMs: 1000,
+    })
+    await pipeline.accept(makeEvents(30, 'held'))
+    const summary = await pipeline.drain(400)
+    expect(sink.batches).toEqual([])
+    expect(summary).toMatchObject({ delivered: 0, dead_lettered: 0, timed_out: true, left_in_spool: 30 })
+    await spool.close()
+    spy.mockRestore()
+
+    const restarted = await open()
+    const recovered = (await restarted.recover()).get('file')
+    expect(recovered).toMatchObject({ batches: [], resumeFrom: 1 })
+    await restarted.close()
+  })
+})

@@ -161,3 +161,48 @@ describe('SinkCursor gaps', () => {
     await cursor.close()
   })
 })
+
+// Found in review: a compaction computed while a seal was being appended erased that seal from the journal.
+describe('SinkCursor compaction while a seal is being journaled', () => {
+  it('keeps the seal of a batch being sent when a done() of another batch compacts the journal meanwhile', async () => {
+    const path = join(await tempDir(), 'gcs.journal')
+    const cursor = new SinkCursor(path, silentLogger)
+    await cursor.recover()
+    await cursor.sealed(batch('x', 1, 10))
+    // The 5001st append since the last rewrite: the next done() compacts (as it does every 5000 records).
+    ;(cursor as unknown as { file: { appendedSinceRewrite: number } }).file.appendedSinceRewrite = 5000
+    const done = cursor.done(batch('x', 1, 10))
+    const sealed = cursor.sealed(batch('a', 11, 20))
+    await Promise.all([done, sealed])
+    // sealed() resolved: the lane now sends a. The process dies before a is done.
+    await cursor.close()
+
+    const restarted = new SinkCursor(path, silentLogger)
+    await restarted.recover()
+    expect(restarted.pendingBatches().map((b) => b.name)).toEqual(['a'])
+    await restarted.close()
+  })
+})
+
+describe('SinkCursor compaction vs. a seal in flight, then a later batch', () => {
+  it('a restart still gets the entries of the batch whose seal the compaction dropped', async () => {
+    const path = join(await tempDir(), 'gcs.journal')
+    const cursor = new SinkCursor(path, silentLogger)
+    await cursor.recover()
+    await cursor.sealed(batch('x', 1, 10))
+    ;(cursor as unknown as { file: { appendedSinceRewrite: number } }).file.appendedSinceRewrite = 5000
+    await Promise.all([cursor.done(batch('x', 1, 10)), cursor.sealed(batch('a', 11, 20))])
+    // a is being sent; b, the next batch, is sealed; the process dies.
+    await cursor.sealed(batch('b', 21, 30))
+    await cursor.close()
+
+    const restarted = new SinkCursor(path, silentLogger)
+    await restarted.recover()
+    const has = (seq: number) =>
+      restarted.pendingBatches().some((b) => b.from <= seq && seq <= b.to) || seq > restarted.lastSealed
+    const missing = []
+    for (let seq = 11; seq <= 30; seq++) if (!has(seq)) missing.push(seq)
+    expect(missing).toEqual([])
+    await restarted.close()
+  })
+})
