@@ -13,6 +13,17 @@ import { SOURCE_KINDS, sourceModule } from '../src/sources/index.js'
 const contractTest = await readFile(new URL('./sinks/contract.test.ts', import.meta.url), 'utf8')
 const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
 
+/** Every setting of a component in the schema, with a default, a description and what it accepts. */
+function expectDocumented(settings: object) {
+  for (const name of Object.keys(settings)) {
+    const schema = ConfigSchema.properties[name as keyof typeof ConfigSchema.properties] as TSchema
+    expect(schema, name).toBeDefined()
+    expect(schema.default, name).toBeDefined()
+    expect(schema.description, name).toMatch(/\w{3,}/)
+    expect(schema.accepts, name).toMatch(/\w{3,}/)
+  }
+}
+
 describe.each(SINK_KINDS)('registered sink: %s', (kind) => {
   const module = sinkModule(kind)
 
@@ -22,15 +33,8 @@ describe.each(SINK_KINDS)('registered sink: %s', (kind) => {
   })
 
   it('declares its settings in the schema, each with a default, a description and what it accepts', () => {
-    const names = Object.keys(module.settings)
-    expect(names.length).toBeGreaterThanOrEqual(3)
-    for (const name of names) {
-      const schema = ConfigSchema.properties[name as keyof typeof ConfigSchema.properties] as TSchema
-      expect(schema, name).toBeDefined()
-      expect(schema.default, name).toBeDefined()
-      expect(schema.description, name).toMatch(/\w{3,}/)
-      expect(schema.accepts, name).toMatch(/\w{3,}/)
-    }
+    expect(Object.keys(module.settings).length).toBeGreaterThanOrEqual(3)
+    expectDocumented(module.settings)
   })
 
   it('has its own batching settings, which win over the general ones', () => {
@@ -67,15 +71,8 @@ describe.each(SOURCE_KINDS)('registered source: %s', (kind) => {
   it('declares its settings in the schema, each with a default, a description and what it accepts', () => {
     expect(module.kind).toBe(kind)
     expect(module.summary.length).toBeGreaterThan(20)
-    const names = Object.keys(module.settings)
-    expect(names.length).toBeGreaterThanOrEqual(1)
-    for (const name of names) {
-      const schema = ConfigSchema.properties[name as keyof typeof ConfigSchema.properties] as TSchema
-      expect(schema, name).toBeDefined()
-      expect(schema.default, name).toBeDefined()
-      expect(schema.description, name).toMatch(/\w{3,}/)
-      expect(schema.accepts, name).toMatch(/\w{3,}/)
-    }
+    expect(Object.keys(module.settings).length).toBeGreaterThanOrEqual(1)
+    expectDocumented(module.settings)
   })
 
   it('is in --help and in the README, with every one of its settings', () => {

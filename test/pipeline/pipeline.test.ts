@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Logger, pino } from 'pino'
-import { describe, expect, it, vi } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createDeadLetterStore } from '../../src/delivery/dead-letter.js'
 import {
   InputError,
@@ -14,8 +14,8 @@ import type { Batch, LogEvent } from '../../src/event.js'
 import { Pipeline, type PipelineOptions } from '../../src/pipeline/index.js'
 import type { Sink } from '../../src/sinks/sink.js'
 import { Spool } from '../../src/spool/index.js'
-import { JournalFile } from '../../src/storage/journal-file.js'
 import { catchError, listFiles, makeEvents, readJsonlTree, silentLogger, tempDir } from '../helpers.js'
+import { refuseSeals } from '../spool/journal-faults.js'
 
 function recordingSink(name: string, write?: (batch: Batch) => Promise<void>) {
   const batches: Batch[] = []
@@ -270,54 +270,58 @@ describe('pipeline with a spool whose append fails', () => {
   })
 })
 
-describe('pipeline with a spool whose sink journal cannot be written', () => {
-  it('sends no batch before its seal is journaled, then sends each once, and a restart re-sends none', async () => {
-    const dir = await tempDir()
-    const open = () =>
-      Spool.open({
-        dir: join(dir, 'spool'),
-        fsync: 'always',
-        maxBytes: 1024 ** 2,
-        maxEntryBytes: 1024,
-        sinks: ['file'],
-        logger: silentLogger,
-      })
-    const spool = await open()
-    // The sink journal's seals fail (a full disk) until `healed`: the spool's log itself is fine.
-    let healed = false
-    let refused = 0
-    const append = JournalFile.prototype.append
-    const spy = vi.spyOn(JournalFile.prototype, 'append').mockImplementation(function (
-      this: JournalFile<unknown>,
-      record: unknown,
-      sync: boolean,
-    ) {
-      if (!healed && (record as { s?: string }).s !== undefined) {
-        refused++
-        return Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }))
-      }
-      return append.call(this, record, sync)
-    })
-    const sink = recordingSink('file')
-    const pipeline = new Pipeline({
-      sinks: [sink.sink],
-      spool,
-      batching: {
-        instanceId: 'inst',
-        maxBatchEvents: 10,
-        maxBatchBytes: 1_000_000,
-        flushIntervalMs: 60_000,
-        maxBufferedEvents: 100,
-        maxBufferedBytes: 10_000_000,
-        concurrency: 2,
-      },
-      retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
-      deadLetter: createDeadLetterStore(join(dir, 'dead-letter')),
+/** A pipeline with one recording sink and a spool under `dir` (its batches of 10 are journaled per sink). */
+async function spooledPipeline(dir: string) {
+  const open = () =>
+    Spool.open({
+      dir: join(dir, 'spool'),
+      fsync: 'always',
+      maxBytes: 1024 ** 2,
+      maxEntryBytes: 1024,
+      sinks: ['file'],
       logger: silentLogger,
-      retryAfterMs: 1000,
     })
+  const spool = await open()
+  const sink = recordingSink('file')
+  const pipeline = new Pipeline({
+    sinks: [sink.sink],
+    spool,
+    batching: {
+      instanceId: 'inst',
+      maxBatchEvents: 10,
+      maxBatchBytes: 1_000_000,
+      flushIntervalMs: 60_000,
+      maxBufferedEvents: 100,
+      maxBufferedBytes: 10_000_000,
+      concurrency: 2,
+    },
+    retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
+    deadLetter: createDeadLetterStore(join(dir, 'dead-letter')),
+    logger: silentLogger,
+    retryAfterMs: 1000,
+  })
+  /** What a restart on the same spool would hand the sink. */
+  const afterRestart = async () => {
+    const restarted = await open()
+    const recovered = (await restarted.recover()).get('file')
+    await restarted.close()
+    return recovered
+  }
+  return { spool, sink, pipeline, afterRestart }
+}
+
+describe('pipeline with a spool whose sink journal cannot be written', () => {
+  afterEach(() => {
+    vi.restoreAllMocks()
+  })
+
+  it('sends no batch before its seal is journaled, then sends each once, and a restart re-sends none', async () => {
+    const { spool, sink, pipeline, afterRestart } = await spooledPipeline(await tempDir())
+    // The seals fail (a full disk) until `healed`: the spool's log itself is fine.
+    let healed = false
+    const seals = refuseSeals(() => !healed)
     await pipeline.accept(makeEvents(30, 'held'))
-    await vi.waitFor(() => expect(refused).toBeGreaterThanOrEqual(6))
+    await vi.waitFor(() => expect(seals.refused).toBeGreaterThanOrEqual(6))
     expect(sink.batches).toEqual([])
     expect(pipeline.stats().file).toMatchObject({
       healthy: false,
@@ -333,68 +337,20 @@ describe('pipeline with a spool whose sink journal cannot be written', () => {
     )
     await pipeline.drain(10_000)
     await spool.close()
-    spy.mockRestore()
-
+    vi.restoreAllMocks()
     // Every batch was journaled before it was sent, and done after: a restart has nothing to re-send.
-    const restarted = await open()
-    const recovered = (await restarted.recover()).get('file')
-    expect(recovered?.batches).toEqual([])
-    await restarted.close()
+    expect((await afterRestart())?.batches).toEqual([])
   })
-})
 
-describe('pipeline with a spool whose sink journal cannot be written until the shutdown deadline', () => {
-  it('keeps the unsealed batches in the spool, says so in the drain summary, and a restart reads them again', async () => {
-    const dir = await tempDir()
-    const open = () =>
-      Spool.open({
-        dir: join(dir, 'spool'),
-        fsync: 'always',
-        maxBytes: 1024 ** 2,
-        maxEntryBytes: 1024,
-        sinks: ['file'],
-        logger: silentLogger,
-      })
-    const spool = await open()
-    const append = JournalFile.prototype.append
-    const spy = vi.spyOn(JournalFile.prototype, 'append').mockImplementation(function (
-      this: JournalFile<unknown>,
-      record: unknown,
-      sync: boolean,
-    ) {
-      if ((record as { s?: string }).s !== undefined) {
-        return Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }))
-      }
-      return append.call(this, record, sync)
-    })
-    const sink = recordingSink('file')
-    const pipeline = new Pipeline({
-      sinks: [sink.sink],
-      spool,
-      batching: {
-        instanceId: 'inst',
-        maxBatchEvents: 10,
-        maxBatchBytes: 1_000_000,
-        flushIntervalMs: 60_000,
-        maxBufferedEvents: 100,
-        maxBufferedBytes: 10_000_000,
-        concurrency: 2,
-      },
-      retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
-      deadLetter: createDeadLetterStore(join(dir, 'dead-letter')),
-      logger: silentLogger,
-      retryAfterMs: 1000,
-    })
+  it('keeps the batches still unsealed at the shutdown deadline in the spool, says so, and a restart reads them', async () => {
+    const { spool, sink, pipeline, afterRestart } = await spooledPipeline(await tempDir())
+    refuseSeals(() => true)
     await pipeline.accept(makeEvents(30, 'held'))
     const summary = await pipeline.drain(400)
     expect(sink.batches).toEqual([])
     expect(summary).toMatchObject({ delivered: 0, dead_lettered: 0, timed_out: true, left_in_spool: 30 })
     await spool.close()
-    spy.mockRestore()
-
-    const restarted = await open()
-    const recovered = (await restarted.recover()).get('file')
-    expect(recovered).toMatchObject({ batches: [], resumeFrom: 1 })
-    await restarted.close()
+    vi.restoreAllMocks()
+    expect(await afterRestart()).toMatchObject({ batches: [], resumeFrom: 1 })
   })
 })

@@ -6,8 +6,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { Batch, LogEvent } from '../../src/event.js'
 import { Spool } from '../../src/spool/index.js'
 import { SinkCursor } from '../../src/spool/sink-cursor.js'
-import { JournalFile } from '../../src/storage/journal-file.js'
 import { silentLogger, tempDir } from '../helpers.js'
+import { refuseSeals } from './journal-faults.js'
 
 function batch(name: string, from: number, to: number): Batch {
   const events: LogEvent[] = []
@@ -19,22 +19,6 @@ afterEach(() => {
   vi.restoreAllMocks()
 })
 
-/** Makes the journal refuse the appends of `names`' seals (a full disk for those writes only). */
-function refuseSeals(...names: string[]) {
-  const append = JournalFile.prototype.append
-  vi.spyOn(JournalFile.prototype, 'append').mockImplementation(function (
-    this: JournalFile<unknown>,
-    record: unknown,
-    sync: boolean,
-  ) {
-    const sealed = (record as { s?: string }).s
-    if (sealed !== undefined && names.includes(sealed)) {
-      return Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }))
-    }
-    return append.call(this, record, sync)
-  })
-}
-
 /** Whether a restart gets `seq` back: in a sealed batch it re-sends, or read again after the last sealed one. */
 function restartHas(cursor: SinkCursor, seq: number): boolean {
   return cursor.pendingBatches().some((b) => b.from <= seq && seq <= b.to) || seq > cursor.lastSealed
@@ -45,7 +29,7 @@ describe('SinkCursor', () => {
     const path = join(await tempDir(), 'gcs.journal')
     const cursor = new SinkCursor(path, silentLogger)
     await cursor.recover()
-    refuseSeals('a')
+    refuseSeals((name) => name === 'a')
     await expect(cursor.sealed(batch('a', 1, 10))).rejects.toThrow('no space left')
     // b comes after a: journaled before a, a restart would resume after b and never see a's entries.
     await cursor.sealed(batch('b', 11, 20)).catch(() => undefined)
@@ -61,7 +45,7 @@ describe('SinkCursor', () => {
     const path = join(await tempDir(), 'gcs.journal')
     const cursor = new SinkCursor(path, silentLogger)
     await cursor.recover()
-    refuseSeals('a')
+    refuseSeals((name) => name === 'a')
     await expect(cursor.sealed(batch('a', 1, 10))).rejects.toThrow()
     await expect(cursor.sealed(batch('b', 11, 20))).rejects.toThrow(/batch a, before it, could not be/)
     vi.restoreAllMocks()
@@ -198,10 +182,8 @@ describe('SinkCursor compaction vs. a seal in flight, then a later batch', () =>
 
     const restarted = new SinkCursor(path, silentLogger)
     await restarted.recover()
-    const has = (seq: number) =>
-      restarted.pendingBatches().some((b) => b.from <= seq && seq <= b.to) || seq > restarted.lastSealed
     const missing = []
-    for (let seq = 11; seq <= 30; seq++) if (!has(seq)) missing.push(seq)
+    for (let seq = 11; seq <= 30; seq++) if (!restartHas(restarted, seq)) missing.push(seq)
     expect(missing).toEqual([])
     await restarted.close()
   })
