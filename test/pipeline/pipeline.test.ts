@@ -34,6 +34,23 @@ function recordingSink(name: string, write?: (batch: Batch) => Promise<void>) {
   return { sink, batches, isClosed: () => closed }
 }
 
+/** Batches of 10 that flush only when full or asked, quick retries: the tests' defaults. */
+const BATCHING: PipelineOptions['batching'] = {
+  instanceId: 'inst',
+  maxBatchEvents: 10,
+  maxBatchBytes: 1_000_000,
+  flushIntervalMs: 60_000,
+  maxBufferedEvents: 100,
+  maxBufferedBytes: 10_000_000,
+  concurrency: 2,
+}
+const RETRY: PipelineOptions['retry'] = {
+  initialBackoffMs: 1,
+  maxBackoffMs: 5,
+  maxElapsedMs: 60_000,
+  attemptTimeoutMs: 60_000,
+}
+
 async function createPipeline(
   sinks: Sink[],
   overrides: Partial<PipelineOptions['batching']> = {},
@@ -42,17 +59,8 @@ async function createPipeline(
   const deadLetterDir = options.deadLetterDir ?? join(await tempDir(), 'dead-letter')
   const pipeline = new Pipeline({
     sinks,
-    batching: {
-      instanceId: 'inst',
-      maxBatchEvents: 10,
-      maxBatchBytes: 1_000_000,
-      flushIntervalMs: 60_000,
-      maxBufferedEvents: 100,
-      maxBufferedBytes: 10_000_000,
-      concurrency: 2,
-      ...overrides,
-    },
-    retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
+    batching: { ...BATCHING, ...overrides },
+    retry: RETRY,
     deadLetter: createDeadLetterStore(deadLetterDir),
     logger: options.logger ?? silentLogger,
     retryAfterMs: 1000,
@@ -286,16 +294,8 @@ async function spooledPipeline(dir: string) {
   const pipeline = new Pipeline({
     sinks: [sink.sink],
     spool,
-    batching: {
-      instanceId: 'inst',
-      maxBatchEvents: 10,
-      maxBatchBytes: 1_000_000,
-      flushIntervalMs: 60_000,
-      maxBufferedEvents: 100,
-      maxBufferedBytes: 10_000_000,
-      concurrency: 2,
-    },
-    retry: { initialBackoffMs: 1, maxBackoffMs: 5, maxElapsedMs: 60_000, attemptTimeoutMs: 60_000 },
+    batching: BATCHING,
+    retry: RETRY,
     deadLetter: createDeadLetterStore(join(dir, 'dead-letter')),
     logger: silentLogger,
     retryAfterMs: 1000,
