@@ -22,8 +22,9 @@ export interface Batch {
   readonly bytes: number
 }
 
-export function createLogEvent(id: string, line: string): LogEvent {
-  return { id, line, bytes: Buffer.byteLength(line) + 1 }
+/** `bytes`, when the caller knows it (`line`'s UTF-8 size plus its newline), saves measuring the line again. */
+export function createLogEvent(id: string, line: string, bytes?: number): LogEvent {
+  return { id, line, bytes: bytes ?? Buffer.byteLength(line) + 1 }
 }
 
 /** Cloud Logging's special fields for the trace and span an entry belongs to (set at enrichment, read by sinks). */

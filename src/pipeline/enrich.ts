@@ -4,6 +4,14 @@
 import { randomBytes } from 'node:crypto'
 import { InputError } from '../errors.js'
 import { createLogEvent, type LogEvent, SPAN_FIELD, TRACE_FIELD } from '../event.js'
+import {
+  otelIdsOf,
+  parseTraceparent,
+  type RequestContext,
+  severityOf,
+  type TraceIds,
+  timestampOf,
+} from './enrich-fields.js'
 
 export interface EnrichContext {
   readonly service: string
@@ -17,90 +25,21 @@ export interface EnrichContext {
   readonly project?: string
 }
 
-/** A trace id (32 lower-case hex digits) and, when known, a span id (16). */
-export interface TraceIds {
-  readonly traceId: string
-  readonly spanId?: string
-}
-
-/** What a whole request says about its entries: the W3C `traceparent` header of a POST to /logs. */
-export interface RequestContext {
-  readonly trace?: TraceIds
-}
-
-const TRACEPARENT = /^([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-[\da-f]{2}(-|$)/
-const HEX32 = /^[\da-f]{32}$/
-const HEX16 = /^[\da-f]{16}$/
-const ZERO_TRACE = '0'.repeat(32)
-const ZERO_SPAN = '0'.repeat(16)
-
-/** The ids of a W3C traceparent (`00-<trace>-<span>-<flags>`); undefined for anything else, all-zero ids and version ff. */
-export function parseTraceparent(value: unknown): TraceIds | undefined {
-  if (typeof value !== 'string') return undefined
-  const match = TRACEPARENT.exec(value.trim().toLowerCase())
-  if (!match || match[1] === 'ff' || match[2] === ZERO_TRACE || match[3] === ZERO_SPAN) return undefined
-  return { traceId: match[2] as string, spanId: match[3] as string }
-}
-
-/** OpenTelemetry's log correlation fields (`trace_id`, `span_id`, as pino's and Go's OTel bridges write them). */
-function otelIdsOf(entry: Record<string, unknown>): TraceIds | undefined {
-  const traceId = entry.trace_id
-  if (typeof traceId !== 'string' || !HEX32.test(traceId) || traceId === ZERO_TRACE) return undefined
-  const spanId = entry.span_id
-  return typeof spanId === 'string' && HEX16.test(spanId) && spanId !== ZERO_SPAN
-    ? { traceId, spanId }
-    : { traceId }
-}
-
-/** The context of one request to /logs, from its headers. */
-export function requestContextOf(headers: Record<string, string | string[] | undefined>): RequestContext {
-  const trace = parseTraceparent(headers.traceparent)
-  return trace ? { trace } : {}
-}
+export {
+  parseTraceparent,
+  type RequestContext,
+  requestContextOf,
+  severityOf,
+  type TraceIds,
+} from './enrich-fields.js'
 
 /** Longest app-supplied event_id kept as is (BigQuery's insertId has a length limit; keep ids short and opaque). */
 const MAX_EVENT_ID_LENGTH = 128
 
-/** Cloud Logging severities for pino's numeric levels and the common level names. */
-const SEVERITY_BY_LEVEL: Record<string, string> = {
-  '10': 'DEBUG',
-  '20': 'DEBUG',
-  '30': 'INFO',
-  '40': 'WARNING',
-  '50': 'ERROR',
-  '60': 'CRITICAL',
-  trace: 'DEBUG',
-  debug: 'DEBUG',
-  info: 'INFO',
-  notice: 'NOTICE',
-  warn: 'WARNING',
-  warning: 'WARNING',
-  error: 'ERROR',
-  err: 'ERROR',
-  critical: 'CRITICAL',
-  crit: 'CRITICAL',
-  fatal: 'CRITICAL',
-  alert: 'ALERT',
-  emergency: 'EMERGENCY',
-  emerg: 'EMERGENCY',
-  panic: 'EMERGENCY',
-}
-
-export function severityOf(level: unknown): string | undefined {
-  if (typeof level !== 'string' && typeof level !== 'number') return undefined
-  const key = String(level).toLowerCase()
-  // Own keys only: `level: "constructor"` must not find Object.prototype's.
-  return Object.hasOwn(SEVERITY_BY_LEVEL, key) ? SEVERITY_BY_LEVEL[key] : undefined
-}
-
-/** The entry's own time when it carries one sidelog understands (pino's epoch-ms `time`, or an ISO string). */
-function timestampOf(entry: Record<string, unknown>, receivedAt: string): string {
-  const time = entry.time
-  if (typeof time === 'number' || typeof time === 'string') {
-    const date = new Date(time)
-    if (!Number.isNaN(date.getTime())) return date.toISOString()
-  }
-  return receivedAt
+/** Where an entry was in its request, for errors: its line (NDJSON) or index (JSON array). */
+export interface EntryPlace {
+  line?: number
+  index?: number
 }
 
 /**
@@ -108,16 +47,35 @@ function timestampOf(entry: Record<string, unknown>, receivedAt: string): string
  * has it, is the entry's JSON exactly as received, on one line and trimmed, which `entry` was parsed from: the
  * added fields are spliced into it, and the entry is never encoded again.
  */
-export type Enricher = (
+export type Enricher = ((
   entry: Record<string, unknown>,
   receivedAt: string,
-  where: { line?: number; index?: number },
+  where: EntryPlace,
   request?: RequestContext,
   /** The event_id for an entry that sets none (a keyed request's derived id); a new UUID when absent. */
   id?: string,
   /** The entry as received, when it is one line of JSON: the added fields are spliced into it. */
   text?: string,
-) => LogEvent
+) => LogEvent) & {
+  /** The same for every entry of one request at once (see RequestEnricher); enrichers made by createEnricher have it. */
+  readonly request?: RequestEnricher
+}
+
+/**
+ * Enriches all entries of one request, as the Enricher does one: `texts[i]` is entry i as received (or undefined),
+ * `placeOf(i)` its line or index (asked only for an error), `idOf(i)` a keyed request's derived id. The lines are
+ * built into one string and each event's line is a slice of it: one copy and one UTF-8 measure per request instead
+ * of one per entry. The slices keep that string alive until the last of its events is delivered; all of them are
+ * held by the buffer anyway, and they stay together in one batch or two.
+ */
+export type RequestEnricher = (
+  entries: readonly Record<string, unknown>[],
+  texts: readonly (string | undefined)[],
+  receivedAt: string,
+  placeOf: (i: number) => EntryPlace,
+  request?: RequestContext,
+  idOf?: (i: number) => string,
+) => LogEvent[]
 
 /**
  * Event ids: a random prefix per enricher (80 bits, new at every start) and a counter. Unique across instances and
@@ -183,7 +141,16 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     `,"${TRACE_FIELD}":"${tracePrefix}${ids.traceId}"` +
     (ids.spanId === undefined || hasSpan ? '' : `,"${SPAN_FIELD}":"${ids.spanId}"`)
 
-  return (entry, receivedAt, where, request, givenId, text) => {
+  /** What entry `i` becomes: its id and its line, spliced or encoded. Throws InputError naming `placeOf(i)`. */
+  const enrichLine = (
+    entry: Record<string, unknown>,
+    receivedAt: string,
+    placeOf: (i: number) => EntryPlace,
+    i: number,
+    request: RequestContext | undefined,
+    givenId: string | undefined,
+    text: string | undefined,
+  ): [id: string, line: string] => {
     let json: string
     if (text !== undefined && text.length < SHALLOW_ENOUGH_CHARS) {
       json = text
@@ -193,7 +160,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
         json = JSON.stringify(entry)
       } catch {
         // JSON.stringify recurses; a pathologically deep entry overflows the stack rather than the heap.
-        throw new InputError(400, 'ENTRY_TOO_DEEP', 'entry is nested too deeply to be processed', where)
+        throw new InputError(400, 'ENTRY_TOO_DEEP', 'entry is nested too deeply to be processed', placeOf(i))
       }
       if (text !== undefined) json = text
     }
@@ -204,7 +171,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
         413,
         'ENTRY_TOO_LARGE',
         `entry is ${entryBytes} bytes; the limit is ${ctx.maxEntryBytes} (MAX_ENTRY_BYTES)`,
-        where,
+        placeOf(i),
       )
     }
 
@@ -220,7 +187,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
         400,
         'INVALID_EVENT_ID',
         `event_id must be a string of 1 to ${MAX_EVENT_ID_LENGTH} characters when the app sets it`,
-        where,
+        placeOf(i),
       )
     }
     added += addMissing(entry, identity)
@@ -240,10 +207,54 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     }
     added += addMissing(entry, labels)
 
-    if (added === '') return createLogEvent(id as string, json)
-    // Splice the added fields into the serialised object instead of copying it. createLogEvent measures the line,
-    // which flattens it: it then holds its own characters, not the request body it was cut from.
-    const line = isEmptyObject(entry) ? `{${added.slice(1)}}` : `${json.slice(0, -1)}${added}}`
-    return createLogEvent(id as string, line)
+    if (added === '') return [id as string, json]
+    // Splice the added fields into the serialised object instead of copying it.
+    return [id as string, isEmptyObject(entry) ? `{${added.slice(1)}}` : `${json.slice(0, -1)}${added}}`]
   }
+
+  const enrichRequest: RequestEnricher = (entries, texts, receivedAt, placeOf, request, idOf) => {
+    const ids: string[] = new Array(entries.length)
+    const lines: string[] = new Array(entries.length)
+    for (let i = 0; i < entries.length; i++) {
+      const [id, line] = enrichLine(
+        entries[i] as Record<string, unknown>,
+        receivedAt,
+        placeOf,
+        i,
+        request,
+        idOf?.(i),
+        texts[i],
+      )
+      ids[i] = id
+      lines[i] = line
+    }
+    // One flat copy of every line (join flattens the spliced pieces as it copies), measured once: when it is all
+    // ASCII, as logs nearly always are, each line's UTF-8 size is its length.
+    const all = lines.join('\n')
+    const ascii = Buffer.byteLength(all) === all.length
+    const events: LogEvent[] = new Array(entries.length)
+    let at = 0
+    for (let i = 0; i < entries.length; i++) {
+      const length = (lines[i] as string).length
+      const line = all.slice(at, at + length)
+      at += length + 1
+      events[i] = createLogEvent(ids[i] as string, line, ascii ? length + 1 : undefined)
+    }
+    return events
+  }
+
+  const enrich = (
+    entry: Record<string, unknown>,
+    receivedAt: string,
+    where: EntryPlace,
+    request?: RequestContext,
+    givenId?: string,
+    text?: string,
+  ): LogEvent => {
+    const [id, line] = enrichLine(entry, receivedAt, () => where, 0, request, givenId, text)
+    // createLogEvent measures the line, which flattens it: it then holds its own characters, not the request body
+    // it was cut from.
+    return createLogEvent(id, line)
+  }
+  return Object.assign(enrich, { request: enrichRequest })
 }

@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InputError } from '../../src/errors.js'
 import { createEnricher, createIdSource, type EnrichContext, severityOf } from '../../src/pipeline/enrich.js'
@@ -221,5 +222,70 @@ describe("createEnricher: Cloud Logging's fields", () => {
   it('passes an httpRequest object through intact', () => {
     const httpRequest = { requestMethod: 'GET', requestUrl: '/a?b=1', status: 200, latency: '0.012s' }
     expect(enrich({ httpRequest }).parsed.httpRequest).toEqual(httpRequest)
+  })
+})
+
+describe('createEnricher: a whole request at once', () => {
+  const entryArb = fc.dictionary(
+    fc.constantFrom('msg', 'level', 'time', 'event_id', 'service', 'trace_id', 'x', 'é', 'n'),
+    fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.integer(), fc.constant(null)),
+    { maxKeys: 5 },
+  )
+
+  it('makes the same events as one call per entry, each line a slice of one string, with its UTF-8 size', () => {
+    fc.assert(
+      fc.property(fc.array(entryArb, { minLength: 1, maxLength: 6 }), fc.boolean(), (entries, asText) => {
+        const texts = entries.map((e) => (asText ? JSON.stringify(e) : undefined))
+        const ids = (prefix: string) => {
+          let n = 0
+          return () => `${prefix}${n++}`
+        }
+        const one = createEnricher({ ...context, maxEntryBytes: 1e6, newId: ids('g') })
+        const many = createEnricher({ ...context, maxEntryBytes: 1e6, newId: ids('g') })
+        const place = (i: number) => ({ line: i + 1 })
+        let expected: unknown
+        try {
+          expected = entries.map((e, i) => one(e, receivedAt, place(i), {}, undefined, texts[i]))
+        } catch (err) {
+          expected = err
+        }
+        let actual: unknown
+        try {
+          actual = many.request?.(entries, texts, receivedAt, place, {})
+        } catch (err) {
+          actual = err
+        }
+        if (expected instanceof InputError) {
+          expect(actual).toBeInstanceOf(InputError)
+          expect((actual as InputError).where).toEqual((expected as InputError).where)
+          return
+        }
+        expect(actual).toEqual(expected)
+        for (const event of actual as { line: string; bytes: number }[]) {
+          expect(event.bytes).toBe(Buffer.byteLength(event.line) + 1)
+        }
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it('names the line or index of the entry that fails, and takes derived ids', () => {
+    const enrich = createEnricher(context)
+    const entries = [{ n: 1 }, { event_id: '' }]
+    const err = catchError(() =>
+      enrich.request?.(entries, [undefined, undefined], receivedAt, (i) => ({ index: i })),
+    ) as InputError
+    expect(err.code).toBe('INVALID_EVENT_ID')
+    expect(err.where).toEqual({ index: 1 })
+    const events = enrich.request?.(
+      [{ n: 1 }, { n: 2 }],
+      ['{"n":1}', undefined],
+      receivedAt,
+      () => ({}),
+      {},
+      (i) => `key-${i}`,
+    )
+    expect(events?.map((e) => e.id)).toEqual(['key-0', 'key-1'])
+    expect(events?.map((e) => JSON.parse(e.line).n)).toEqual([1, 2])
   })
 })

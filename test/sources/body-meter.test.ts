@@ -1,0 +1,74 @@
+// MAX_INFLIGHT_BYTES over real sockets, where a plain body arrives in pieces through MeteredPayload: the request that
+// passes the bound mid-body gets its 429 as an answer (never a reset), the other completes, and what both held is
+// released once they are answered.
+import { connect } from 'node:net'
+import { PassThrough } from 'node:stream'
+import { afterEach, describe, expect, it } from 'vitest'
+import { type App, createApp } from '../../src/app.js'
+import { readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
+
+let app: App | undefined
+afterEach(async () => {
+  await app?.close()
+  app = undefined
+})
+
+/** Sends the headers and the first `sent` bytes of `body`; `rest()` sends the others; `answer` is the status line. */
+function partialUpload(port: number, body: string, sent: number) {
+  const socket = connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  let received = ''
+  const answer = new Promise<string>((resolve) => {
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1')
+      if (received.includes('\r\n')) resolve(received.split('\r\n')[0] as string)
+    })
+    socket.on('close', () => resolve(received.split('\r\n')[0] ?? 'closed'))
+  })
+  socket.write(
+    `POST /logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+  )
+  socket.write(body.slice(0, sent))
+  return {
+    answer,
+    rest: () => socket.write(body.slice(sent)),
+    close: () => socket.destroy(),
+  }
+}
+
+describe('MAX_INFLIGHT_BYTES with plain bodies arriving in pieces', () => {
+  it('refuses the body that passes the bound with a 429 answer, and releases what was held', async () => {
+    const config = testConfig(await tempDir(), {
+      MAX_BODY_BYTES: '4KiB',
+      MAX_INFLIGHT_BYTES: '6KiB',
+      FLUSH_INTERVAL: '0.1',
+    })
+    app = await createApp(config, { logger: silentLogger, stdout: new PassThrough(), instanceId: 'test' })
+    await app.server.listen({ host: '127.0.0.1', port: 0 })
+    const { port } = app.server.server.address() as { port: number }
+    const body = (name: string) => JSON.stringify({ event_id: name, pad: 'x'.repeat(4000 - 30) })
+    const a = partialUpload(port, body('a'), 3500)
+    const b = partialUpload(port, body('b'), 3500)
+    // Together they hold 7,000 bytes, over 6 KiB: whichever arrived second is refused, with an answer.
+    const first = await Promise.race([a.answer.then((s) => ['a', s]), b.answer.then((s) => ['b', s])])
+    expect(first[1]).toBe('HTTP/1.1 429 Too Many Requests')
+    const other = first[0] === 'a' ? b : a
+    other.rest()
+    expect(await other.answer).toBe('HTTP/1.1 202 Accepted')
+    a.close()
+    b.close()
+
+    // Nothing is held any more: a body of the full limit is taken.
+    const res = await fetch(`http://127.0.0.1:${port}/logs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: body('c'),
+    })
+    expect(res.status).toBe(202)
+    expect(app.server.refusedRequests).toMatchObject({ INFLIGHT_FULL: 1 })
+    await app.close()
+    app = undefined
+    const ids = (await readJsonlTree(config.DATA_DIR)).map((row) => row.event_id).sort()
+    expect(ids).toEqual([first[0] === 'a' ? 'b' : 'a', 'c'])
+  })
+})
