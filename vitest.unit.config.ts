@@ -10,6 +10,8 @@ export default defineConfig({
       'test/sinks/**/*.test.ts',
       'test/sources/**/*.test.ts',
       'test/delivery/**/*.test.ts',
+      'test/storage/**/*.test.ts',
+      'test/ingest/**/*.test.ts',
       'test/registry.test.ts',
       'test/config.test.ts',
       'test/logger.test.ts',

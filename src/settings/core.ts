@@ -76,10 +76,12 @@ export const coreSettings = {
     'Flush a batch this many seconds after its first entry arrived, for every sink without its own <SINK>_FLUSH_INTERVAL; unset: each sink its own default (file and bigquery 5, stdout 1, gcs 30).',
   ),
   BUFFER_MAX_EVENTS: integer(
-    50_000,
+    // 15,000 keeps peak RSS under 128 MiB at saturation and in an outage (README, Memory): past the batches being
+    // written, a larger buffer only queues, and costs memory.
+    15_000,
     1,
     10_000_000,
-    'Entries each sink may hold (open, queued and in-flight batches); past it requests get 429.',
+    'Entries each sink may hold (open, queued and in-flight batches); past it requests get 429 (with a spool, the rest waits on disk).',
   ),
   BUFFER_MAX_BYTES: bytes(
     '32MiB',

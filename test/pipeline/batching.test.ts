@@ -8,8 +8,10 @@ const MiB = 1024 ** 2
 describe('batchingFor', () => {
   it('gives each sink the defaults that fit its destination', () => {
     const config = loadConfig({})
+    // The file sink's built-in 10,000 entries is shrunk to a quarter of the buffer's 15,000 (1 MiB binds first for
+    // entries of about 450 bytes anyway).
     expect(batchingFor(sinkModule('file'), config, config)).toEqual({
-      maxBatchEvents: 10_000,
+      maxBatchEvents: 3_750,
       maxBatchBytes: MiB,
       flushIntervalMs: 5000,
     })
@@ -19,7 +21,8 @@ describe('batchingFor', () => {
       flushIntervalMs: 1000,
     })
     expect(batchingFor(sinkModule('gcs'), config, config)).toEqual({
-      maxBatchEvents: 12_500,
+      // A quarter of the buffer's 15,000 entries: the built-in 100,000 is shrunk to fit.
+      maxBatchEvents: 3_750,
       maxBatchBytes: 4 * MiB,
       flushIntervalMs: 30_000,
     })

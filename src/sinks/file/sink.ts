@@ -11,7 +11,7 @@ export async function createFileSink({ shared }: SinkContext<unknown>): Promise<
   const root = resolve(shared.dataDir)
   let files: AtomicRoot
   try {
-    files = await openAtomicRoot(root)
+    files = await openAtomicRoot(root, { offThread: true })
     await makeDir(join(root, LOGS_PREFIX))
   } catch (err) {
     throw new ConfigError(
@@ -29,6 +29,6 @@ export async function createFileSink({ shared }: SinkContext<unknown>): Promise<
         throw classifyFsError(err)
       }
     },
-    async close() {},
+    close: () => files.close(),
   }
 }
