@@ -223,7 +223,11 @@ describe('tail: checkpoints', () => {
 })
 
 describe('tail: a crash between the spool and the checkpoint', () => {
-  it('after a SIGKILL right after a chunk reached the spool, the restart neither repeats nor loses a line', async () => {
+  /**
+   * Runs a tailer on a spool until the first chunk is on disk, then "kills" it before the checkpoint that follows;
+   * `between` runs while it is down; a second tailer then starts on the same spool and checkpoint file.
+   */
+  async function crashAndRestart(between: (dir: string, file: string) => Promise<void>) {
     const { dir, file } = await logsDir()
     const openSpool = () =>
       Spool.open({
@@ -263,6 +267,7 @@ describe('tail: a crash between the spool and the checkpoint', () => {
     await until(() => expect(died).toBe(true))
     spy.mockRestore()
     await spool.close()
+    await between(dir, file)
 
     // The restart: the same spool directory and checkpoint file, a new process.
     const restarted = await openSpool()
@@ -275,6 +280,11 @@ describe('tail: a crash between the spool and the checkpoint', () => {
         spool: restarted,
       },
     )
+    return { file, restarted, accepted, second }
+  }
+
+  it('after a SIGKILL right after a chunk reached the spool, the restart neither repeats nor loses a line', async () => {
+    const { file, restarted, accepted, second } = await crashAndRestart(async () => {})
     await appendFile(file, lines(50, 60))
     await until(() => expect(accepted).toHaveLength(10))
     await second.close()
@@ -282,6 +292,20 @@ describe('tail: a crash between the spool and the checkpoint', () => {
     expect(ids).toHaveLength(60)
     expect(new Set(ids).size).toBe(60)
     expect(accepted.map((e) => JSON.parse(e.line).message)).toEqual(range(50, 60))
+    await restarted.close()
+  })
+
+  it('the same when the file was copied and truncated (copytruncate) while sidelog was down', async () => {
+    const { file, restarted, accepted, second } = await crashAndRestart(async (_, path) => {
+      await copyFile(path, `${path}.1`)
+      await truncate(path, 0)
+    })
+    await appendFile(file, lines(50, 60))
+    await until(() => expect(accepted).toHaveLength(10))
+    await second.close()
+    // The copy's first 50 lines carry the copy's ids now; the spool holds them under the original's: none again.
+    expect(accepted.map((e) => JSON.parse(e.line).message)).toEqual(range(50, 60))
+    expect(await spooledIds(restarted)).toHaveLength(60)
     await restarted.close()
   })
 })

@@ -22,12 +22,19 @@ export interface FileCheckpoint {
 export interface PendingChunk {
   readonly to: number
   readonly afterSeq: number
+  /**
+   * The event id prefixes of other files these lines may have been taken under: the original of a copy-truncate
+   * copy, whose lines had the original's ids.
+   */
+  readonly idPrefixes?: readonly string[]
 }
 
 /** A file truncated in place (copy-truncate): a copy with this fingerprint continues from `offset`. */
 export interface RetiredFingerprint {
   readonly fingerprint: Buffer
   readonly offset: number
+  /** The truncated file's pending chunk, with its id prefix: the copy looks for those lines in the spool. */
+  readonly pending?: PendingChunk
 }
 
 export interface CheckpointState {
@@ -38,7 +45,7 @@ export interface CheckpointState {
 interface StoredState {
   version: 1
   files: { key: string; fingerprint: string; offset: number; path: string; pending?: PendingChunk }[]
-  retired: { fingerprint: string; offset: number }[]
+  retired: { fingerprint: string; offset: number; pending?: PendingChunk }[]
 }
 
 export class CheckpointStore {

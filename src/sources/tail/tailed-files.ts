@@ -42,6 +42,12 @@ export interface TailedFilesOptions {
   readonly onChange: () => void
 }
 
+/** A pending chunk handed from a file to a copy of it: the copy's lines may be in the spool under `idPrefix`'s ids. */
+function withPrefix(pending: PendingChunk | undefined, idPrefix: string): PendingChunk | undefined {
+  if (!pending) return undefined
+  return { ...pending, idPrefixes: [...new Set([...(pending.idPrefixes ?? []), idPrefix])] }
+}
+
 /** The first line (with its newline), or the first FINGERPRINT_BYTES bytes; undefined while neither is complete. */
 async function readFingerprint(handle: FileHandle, size: number): Promise<Buffer | undefined> {
   const length = Math.min(size, FINGERPRINT_BYTES)
@@ -73,7 +79,7 @@ export class TailedFiles {
   /** Checkpoints loaded at start-up, until the first scan has matched them to files. */
   private saved = new Map<
     string,
-    { fingerprint: Buffer; offset: number; pending?: PendingChunk | undefined }
+    { fingerprint: Buffer; offset: number; pending?: PendingChunk | undefined; idPrefix: string }
   >()
   private readonly watchers = new Map<string, FSWatcher>()
   /** Files found truncated or rewritten in place. */
@@ -84,7 +90,15 @@ export class TailedFiles {
   /** Takes the last run's checkpoints; the first scan matches them to the files it finds. */
   restore(state: CheckpointState): void {
     this.saved = new Map(
-      state.files.map((f) => [f.key, { fingerprint: f.fingerprint, offset: f.offset, pending: f.pending }]),
+      state.files.map((f) => [
+        f.key,
+        {
+          fingerprint: f.fingerprint,
+          offset: f.offset,
+          pending: f.pending,
+          idPrefix: idPrefixOf(f.key, f.fingerprint),
+        },
+      ]),
     )
     this.retired = [...state.retired]
   }
@@ -166,7 +180,8 @@ export class TailedFiles {
     }
     // The first scan after start-up: checkpoints of files no longer there may live on in a copy.
     for (const [key, saved] of this.saved) {
-      if (!seen.has(key)) this.retire(saved.fingerprint, saved.offset)
+      if (!seen.has(key))
+        this.retire(saved.fingerprint, saved.offset, withPrefix(saved.pending, saved.idPrefix))
     }
     const fresh = [...seen].filter(([key]) => !this.files.has(key))
     // Checkpointed files before new ones, so that a new file can be recognised as a copy of one.
@@ -202,7 +217,7 @@ export class TailedFiles {
       // Emptied since the checkpoint (copy-truncate): what was not read yet may live on in a copy.
       if (saved) {
         this.truncated++
-        this.retire(saved.fingerprint, saved.offset)
+        this.retire(saved.fingerprint, saved.offset, withPrefix(saved.pending, saved.idPrefix))
       }
       return void (await handle.close())
     }
@@ -221,13 +236,16 @@ export class TailedFiles {
       // Rewritten since the checkpoint, or another file on a reused inode: the old content may live on in a copy.
       if (saved) {
         this.truncated++
-        this.retire(saved.fingerprint, saved.offset)
+        this.retire(saved.fingerprint, saved.offset, withPrefix(saved.pending, saved.idPrefix))
       }
       const original = this.list().find((f) => f.shadowOf === undefined && f.fingerprint?.equals(fingerprint))
       if (original) file.shadowOf = original.key
       else {
         const retired = this.retired.findLast((r) => r.fingerprint.equals(fingerprint))
-        if (retired) file.offset = retired.offset
+        if (retired) {
+          file.offset = retired.offset
+          if (retired.pending) file.pending = retired.pending
+        }
       }
     }
     this.files.set(key, file)
@@ -241,8 +259,8 @@ export class TailedFiles {
     )
   }
 
-  private retire(fingerprint: Buffer, offset: number): void {
-    this.retired.push({ fingerprint, offset })
+  private retire(fingerprint: Buffer, offset: number, pending?: PendingChunk): void {
+    this.retired.push({ fingerprint, offset, ...(pending ? { pending } : {}) })
     if (this.retired.length > MAX_RETIRED) this.retired.splice(0, this.retired.length - MAX_RETIRED)
   }
 
@@ -252,6 +270,8 @@ export class TailedFiles {
       if (file.shadowOf !== original.key) continue
       file.shadowOf = undefined
       file.offset = original.offset
+      const pending = withPrefix(original.pending, original.idPrefix)
+      if (pending) file.pending = pending
     }
   }
 
@@ -276,9 +296,10 @@ export class TailedFiles {
     this.truncated++
     this.options.logger.info({ path: file.path, offset: file.offset, size }, 'tail: file was truncated')
     if (file.shadowOf === undefined) {
-      this.retire(file.fingerprint, file.offset)
+      this.retire(file.fingerprint, file.offset, withPrefix(file.pending, file.idPrefix))
       this.release(file)
     }
+    file.pending = undefined
     file.shadowOf = undefined
     file.offset = 0
     file.fingerprint = await readFingerprint(file.handle, size)

@@ -167,6 +167,7 @@ export class Tailer {
       file.pending = {
         to: Math.max(pending?.to ?? 0, consumed),
         afterSeq: Math.min(pending?.afterSeq ?? spool.next, spool.next),
+        ...(pending?.idPrefixes ? { idPrefixes: pending.idPrefixes } : {}),
       }
       await this.saveCheckpoint()
     }
@@ -199,11 +200,17 @@ export class Tailer {
     }
     const kept: LogEvent[] = []
     const keptEnds: number[] = []
+    // A copy's lines were taken under the original's ids: the same offset after another file's prefix.
+    const own = `${file.idPrefix}-`
+    const namesOf = (id: string) =>
+      id.startsWith(own)
+        ? [id, ...(pending.idPrefixes ?? []).map((prefix) => `${prefix}-${id.slice(own.length)}`)]
+        : [id]
     for (const [i, event] of events.entries()) {
       const end = ends[i] as number
-      const left = spooled.get(event.id) ?? 0
-      if (end <= pending.to && left > 0) {
-        spooled.set(event.id, left - 1)
+      const found = end <= pending.to ? namesOf(event.id).find((id) => (spooled.get(id) ?? 0) > 0) : undefined
+      if (found !== undefined) {
+        spooled.set(found, (spooled.get(found) ?? 0) - 1)
         this.counters.already_spooled++
       } else {
         kept.push(event)
