@@ -1,5 +1,6 @@
 // Shared test helpers: configuration, a silent logger, temporary directories, and readers for JSONL trees.
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, type Writable } from 'node:stream'
@@ -106,4 +107,13 @@ export async function until<T>(
     if (Date.now() > deadline) throw new Error(`${what} never happened; last: ${JSON.stringify(value)}`)
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
+}
+
+/** A port of 127.0.0.1 with nothing listening on it (taken from the OS, then let go). */
+export async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
 }

@@ -23,7 +23,7 @@ export function parseBytes(text: string): number {
   return Math.floor(Number(match[1]) * unit)
 }
 
-export function formatBytes(n: number): string {
+function formatBytes(n: number): string {
   for (const [unit, size] of [
     ['GiB', 1024 ** 3],
     ['MiB', 1024 ** 2],

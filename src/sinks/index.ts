@@ -36,7 +36,7 @@ export function sinkModule(kind: SinkKind): SinkModule {
 }
 
 /** The settings every sink shares, decoded from the configuration. */
-export function sharedSettings(config: Config): SharedSettings {
+function sharedSettings(config: Config): SharedSettings {
   return {
     dataDir: config.DATA_DIR,
     deadLetterDir: config.DEAD_LETTER_DIR,
@@ -89,11 +89,7 @@ export async function startSinks(config: Config, options: StartSinksOptions): Pr
 }
 
 /** Runs `sink.check` under `timeoutMs`; returns the error of a destination that did not answer. */
-export async function checkAtStartup(
-  sink: Sink,
-  timeoutMs: number,
-  logger: Logger,
-): Promise<Error | undefined> {
+async function checkAtStartup(sink: Sink, timeoutMs: number, logger: Logger): Promise<Error | undefined> {
   if (!sink.check) return undefined
   const controller = new AbortController()
   try {

@@ -34,7 +34,7 @@ export function checkSourceSettings(config: Config): string[] {
   })
 }
 
-export function sourceShared(config: Config): SourceShared {
+function sourceShared(config: Config): SourceShared {
   return {
     dataDir: config.DATA_DIR,
     spoolDir: config.SPOOL_DIR,

@@ -102,7 +102,8 @@ describe('sidelog process', () => {
     console.info(`429 answers during the run: ${results.reduce((sum, r) => sum + r.tooMany, 0)}`)
   })
 
-  it('on SIGTERM flushes a batch that is not due yet, then exits 0', async () => {
+  /** A sidelog whose one accepted entry sits in a batch not due for an hour. */
+  async function withUnflushedEntry(message: string) {
     const dir = await tempDir()
     const sidelog = await spawnSidelog({
       DATA_DIR: join(dir, 'data'),
@@ -111,10 +112,15 @@ describe('sidelog process', () => {
     })
     const res = await fetch(`${sidelog.url}/logs`, {
       method: 'POST',
-      body: '{"message":"before the signal"}',
+      body: JSON.stringify({ message }),
       headers: { 'content-type': 'application/json' },
     })
     expect(res.status).toBe(202)
+    return { dir, sidelog }
+  }
+
+  it('on SIGTERM flushes a batch that is not due yet, then exits 0', async () => {
+    const { dir, sidelog } = await withUnflushedEntry('before the signal')
     sidelog.child.kill('SIGTERM')
     expect(await sidelog.exited).toEqual({ code: 0, signal: null })
     // The entry sat in a batch that only the drain could flush.
@@ -122,18 +128,7 @@ describe('sidelog process', () => {
   })
 
   it('on SIGUSR1 delivers a batch that is not due yet, and goes on running', async () => {
-    const dir = await tempDir()
-    const sidelog = await spawnSidelog({
-      DATA_DIR: join(dir, 'data'),
-      DEAD_LETTER_DIR: join(dir, 'dead-letter'),
-      FLUSH_INTERVAL: '3600',
-    })
-    const res = await fetch(`${sidelog.url}/logs`, {
-      method: 'POST',
-      body: '{"message":"flushed on request"}',
-      headers: { 'content-type': 'application/json' },
-    })
-    expect(res.status).toBe(202)
+    const { dir, sidelog } = await withUnflushedEntry('flushed on request')
     expect(await readJsonlTree(join(dir, 'data'))).toEqual([])
     sidelog.child.kill('SIGUSR1')
     await until(

@@ -1,28 +1,18 @@
 // Fault scenario: BigQuery does not answer when sidelog starts (nothing listens on its endpoint yet, as when the
 // sidecar wins a start-up race). sidelog must start anyway, say /health degraded, take entries, and once BigQuery
 // answers deliver each acknowledged entry exactly once, in stream and in load mode; then exit 0 on SIGTERM.
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
-import { tempDir } from '../helpers.js'
+import { closedPort, tempDir } from '../helpers.js'
 import { deadLetteredIds, expectAccounted, getHealth, runClients, waitForHealth } from './harness.js'
 
 const cleanups: (() => Promise<void>)[] = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup()
 })
-
-/** A port of 127.0.0.1 with nothing listening on it (taken from the OS, then let go). */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 describe.each(['stream', 'load'] as const)('fault: BigQuery unreachable at start-up (%s mode)', (mode) => {
   it('starts degraded, takes entries, recovers when BigQuery answers, and delivers each once', async () => {

@@ -1,14 +1,13 @@
 // The bigquery sink at start-up, stream and load modes: a BigQuery that does not answer (nothing listening, 503)
 // leaves the sink degraded and it opens the table on the first write that finds BigQuery; only answers that name a
 // configuration problem (403, a missing dataset or table with BQ_CREATE=false) stop start-up.
-import { createServer } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ConfigError, PermanentError } from '../../src/errors.js'
 import type { Batch } from '../../src/event.js'
 import type { Sink } from '../../src/sinks/sink.js'
 import { FakeBigQueryServer } from '../fakes/bigquery-server.js'
 import { FakeGcsServer } from '../fakes/gcs-server.js'
-import { makeEvents, neverAborted, startSink, tempDir, testConfig } from '../helpers.js'
+import { closedPort, makeEvents, neverAborted, startSink, tempDir, testConfig } from '../helpers.js'
 
 const BUCKET = 'staging'
 let gcs: FakeGcsServer
@@ -28,15 +27,6 @@ afterEach(async () => {
   await Promise.all(sinks.splice(0).map((sink) => sink.close(neverAborted)))
   await Promise.all([gcs.stop(), bq.stop().catch(() => {})])
 })
-
-/** A port of 127.0.0.1 with nothing listening on it (taken from the OS, then let go). */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 async function createSink(mode: 'stream' | 'load', endpoint: string, env: Record<string, string> = {}) {
   const config = testConfig(await tempDir(), {

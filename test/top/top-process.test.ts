@@ -9,7 +9,7 @@ import { promisify } from 'node:util'
 import { afterEach, describe, expect, it } from 'vitest'
 import { assertBuilt, MAIN, postNdjson, type SidelogProcess, spawnSidelog } from '../e2e/spawn.js'
 import { waitForHealth } from '../faults/harness.js'
-import { tempDir } from '../helpers.js'
+import { tempDir, until } from '../helpers.js'
 
 const run = promisify(execFile)
 const hasTmux = spawnSync('tmux', ['-V']).status === 0
@@ -28,17 +28,6 @@ async function startWithEntries(count: number): Promise<SidelogProcess> {
   expect((await postNdjson(started.url, entries)).status).toBe(202)
   await waitForHealth(started.url, (h) => h.sinks.file?.delivered_events === count, 30_000)
   return started
-}
-
-/** Polls `read` until `ready` holds, a condition with a deadline as its safety net. */
-async function until<T>(read: () => Promise<T>, ready: (value: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    const value = await read()
-    if (ready(value)) return value
-    if (Date.now() > deadline) throw new Error(`${what} never happened; last: ${String(value)}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
 }
 
 describe('sidelog top --once', () => {
