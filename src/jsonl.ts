@@ -1,5 +1,5 @@
 // JSONL encoding and object layout, shared by every sink that writes files or objects.
-import type { Batch, LogEvent } from './event.js'
+import { type Batch, copyLines, type LogEvent } from './event.js'
 
 export function encodeJsonl(events: readonly LogEvent[]): string {
   let out = ''
@@ -8,20 +8,19 @@ export function encodeJsonl(events: readonly LogEvent[]): string {
 }
 
 /**
- * The same JSONL as one Buffer, written line by line into a Buffer of the batch's size: no batch-sized string is
- * built (and flattened, and copied again into bytes) on the way. Each event knows its UTF-8 size; should one not
- * match its line, the string path is taken instead, so a wrong count can never cut a line short.
+ * The same JSONL as one Buffer of the batch's size, copied from the events' own bytes where they have them
+ * (`copyLines`): no batch-sized string is built (and flattened, and copied again into bytes) on the way. Should an
+ * event's size not match its line, the string path is taken instead, so a wrong count can never cut a line short.
  */
 export function encodeJsonlBuffer(events: readonly LogEvent[]): Buffer {
   let total = 0
   for (const event of events) total += event.bytes
   const out = Buffer.allocUnsafe(total)
-  let at = 0
-  for (const event of events) {
-    const written = out.write(event.line, at, 'utf8')
-    if (written !== event.bytes - 1) return Buffer.from(encodeJsonl(events))
-    at += written
-    out[at++] = 10
+  try {
+    copyLines(events, out, 0)
+  } catch (err) {
+    if (err instanceof RangeError) return Buffer.from(encodeJsonl(events))
+    throw err
   }
   return out
 }

@@ -1,9 +1,16 @@
 // Enrichment, once per entry at ingest: adds (never overwrites) event_id, service, revision, host, processed_at,
 // timestamp, severity and Cloud Logging's message and trace fields, and serialises the result to the JSON line every
 // sink writes.
-import { randomBytes } from 'node:crypto'
 import { InputError } from '../errors.js'
-import { createLogEvent, type LogEvent, SPAN_FIELD, TRACE_FIELD } from '../event.js'
+import {
+  ChunkEvent,
+  createLogEvent,
+  formatEventId,
+  type LogEvent,
+  newEventId,
+  SPAN_FIELD,
+  TRACE_FIELD,
+} from '../event.js'
 import {
   otelIdsOf,
   parseTraceparent,
@@ -64,9 +71,9 @@ export type Enricher = ((
 /**
  * Enriches all entries of one request, as the Enricher does one: `texts[i]` is entry i as received (or undefined),
  * `placeOf(i)` its line or index (asked only for an error), `idOf(i)` a keyed request's derived id. The lines are
- * built into one string and each event's line is a slice of it: one copy and one UTF-8 measure per request instead
- * of one per entry. The slices keep that string alive until the last of its events is delivered; all of them are
- * held by the buffer anyway, and they stay together in one batch or two.
+ * written into one Buffer and each event points into it (ChunkEvent): one copy and one UTF-8 measure per request
+ * instead of one per entry. The Buffer lives until the last of its events is delivered; all of them are held by the
+ * buffer anyway, and they stay together in one batch or two.
  */
 export type RequestEnricher = (
   entries: readonly Record<string, unknown>[],
@@ -77,14 +84,9 @@ export type RequestEnricher = (
   idOf?: (i: number) => string,
 ) => LogEvent[]
 
-/**
- * Event ids: a random prefix per enricher (80 bits, new at every start) and a counter. Unique across instances and
- * restarts as a random UUID is, and a fraction of its cost; they need no JSON escaping.
- */
+/** A source of new event ids, each unique across instances and restarts (see `newEventId`). */
 export function createIdSource(): () => string {
-  const prefix = `${randomBytes(10).toString('hex')}-`
-  let next = 0
-  return () => prefix + (next++).toString(36)
+  return () => formatEventId(newEventId())
 }
 
 /** Below this many characters an entry cannot be nested deeply enough for JSON.stringify to fail (it takes 2 per level). */
@@ -121,7 +123,6 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     }
     return added
   }
-  const newId = ctx.newId ?? createIdSource()
   // Entries of one request often share their `time`: its ISO form is computed once per distinct value.
   let lastTime: unknown
   let lastTimestamp = ''
@@ -141,7 +142,10 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     `,"${TRACE_FIELD}":"${tracePrefix}${ids.traceId}"` +
     (ids.spanId === undefined || hasSpan ? '' : `,"${SPAN_FIELD}":"${ids.spanId}"`)
 
-  /** What entry `i` becomes: its id and its line, spliced or encoded. Throws InputError naming `placeOf(i)`. */
+  /**
+   * What entry `i` becomes: its id (or the built-in counter's number for it) and its line, spliced or encoded.
+   * Throws InputError naming `placeOf(i)`.
+   */
   const enrichLine = (
     entry: Record<string, unknown>,
     receivedAt: string,
@@ -150,7 +154,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     request: RequestContext | undefined,
     givenId: string | undefined,
     text: string | undefined,
-  ): [id: string, line: string] => {
+  ): [id: string | number, line: string] => {
     let json: string
     if (text !== undefined && text.length < SHALLOW_ENOUGH_CHARS) {
       json = text
@@ -175,13 +179,18 @@ export function createEnricher(ctx: EnrichContext): Enricher {
       )
     }
 
-    let id = entry.event_id
+    let id: unknown = entry.event_id
     let added = ''
     if (id === undefined) {
-      id = givenId ?? newId()
-      // Ids from the built-in source are hex and a dash: nothing to escape.
-      added +=
-        givenId !== undefined || ctx.newId ? `,"event_id":${JSON.stringify(id)}` : `,"event_id":"${id}"`
+      if (givenId === undefined && !ctx.newId) {
+        // The built-in ids stay numbers until asked for (ChunkEvent). They are hex, a dash and base 36: nothing to
+        // escape.
+        id = newEventId()
+        added += `,"event_id":"${formatEventId(id as number)}"`
+      } else {
+        id = givenId ?? (ctx.newId as () => string)()
+        added += `,"event_id":${JSON.stringify(id)}`
+      }
     } else if (typeof id !== 'string' || id.length === 0 || id.length > MAX_EVENT_ID_LENGTH) {
       throw new InputError(
         400,
@@ -207,13 +216,16 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     }
     added += addMissing(entry, labels)
 
-    if (added === '') return [id as string, json]
+    if (added === '') return [id as string | number, json]
     // Splice the added fields into the serialised object instead of copying it.
-    return [id as string, isEmptyObject(entry) ? `{${added.slice(1)}}` : `${json.slice(0, -1)}${added}}`]
+    return [
+      id as string | number,
+      isEmptyObject(entry) ? `{${added.slice(1)}}` : `${json.slice(0, -1)}${added}}`,
+    ]
   }
 
   const enrichRequest: RequestEnricher = (entries, texts, receivedAt, placeOf, request, idOf) => {
-    const ids: string[] = new Array(entries.length)
+    const ids: (string | number)[] = new Array(entries.length)
     const lines: string[] = new Array(entries.length)
     for (let i = 0; i < entries.length; i++) {
       const [id, line] = enrichLine(
@@ -228,17 +240,23 @@ export function createEnricher(ctx: EnrichContext): Enricher {
       ids[i] = id
       lines[i] = line
     }
-    // One flat copy of every line (join flattens the spliced pieces as it copies), measured once: when it is all
-    // ASCII, as logs nearly always are, each line's UTF-8 size is its length.
+    // The request's lines go into one Buffer, each followed by its newline, and each event points into it (see
+    // ChunkEvent): one copy per request, and nothing of the text left on the JavaScript heap once the request is
+    // answered. When the text is all ASCII, as logs nearly always are, each line's UTF-8 size is its length, and
+    // the copy is a plain one.
     const all = lines.join('\n')
-    const ascii = Buffer.byteLength(all) === all.length
+    const size = Buffer.byteLength(all) + 1
+    const ascii = size === all.length + 1
+    const chunk = Buffer.allocUnsafe(size)
+    chunk.write(all, 0, ascii ? 'latin1' : 'utf8')
+    chunk[size - 1] = 10
     const events: LogEvent[] = new Array(entries.length)
     let at = 0
     for (let i = 0; i < entries.length; i++) {
-      const length = (lines[i] as string).length
-      const line = all.slice(at, at + length)
-      at += length + 1
-      events[i] = createLogEvent(ids[i] as string, line, ascii ? length + 1 : undefined)
+      const line = lines[i] as string
+      const bytes = (ascii ? line.length : Buffer.byteLength(line)) + 1
+      events[i] = new ChunkEvent(ids[i] as string | number, chunk, at, bytes)
+      at += bytes
     }
     return events
   }
@@ -254,7 +272,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     const [id, line] = enrichLine(entry, receivedAt, () => where, 0, request, givenId, text)
     // createLogEvent measures the line, which flattens it: it then holds its own characters, not the request body
     // it was cut from.
-    return createLogEvent(id, line)
+    return createLogEvent(typeof id === 'number' ? formatEventId(id) : id, line)
   }
   return Object.assign(enrich, { request: enrichRequest })
 }

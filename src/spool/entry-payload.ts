@@ -1,17 +1,24 @@
 // An entry as the payload of a spool record, and back: the log (record.ts) frames and checks payloads, this says what
 // one holds.
-import type { LogEvent } from '../event.js'
+import { ChunkEvent, type LogEvent } from '../event.js'
 
 /**
  * An entry as a spool record: [u32 byte length of the event id][event id][line]. The id's length is explicit, so no
  * byte an app puts in its event_id can move where the line starts.
  */
 export function eventToRecord(event: LogEvent): Buffer {
-  const idBytes = Buffer.byteLength(event.id)
-  const record = Buffer.allocUnsafe(4 + idBytes + Buffer.byteLength(event.line))
+  const id = event.id
+  const idBytes = Buffer.byteLength(id)
+  // A request's event is copied from the bytes it points to; any other is written from its line.
+  const line = event instanceof ChunkEvent ? undefined : event.line
+  const record = Buffer.allocUnsafe(
+    4 + idBytes + (line === undefined ? event.bytes - 1 : Buffer.byteLength(line)),
+  )
   record.writeUInt32BE(idBytes, 0)
-  record.write(event.id, 4)
-  record.write(event.line, 4 + idBytes)
+  record.write(id, 4)
+  if (event instanceof ChunkEvent)
+    event.chunk.copy(record, 4 + idBytes, event.start, event.start + event.bytes - 1)
+  else record.write(line as string, 4 + idBytes)
   return record
 }
 

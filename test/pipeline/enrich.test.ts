@@ -1,6 +1,8 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InputError } from '../../src/errors.js'
+import type { LogEvent } from '../../src/event.js'
+import { encodeJsonlBuffer } from '../../src/jsonl.js'
 import { createEnricher, createIdSource, type EnrichContext, severityOf } from '../../src/pipeline/enrich.js'
 import { catchError } from '../helpers.js'
 
@@ -147,6 +149,23 @@ describe('createEnricher: the entry as received', () => {
   })
 })
 
+describe('createEnricher: the built-in ids of a whole request', () => {
+  it("gives each event a new id, the same one its line's event_id says, each time it is asked", () => {
+    const enrich = createEnricher({ ...context, newId: undefined })
+    const entries = [{ n: 1 }, { n: 2, event_id: 'app-set' }, { n: 3 }]
+    const first = enrich.request?.(entries, [undefined, undefined, undefined], receivedAt, () => ({})) ?? []
+    const second = enrich.request?.([{ n: 4 }], ['{"n":4}'], receivedAt, () => ({})) ?? []
+    const events = [...first, ...second]
+    for (const event of events) {
+      expect(JSON.parse(event.line).event_id).toBe(event.id)
+      expect(event.id).toBe(event.id)
+    }
+    expect(events[1]?.id).toBe('app-set')
+    expect(new Set(events.map((e) => e.id)).size).toBe(4)
+    expect(events[0]?.id).toMatch(/^[0-9a-f]{20}-[0-9a-z]+$/)
+  })
+})
+
 describe('createIdSource', () => {
   it('gives ids that never repeat, within a source or across two', () => {
     const [a, b] = [createIdSource(), createIdSource()]
@@ -232,7 +251,7 @@ describe('createEnricher: a whole request at once', () => {
     { maxKeys: 5 },
   )
 
-  it('makes the same events as one call per entry, each line a slice of one string, with its UTF-8 size', () => {
+  it('makes the same events as one call per entry, each line in one Buffer, with its UTF-8 size', () => {
     fc.assert(
       fc.property(fc.array(entryArb, { minLength: 1, maxLength: 6 }), fc.boolean(), (entries, asText) => {
         const texts = entries.map((e) => (asText ? JSON.stringify(e) : undefined))
@@ -260,10 +279,14 @@ describe('createEnricher: a whole request at once', () => {
           expect((actual as InputError).where).toEqual((expected as InputError).where)
           return
         }
-        expect(actual).toEqual(expected)
-        for (const event of actual as { line: string; bytes: number }[]) {
+        const plain = (events: LogEvent[]) => events.map(({ id, line, bytes }) => ({ id, line, bytes }))
+        expect(plain(actual as LogEvent[])).toEqual(plain(expected as LogEvent[]))
+        for (const event of actual as LogEvent[]) {
           expect(event.bytes).toBe(Buffer.byteLength(event.line) + 1)
         }
+        // Written as JSONL, the request's events are its lines, each with its newline, whatever their characters.
+        const jsonl = encodeJsonlBuffer(actual as LogEvent[]).toString()
+        expect(jsonl).toBe((expected as LogEvent[]).map((e) => `${e.line}\n`).join(''))
       }),
       { numRuns: 500 },
     )
