@@ -1,6 +1,7 @@
-// npm run bench:heap: how much heap a full buffer takes. A sink that cannot deliver (Cloud Storage at a closed
-// port) keeps every batch; 100-entry NDJSON bodies are posted until sidelog answers 429, and the heap is measured
-// after a full GC, before and after. This is where config.ts's HEAP_PER_BUFFERED_BYTE comes from.
+// npm run bench:heap: how much memory a full buffer takes, in the heap and in Buffers outside it (where a request's
+// enriched lines live, see ChunkEvent). A sink that cannot deliver (Cloud Storage at a closed port) keeps every
+// batch; 100-entry NDJSON bodies are posted until sidelog answers 429, and memory is measured after a full GC,
+// before and after. config.ts's HEAP_PER_BUFFERED_BYTE is checked against it.
 // With the container image's flags (not through npm, whose own tools would get the small heap too):
 //   NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=128" node --expose-gc --import tsx bench/buffer-heap.ts
 // RSS here includes tsx compiling src/ on the fly, about 30 MiB more than the built process.
@@ -54,12 +55,15 @@ gc()
 const after = process.memoryUsage()
 const buffered = Object.values(app.pipeline.stats()).reduce((sum, s) => sum + s.buffered_bytes, 0)
 const heap = after.heapUsed - before.heapUsed
+const outside = after.arrayBuffers - before.arrayBuffers
 console.log(
   JSON.stringify({
     buffered_entries: app.pipeline.bufferedEvents,
     buffered_MiB: +(buffered / MiB).toFixed(1),
     heap_growth_MiB: +(heap / MiB).toFixed(1),
     heap_per_buffered_byte: +(heap / buffered).toFixed(2),
+    buffers_growth_MiB: +(outside / MiB).toFixed(1),
+    memory_per_buffered_byte: +((heap + outside) / buffered).toFixed(2),
     rss_MiB: Math.round(after.rss / MiB),
   }),
 )
