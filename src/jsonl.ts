@@ -1,7 +1,8 @@
 // JSONL encoding and object layout, shared by every sink that writes files or objects.
 import { type Batch, copyLines, type LogEvent } from './event.js'
 
-export function encodeJsonl(events: readonly LogEvent[]): string {
+/** JSONL built from each event's line as a string: the path for events whose size does not match their line. */
+function encodeJsonl(events: readonly LogEvent[]): string {
   let out = ''
   for (const event of events) out += `${event.line}\n`
   return out

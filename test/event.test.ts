@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { ChunkEvent, copyLines, createLogEvent, formatEventId, type LogEvent } from '../src/event.js'
-import { encodeJsonl, encodeJsonlBuffer } from '../src/jsonl.js'
+import { encodeJsonlBuffer } from '../src/jsonl.js'
 
 /** The events of one request, as the enricher makes them: every line and its newline in one Buffer. */
 function chunkOf(lines: readonly string[], firstId = 0): ChunkEvent[] {
@@ -48,7 +48,6 @@ describe('copyLines and encodeJsonlBuffer', () => {
           for (const batch of [events, shuffled, events.filter((_, i) => i % 2 === 0)]) {
             const expected = batch.map((e) => `${e.line}\n`).join('')
             expect(encodeJsonlBuffer(batch).toString()).toBe(expected)
-            expect(encodeJsonl(batch)).toBe(expected)
           }
         },
       ),
