@@ -40,6 +40,9 @@ export {
   type TraceIds,
 } from './enrich-fields.js'
 
+/** A UTF-16 surrogate that is not half of a pair (with the u flag, a pair is one code point and does not match). */
+const LONE_SURROGATE = /\p{Cs}/u
+
 /** Longest app-supplied event_id kept as is (BigQuery's insertId has a length limit; keep ids short and opaque). */
 const MAX_EVENT_ID_LENGTH = 128
 
@@ -191,11 +194,17 @@ export function createEnricher(ctx: EnrichContext): Enricher {
         id = givenId ?? (ctx.newId as () => string)()
         added += `,"event_id":${JSON.stringify(id)}`
       }
-    } else if (typeof id !== 'string' || id.length === 0 || id.length > MAX_EVENT_ID_LENGTH) {
+    } else if (
+      typeof id !== 'string' ||
+      id.length === 0 ||
+      id.length > MAX_EVENT_ID_LENGTH ||
+      // A lone surrogate is written to disk as U+FFFD: the id would change between a send and a replay.
+      LONE_SURROGATE.test(id)
+    ) {
       throw new InputError(
         400,
         'INVALID_EVENT_ID',
-        `event_id must be a string of 1 to ${MAX_EVENT_ID_LENGTH} characters when the app sets it`,
+        `event_id must be a string of 1 to ${MAX_EVENT_ID_LENGTH} characters (valid Unicode) when the app sets it`,
         placeOf(i),
       )
     }
@@ -247,7 +256,9 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     const all = lines.join('\n')
     const size = Buffer.byteLength(all) + 1
     const ascii = size === all.length + 1
-    const chunk = Buffer.allocUnsafe(size)
+    // Its own allocation, never a slice of Node's shared 8 KiB pool: a small chunk there would keep the whole block
+    // (and whatever was made and freed around it, such as a spool's records) alive while its entries wait.
+    const chunk = Buffer.allocUnsafeSlow(size)
     chunk.write(all, 0, ascii ? 'latin1' : 'utf8')
     chunk[size - 1] = 10
     const events: LogEvent[] = new Array(entries.length)
