@@ -87,11 +87,6 @@ export type RequestEnricher = (
   idOf?: (i: number) => string,
 ) => LogEvent[]
 
-/** A source of new event ids, each unique across instances and restarts (see `newEventId`). */
-export function createIdSource(): () => string {
-  return () => formatEventId(newEventId())
-}
-
 /** Below this many characters an entry cannot be nested deeply enough for JSON.stringify to fail (it takes 2 per level). */
 const SHALLOW_ENOUGH_CHARS = 2000
 

@@ -1,9 +1,9 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InputError } from '../../src/errors.js'
-import type { ChunkEvent, LogEvent } from '../../src/event.js'
+import { type ChunkEvent, formatEventId, type LogEvent, newEventId } from '../../src/event.js'
 import { encodeJsonlBuffer } from '../../src/jsonl.js'
-import { createEnricher, createIdSource, type EnrichContext, severityOf } from '../../src/pipeline/enrich.js'
+import { createEnricher, type EnrichContext, severityOf } from '../../src/pipeline/enrich.js'
 import { catchError } from '../helpers.js'
 
 const context: EnrichContext = {
@@ -193,13 +193,14 @@ describe('createEnricher: the memory a request keeps', () => {
   })
 })
 
-describe('createIdSource', () => {
-  it('gives ids that never repeat, within a source or across two', () => {
-    const [a, b] = [createIdSource(), createIdSource()]
+describe('the built-in event ids', () => {
+  it('never repeat, and read the same each time one is formatted', () => {
     const ids = new Set<string>()
-    for (let i = 0; i < 10_000; i++) ids.add(a()).add(b())
+    for (let i = 0; i < 20_000; i++) ids.add(formatEventId(newEventId()))
     expect(ids.size).toBe(20_000)
-    expect(a()).toMatch(/^[0-9a-f]{20}-[0-9a-z]+$/)
+    const n = newEventId()
+    expect(formatEventId(n)).toBe(formatEventId(n))
+    expect(formatEventId(n)).toMatch(/^[0-9a-f]{20}-[0-9a-z]+$/)
   })
 })
 

@@ -27,7 +27,7 @@ describe('POST /logs: accepted bodies', () => {
     await app.close()
     const [row] = await readJsonlTree(config.DATA_DIR)
     expect(row).toMatchObject({ message: 'hello', level: 'info', severity: 'INFO', service: 'unknown' })
-    // A random prefix per process and a counter (pipeline/enrich.ts, createIdSource).
+    // A random prefix per process and a counter (event.ts, newEventId).
     expect(row?.event_id).toMatch(/^[0-9a-f]{20}-[0-9a-z]+$/)
   })
 
