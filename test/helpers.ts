@@ -9,12 +9,24 @@ import { afterEach, expect } from 'vitest'
 import type { App } from '../src/app.js'
 import { type Config, loadConfig, type SinkKind } from '../src/config.js'
 import { createLogEvent, type LogEvent } from '../src/event.js'
+import type { PipelineOptions } from '../src/pipeline/index.js'
 import { startSinks } from '../src/sinks/index.js'
 import type { StartedSink } from '../src/sinks/sink.js'
 
 export { listFiles, readJsonlTree } from './jsonl-files.js'
 
 export const silentLogger = pino({ level: 'silent' })
+
+/** A pipeline's batching in tests: batches of 10 that flush only when full or asked, 100 entries buffered. */
+export const TEST_BATCHING: PipelineOptions['batching'] = {
+  instanceId: 'inst',
+  maxBatchEvents: 10,
+  maxBatchBytes: 1_000_000,
+  flushIntervalMs: 60_000,
+  maxBufferedEvents: 100,
+  maxBufferedBytes: 10_000_000,
+  concurrency: 2,
+}
 
 const tempDirs: string[] = []
 afterEach(async () => {

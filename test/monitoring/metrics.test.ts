@@ -10,7 +10,15 @@ import { createMetrics } from '../../src/metrics/index.js'
 import { Pipeline } from '../../src/pipeline/index.js'
 import type { Sink, StartedSink } from '../../src/sinks/sink.js'
 import { parseExposition, type Sample, sampleValue } from '../../src/top/exposition.js'
-import { makeEvents, postAccepted, silentLogger, tempDir, testConfig, until } from '../helpers.js'
+import {
+  makeEvents,
+  postAccepted,
+  silentLogger,
+  TEST_BATCHING,
+  tempDir,
+  testConfig,
+  until,
+} from '../helpers.js'
 
 const settings = { BUFFER_MAX_EVENTS: 100, BUFFER_MAX_BYTES: 10_000_000, SPOOL_DIR: '', SPOOL_MAX_BYTES: 0 }
 const sink = (id: string) => ({ component_kind: 'sink', component_id: id })
@@ -62,15 +70,7 @@ describe('metrics from the pipeline', () => {
     const all = [ok, picky, gone, failing, hanging]
     const pipeline = new Pipeline({
       sinks: all.map((s) => metrics.instrument(s.sink)),
-      batching: {
-        instanceId: 'inst',
-        maxBatchEvents: 10,
-        maxBatchBytes: 1_000_000,
-        flushIntervalMs: 60_000,
-        maxBufferedEvents: 100,
-        maxBufferedBytes: 10_000_000,
-        concurrency: 2,
-      },
+      batching: TEST_BATCHING,
       retry: { initialBackoffMs: 1, maxBackoffMs: 2, maxElapsedMs: 30, attemptTimeoutMs: 60_000 },
       deadLetter: createDeadLetterStore(join(await tempDir(), 'dead-letter')),
       logger: silentLogger,

@@ -14,7 +14,15 @@ import type { Batch, LogEvent } from '../../src/event.js'
 import { Pipeline, type PipelineOptions } from '../../src/pipeline/index.js'
 import type { Sink } from '../../src/sinks/sink.js'
 import { Spool } from '../../src/spool/index.js'
-import { catchError, listFiles, makeEvents, readJsonlTree, silentLogger, tempDir } from '../helpers.js'
+import {
+  catchError,
+  listFiles,
+  makeEvents,
+  readJsonlTree,
+  silentLogger,
+  TEST_BATCHING,
+  tempDir,
+} from '../helpers.js'
 import { refuseSeals } from '../spool/journal-faults.js'
 
 function recordingSink(name: string, write?: (batch: Batch) => Promise<void>) {
@@ -34,16 +42,7 @@ function recordingSink(name: string, write?: (batch: Batch) => Promise<void>) {
   return { sink, batches, isClosed: () => closed }
 }
 
-/** Batches of 10 that flush only when full or asked, quick retries: the tests' defaults. */
-const BATCHING: PipelineOptions['batching'] = {
-  instanceId: 'inst',
-  maxBatchEvents: 10,
-  maxBatchBytes: 1_000_000,
-  flushIntervalMs: 60_000,
-  maxBufferedEvents: 100,
-  maxBufferedBytes: 10_000_000,
-  concurrency: 2,
-}
+/** Quick retries: the tests' default (batching: TEST_BATCHING, test/helpers.ts). */
 const RETRY: PipelineOptions['retry'] = {
   initialBackoffMs: 1,
   maxBackoffMs: 5,
@@ -59,7 +58,7 @@ async function createPipeline(
   const deadLetterDir = options.deadLetterDir ?? join(await tempDir(), 'dead-letter')
   const pipeline = new Pipeline({
     sinks,
-    batching: { ...BATCHING, ...overrides },
+    batching: { ...TEST_BATCHING, ...overrides },
     retry: RETRY,
     deadLetter: createDeadLetterStore(deadLetterDir),
     logger: options.logger ?? silentLogger,
@@ -294,7 +293,7 @@ async function spooledPipeline(dir: string) {
   const pipeline = new Pipeline({
     sinks: [sink.sink],
     spool,
-    batching: BATCHING,
+    batching: TEST_BATCHING,
     retry: RETRY,
     deadLetter: createDeadLetterStore(join(dir, 'dead-letter')),
     logger: silentLogger,
