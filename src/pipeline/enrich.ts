@@ -106,33 +106,75 @@ function isEmptyObject(entry: Record<string, unknown>): boolean {
  * carries an event_id sidelog cannot use.
  */
 export function createEnricher(ctx: EnrichContext): Enricher {
-  const encode = (fields: [string, string][]): [name: string, pair: string][] =>
-    fields.map(([name, value]) => [name, `${JSON.stringify(name)}:${JSON.stringify(value)}`])
-  const identity = encode([
+  // Every field sidelog may add is written as one or more ready-made pieces (`,"name":value`), pushed onto an
+  // array and joined once per request: the request's output is the one string its Buffer is written from, with no
+  // string per added field or per line on the way (those were 60% of what a request allocated, and what the young
+  // generation allocates sets how often it is collected and how much of the requests in flight it promotes).
+  const pair = (name: string, value: string) => `,${JSON.stringify(name)}:${JSON.stringify(value)}`
+  const fieldsOf = (fields: [string, string][]) => ({
+    names: fields.map(([name]) => name),
+    pieces: fields.map(([name, value]) => pair(name, value)),
+    all: fields.map(([name, value]) => pair(name, value)).join(''),
+  })
+  const identity = fieldsOf([
     ['service', ctx.service],
     ['revision', ctx.revision],
     ['host', ctx.host],
   ])
-  const labels = encode(Object.entries(ctx.labels))
-  const addMissing = (entry: Record<string, unknown>, fields: [string, string][]) => {
-    let added = ''
-    for (const [name, pair] of fields) {
-      if (!Object.hasOwn(entry, name)) added += `,${pair}`
+  const labels = fieldsOf(Object.entries(ctx.labels))
+  /** Pushes the pieces of `fields` the entry lacks: all of them at once in the usual case, where it has none. */
+  const addMissing = (
+    entry: Record<string, unknown>,
+    fields: ReturnType<typeof fieldsOf>,
+    parts: string[],
+  ) => {
+    const { names, pieces } = fields
+    let missing = 0
+    for (let k = 0; k < names.length; k++) if (!Object.hasOwn(entry, names[k] as string)) missing++
+    if (missing === names.length) {
+      if (missing > 0) parts.push(fields.all)
+      return
     }
-    return added
+    for (let k = 0; k < names.length; k++) {
+      if (!Object.hasOwn(entry, names[k] as string)) parts.push(pieces[k] as string)
+    }
+  }
+  /** The built-in event id's piece up to its counter: the counter's base-36 digits and `"` follow. */
+  const builtInIdHead = `,"event_id":"${formatEventId(0).slice(0, -1)}`
+  // Severity names, ISO times and hex ids contain nothing JSON would escape: their pieces are spliced as they are.
+  const severityPieces = new Map<string, string>()
+  const severityPiece = (severity: string) => {
+    let piece = severityPieces.get(severity)
+    if (piece === undefined) {
+      piece = `,"severity":"${severity}"`
+      severityPieces.set(severity, piece)
+    }
+    return piece
+  }
+  // The pieces that depend on the time a request was received, made once for all its entries (and for the
+  // requests received in the same millisecond).
+  let receivedFor = ''
+  let processedAtPiece = ''
+  let receivedTimestampPiece = ''
+  const setReceivedAt = (receivedAt: string) => {
+    if (receivedAt === receivedFor) return
+    receivedFor = receivedAt
+    processedAtPiece = `,"processed_at":"${receivedAt}"`
+    receivedTimestampPiece = `,"timestamp":"${receivedAt}"`
   }
   // Entries of one request often share their `time`: its ISO form is computed once per distinct value.
   let lastTime: unknown
-  let lastTimestamp = ''
-  const timestampFor = (entry: Record<string, unknown>, receivedAt: string) => {
+  let lastTimestampPiece = ''
+  const timestampPiece = (entry: Record<string, unknown>, receivedAt: string) => {
     const time = entry.time
-    if (time === undefined) return receivedAt
+    if (time === undefined) return receivedTimestampPiece
     if (time !== lastTime) {
-      lastTimestamp = timestampOf(entry, receivedAt)
+      const timestamp = timestampOf(entry, receivedAt)
       // Only a valid time is cached: an invalid one falls back to the request's own time.
-      lastTime = lastTimestamp === receivedAt ? undefined : time
+      lastTime = timestamp === receivedAt ? undefined : time
+      lastTimestampPiece = timestamp === receivedAt ? receivedTimestampPiece : `,"timestamp":"${timestamp}"`
     }
-    return lastTimestamp
+    return lastTimestampPiece
   }
   // Project ids and hex ids need no JSON escaping: the trace field is spliced as is.
   const tracePrefix = ctx.project ? `projects/${ctx.project}/traces/` : ''
@@ -141,8 +183,9 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     (ids.spanId === undefined || hasSpan ? '' : `,"${SPAN_FIELD}":"${ids.spanId}"`)
 
   /**
-   * What entry `i` becomes: its id (or the built-in counter's number for it) and its line, spliced or encoded.
-   * Throws InputError naming `placeOf(i)`.
+   * Pushes entry `i`'s line (without its newline) onto `parts` as pieces, its JSON as received (or encoded) with the
+   * added fields spliced in before its closing brace, and returns its id (or the built-in counter's number for it).
+   * `setReceivedAt(receivedAt)` must have been called. Throws InputError naming `placeOf(i)`.
    */
   const enrichLine = (
     entry: Record<string, unknown>,
@@ -152,7 +195,8 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     request: RequestContext | undefined,
     givenId: string | undefined,
     text: string | undefined,
-  ): [id: string | number, line: string] => {
+    parts: string[],
+  ): string | number => {
     let json: string
     if (text !== undefined && text.length < SHALLOW_ENOUGH_CHARS) {
       json = text
@@ -177,17 +221,18 @@ export function createEnricher(ctx: EnrichContext): Enricher {
       )
     }
 
+    const head = parts.length
+    parts.push(json)
     let id: unknown = entry.event_id
-    let added = ''
     if (id === undefined) {
       if (givenId === undefined && !ctx.newId) {
         // The built-in ids stay numbers until asked for (ChunkEvent). They are hex, a dash and base 36: nothing to
         // escape.
         id = newEventId()
-        added += `,"event_id":"${formatEventId(id as number)}"`
+        parts.push(builtInIdHead, (id as number).toString(36), '"')
       } else {
         id = givenId ?? (ctx.newId as () => string)()
-        added += `,"event_id":${JSON.stringify(id)}`
+        parts.push(',"event_id":', JSON.stringify(id))
       }
     } else if (
       typeof id !== 'string' ||
@@ -203,36 +248,40 @@ export function createEnricher(ctx: EnrichContext): Enricher {
         placeOf(i),
       )
     }
-    added += addMissing(entry, identity)
-    // ISO 8601 strings and severity names contain nothing JSON would escape.
-    if (!Object.hasOwn(entry, 'processed_at')) added += `,"processed_at":"${receivedAt}"`
-    if (!Object.hasOwn(entry, 'timestamp')) added += `,"timestamp":"${timestampFor(entry, receivedAt)}"`
+    addMissing(entry, identity, parts)
+    if (!Object.hasOwn(entry, 'processed_at')) parts.push(processedAtPiece)
+    if (!Object.hasOwn(entry, 'timestamp')) parts.push(timestampPiece(entry, receivedAt))
     const severity = Object.hasOwn(entry, 'severity') ? undefined : severityOf(entry.level)
-    if (severity !== undefined) added += `,"severity":"${severity}"`
+    if (severity !== undefined) parts.push(severityPiece(severity))
     // Cloud Logging shows `message`; pino, Go's slog and many others write `msg`. Only a string is copied, so this
     // costs a stringify of one field, never of the entry.
     if (typeof entry.msg === 'string' && !Object.hasOwn(entry, 'message')) {
-      added += `,"message":${JSON.stringify(entry.msg)}`
+      parts.push(',"message":', JSON.stringify(entry.msg))
     }
     if (!Object.hasOwn(entry, TRACE_FIELD)) {
       const ids = parseTraceparent(entry.traceparent) ?? otelIdsOf(entry) ?? request?.trace
-      if (ids) added += traceFields(ids, Object.hasOwn(entry, SPAN_FIELD))
+      if (ids) parts.push(traceFields(ids, Object.hasOwn(entry, SPAN_FIELD)))
     }
-    added += addMissing(entry, labels)
+    addMissing(entry, labels, parts)
 
-    if (added === '') return [id as string | number, json]
-    // Splice the added fields into the serialised object instead of copying it.
-    return [
-      id as string | number,
-      isEmptyObject(entry) ? `{${added.slice(1)}}` : `${json.slice(0, -1)}${added}}`,
-    ]
+    if (parts.length === head + 1) return id as string | number
+    // Splice the added fields into the serialised object instead of copying it: its closing brace goes last.
+    if (isEmptyObject(entry)) {
+      parts[head] = '{'
+      parts[head + 1] = (parts[head + 1] as string).slice(1)
+    } else {
+      parts[head] = json.slice(0, -1)
+    }
+    parts.push('}')
+    return id as string | number
   }
 
   const enrichRequest: RequestEnricher = (entries, texts, receivedAt, placeOf, request, idOf) => {
+    setReceivedAt(receivedAt)
     const ids: (string | number)[] = new Array(entries.length)
-    const lines: string[] = new Array(entries.length)
+    const parts: string[] = []
     for (let i = 0; i < entries.length; i++) {
-      const [id, line] = enrichLine(
+      ids[i] = enrichLine(
         entries[i] as Record<string, unknown>,
         receivedAt,
         placeOf,
@@ -240,29 +289,29 @@ export function createEnricher(ctx: EnrichContext): Enricher {
         request,
         idOf?.(i),
         texts[i],
+        parts,
       )
-      ids[i] = id
-      lines[i] = line
+      parts.push('\n')
     }
     // The request's lines go into one Buffer, each followed by its newline, and each event points into it (see
     // ChunkEvent): one copy per request, and nothing of the text left on the JavaScript heap once the request is
-    // answered. When the text is all ASCII, as logs nearly always are, each line's UTF-8 size is its length, and
-    // the copy is a plain one.
-    const all = lines.join('\n')
-    const size = Buffer.byteLength(all) + 1
-    const ascii = size === all.length + 1
+    // answered. When the text is all ASCII, as logs nearly always are, its UTF-8 is its characters, and the copy is
+    // a plain one.
+    const all = parts.join('')
+    const size = Buffer.byteLength(all)
+    const ascii = size === all.length
     // Its own allocation, never a slice of Node's shared 8 KiB pool: a small chunk there would keep the whole block
     // (and whatever was made and freed around it, such as a spool's records) alive while its entries wait.
     const chunk = Buffer.allocUnsafeSlow(size)
     chunk.write(all, 0, ascii ? 'latin1' : 'utf8')
-    chunk[size - 1] = 10
+    // No line holds a raw newline (JSON escapes it in strings; a text over several lines is encoded again), so the
+    // newlines are where the lines end: found in the string's characters when they are the bytes, else in the bytes.
     const events: LogEvent[] = new Array(entries.length)
     let at = 0
     for (let i = 0; i < entries.length; i++) {
-      const line = lines[i] as string
-      const bytes = (ascii ? line.length : Buffer.byteLength(line)) + 1
-      events[i] = new ChunkEvent(ids[i] as string | number, chunk, at, bytes)
-      at += bytes
+      const end = (ascii ? all.indexOf('\n', at) : chunk.indexOf(10, at)) + 1
+      events[i] = new ChunkEvent(ids[i] as string | number, chunk, at, end - at)
+      at = end
     }
     return events
   }
@@ -275,10 +324,10 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     givenId?: string,
     text?: string,
   ): LogEvent => {
-    const [id, line] = enrichLine(entry, receivedAt, () => where, 0, request, givenId, text)
-    // createLogEvent measures the line, which flattens it: it then holds its own characters, not the request body
-    // it was cut from.
-    return createLogEvent(typeof id === 'number' ? formatEventId(id) : id, line)
+    setReceivedAt(receivedAt)
+    const parts: string[] = []
+    const id = enrichLine(entry, receivedAt, () => where, 0, request, givenId, text, parts)
+    return createLogEvent(typeof id === 'number' ? formatEventId(id) : id, parts.join(''))
   }
   return Object.assign(enrich, { request: enrichRequest })
 }

@@ -274,7 +274,7 @@ describe("createEnricher: Cloud Logging's fields", () => {
 
 describe('createEnricher: a whole request at once', () => {
   const entryArb = fc.dictionary(
-    fc.constantFrom('msg', 'level', 'time', 'event_id', 'service', 'trace_id', 'x', 'é', 'n'),
+    fc.constantFrom('msg', 'level', 'time', 'event_id', 'service', 'host', 'env', 'trace_id', 'x', 'é', 'n'),
     fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.integer(), fc.constant(null)),
     { maxKeys: 5 },
   )
@@ -309,9 +309,21 @@ describe('createEnricher: a whole request at once', () => {
         }
         const plain = (events: LogEvent[]) => events.map(({ id, line, bytes }) => ({ id, line, bytes }))
         expect(plain(actual as LogEvent[])).toEqual(plain(expected as LogEvent[]))
-        for (const event of actual as LogEvent[]) {
+        ;(actual as LogEvent[]).forEach((event, i) => {
           expect(event.bytes).toBe(Buffer.byteLength(event.line) + 1)
-        }
+          // Independently of how the line was put together: every field the entry had, as it was, and the ones
+          // sidelog adds wherever the entry lacked them (the entry's own first, in its order).
+          const entry = entries[i] as Record<string, unknown>
+          const parsed = JSON.parse(event.line) as Record<string, unknown>
+          expect(Object.keys(parsed).slice(0, Object.keys(entry).length)).toEqual(Object.keys(entry))
+          for (const [name, value] of Object.entries(entry)) expect(parsed[name]).toEqual(value)
+          const added = { service: 'checkout', revision: 'checkout-00042', host: 'host-1', env: 'prod' }
+          for (const [name, value] of Object.entries(added)) {
+            if (!Object.hasOwn(entry, name)) expect(parsed[name]).toBe(value)
+          }
+          if (!Object.hasOwn(entry, 'processed_at')) expect(parsed.processed_at).toBe(receivedAt)
+          expect(parsed.event_id).toBe(event.id)
+        })
         // Written as JSONL, the request's events are its lines, each with its newline, whatever their characters.
         const jsonl = encodeJsonlBuffer(actual as LogEvent[]).toString()
         expect(jsonl).toBe((expected as LogEvent[]).map((e) => `${e.line}\n`).join(''))
