@@ -155,6 +155,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     maxBodyBytes: config.MAX_BODY_BYTES,
     maxInflightBytes: config.MAX_INFLIGHT_BYTES,
     retryAfterMs: RETRY_AFTER_MS,
+    fullWaitMs: config.BUFFER_FULL_WAIT * 1000,
     enrich,
     idempotency,
   })

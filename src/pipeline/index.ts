@@ -60,6 +60,8 @@ export class Pipeline {
   private lastAccepted = 0
   /** Per lane, at the deadline: entries taken back unsent that stay with the input (the spool). */
   private readonly keptAtDeadline = new Map<Lane, number>()
+  /** Requests waiting for room (see whenNotSaturated): woken when a batch finishes, or when accepting stops. */
+  private readonly waiters = new Set<() => void>()
 
   constructor(private readonly options: PipelineOptions) {
     const { spool, logger, retryAfterMs, batching } = options
@@ -82,7 +84,10 @@ export class Pipeline {
         deadline: this.deadline.signal,
         ...(options.observer ? { observer: options.observer } : {}),
         ...(journal ? { journal } : {}),
-        onRoom: () => this.input.onRoom(lane),
+        onRoom: () => {
+          this.input.onRoom(lane)
+          this.wakeWaiters()
+        },
       })
       return lane
     })
@@ -142,6 +147,47 @@ export class Pipeline {
     this.input.assertNotSaturated()
   }
 
+  /**
+   * Waits, at most `maxWaitMs`, until a request would not be refused before its body is read; rejects with the
+   * refusal (QueueFullError, or ShuttingDownError once accepting stops) if it still would be by then. Only a buffer
+   * full in memory, of sinks that are delivering, is waited on: their batches finish and make room within moments,
+   * so a burst above what the sink writes at once is taken a little later instead of refused. A full spool, or a
+   * sink that is failing, is refused at once, as a wait would not change the answer. Nothing of the request is held
+   * meanwhile: its body stays unread (TCP holds it back at the client).
+   */
+  async whenNotSaturated(maxWaitMs: number): Promise<void> {
+    const deadline = performance.now() + maxWaitMs
+    for (;;) {
+      if (!this.accepting) throw new ShuttingDownError()
+      try {
+        this.input.assertNotSaturated()
+        return
+      } catch (err) {
+        const left = deadline - performance.now()
+        if (left <= 0 || this.spoolInput || !this.saturatedLanesDelivering()) throw err
+        await new Promise<void>((resolve) => {
+          const wake = () => {
+            clearTimeout(timer)
+            this.waiters.delete(wake)
+            resolve()
+          }
+          const timer = setTimeout(wake, left)
+          this.waiters.add(wake)
+        })
+      }
+    }
+  }
+
+  /** Whether every sink whose buffer is saturated is delivering (its last attempt did not fail). */
+  private saturatedLanesDelivering(): boolean {
+    return this.lanes.every((lane) => !lane.batcher.isSaturated || lane.stats.healthy)
+  }
+
+  private wakeWaiters(): void {
+    if (this.waiters.size === 0) return
+    for (const wake of [...this.waiters]) wake()
+  }
+
   get isAccepting(): boolean {
     return this.accepting
   }
@@ -183,6 +229,7 @@ export class Pipeline {
   /** Stops accepting (new requests get 503); what is already accepted is still delivered by drain(). */
   stopAccepting(): void {
     this.accepting = false
+    this.wakeWaiters()
   }
 
   /** When an entry was last taken (performance.now()): the shutdown's accept window ends after a quiet spell. */

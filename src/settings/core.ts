@@ -89,6 +89,14 @@ export const coreSettings = {
     16 * 1024 ** 3,
     'Bytes each sink may hold; past it requests get 429.',
   ),
+  BUFFER_FULL_WAIT: Type.Number({
+    default: 1,
+    minimum: 0,
+    maximum: 60,
+    description:
+      'How long a POST /logs waits for room when a buffer is full but its sink is delivering, before it gets 429 BUFFER_FULL; 0 answers at once. The body stays unread meanwhile. A failing sink or a full spool gets 429 at once.',
+    accepts: 'a number of seconds from 0 to 60 (fractions allowed, e.g. 0.5)',
+  }),
   MAX_BODY_BYTES: bytes(
     '5MiB',
     1024,

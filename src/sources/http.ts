@@ -18,6 +18,8 @@ export interface HttpSourceOptions {
   readonly maxInflightBytes: number
   /** Retry-After given with a 429. */
   readonly retryAfterMs: number
+  /** How long a request waits for room in a full buffer that a delivering sink is emptying (BUFFER_FULL_WAIT). */
+  readonly fullWaitMs: number
   /** Honours Idempotency-Key when given (see idempotency.ts). */
   readonly idempotency?: IdempotencyStore
 }
@@ -61,7 +63,7 @@ function enrichBody(
 }
 
 export function registerHttpSource(app: FastifyInstance, options: HttpSourceOptions): void {
-  const { pipeline, enrich, maxBodyBytes, maxInflightBytes, retryAfterMs, idempotency } = options
+  const { pipeline, enrich, maxBodyBytes, maxInflightBytes, retryAfterMs, fullWaitMs, idempotency } = options
   const inflight: Inflight = { bytes: 0 }
 
   // Encapsulated: these parsers and the gzip hook apply to /logs only.
@@ -83,16 +85,22 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     // Before the body is read: a draining or saturated sidecar refuses at once, at the cost of a header parse.
     scope.addHook('onRequest', (request, _reply, done) => {
       if (!pipeline.isAccepting) return done(new ShuttingDownError())
+      const admit = () => {
+        // Only bytes that have arrived count: a client that announces a large body and sends nothing holds nothing
+        // (reserving the announced size let 16 idle connections shut everyone out until REQUEST_TIMEOUT).
+        if (inflight.bytes >= maxInflightBytes) return done(inflightFull(inflight.bytes, retryAfterMs))
+        request.inflightHold = { held: 0 }
+        done()
+      }
       try {
         pipeline.assertNotSaturated()
       } catch (err) {
-        return done(err as Error)
+        // A buffer that a delivering sink is emptying is waited on (BUFFER_FULL_WAIT), with the body still unread.
+        if (fullWaitMs === 0) return done(err as Error)
+        pipeline.whenNotSaturated(fullWaitMs).then(admit, done)
+        return
       }
-      // Only bytes that have arrived count: a client that announces a large body and sends nothing holds nothing
-      // (reserving the announced size let 16 idle connections shut everyone out until REQUEST_TIMEOUT).
-      if (inflight.bytes >= maxInflightBytes) return done(inflightFull(inflight.bytes, retryAfterMs))
-      request.inflightHold = { held: 0 }
-      done()
+      admit()
     })
 
     scope.addHook('preParsing', (request, _reply, payload, done) => {

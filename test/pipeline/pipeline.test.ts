@@ -110,6 +110,81 @@ describe('Pipeline', () => {
     expect(fast.batches.flatMap((b) => b.events).some((e) => e.id.startsWith('second'))).toBe(false)
   })
 
+  describe('whenNotSaturated: a full buffer that a delivering sink is emptying is waited on', () => {
+    afterEach(() => {
+      vi.useRealTimers()
+    })
+
+    /** A sink whose writes finish when the test says, one at a time. */
+    function gatedSink(name: string) {
+      const gates: (() => void)[] = []
+      const sink = recordingSink(name, () => new Promise<void>((resolve) => gates.push(resolve)))
+      return { ...sink, finishOne: () => gates.shift()?.(), pending: () => gates.length }
+    }
+
+    it('resolves as soon as a batch finishes and makes room, without waiting out its time', async () => {
+      const gated = gatedSink('a')
+      const { pipeline } = await createPipeline([gated.sink], { maxBufferedEvents: 20 })
+      pipeline.accept(makeEvents(20))
+      expect(() => pipeline.assertNotSaturated()).toThrow(QueueFullError)
+      let settled: string | undefined
+      const waiting = pipeline.whenNotSaturated(3_600_000).then(
+        () => (settled = 'room'),
+        (err: Error) => (settled = err.name),
+      )
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(settled).toBeUndefined()
+      expect(gated.pending()).toBe(2)
+      gated.finishOne()
+      await waiting
+      expect(settled).toBe('room')
+      expect(pipeline.stats().a?.buffered_events).toBe(10)
+      gated.finishOne()
+      await pipeline.drain(60_000)
+    })
+
+    it('refuses with the full buffer once its time is out, and at once for a sink that is failing', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] })
+      const gated = gatedSink('a')
+      const { pipeline } = await createPipeline([gated.sink], { maxBufferedEvents: 20 })
+      pipeline.accept(makeEvents(20))
+      const waited = pipeline.whenNotSaturated(1000).catch((err: unknown) => err)
+      await vi.advanceTimersByTimeAsync(999)
+      let outcome: unknown
+      void waited.then((err) => (outcome = err))
+      await Promise.resolve()
+      expect(outcome).toBeUndefined()
+      await vi.advanceTimersByTimeAsync(1)
+      expect(await waited).toBeInstanceOf(QueueFullError)
+
+      // A sink whose last attempt failed is not emptying its buffer: no wait changes the answer.
+      const failing = recordingSink('b', async () => {
+        throw new Error('503 from the destination')
+      })
+      const second = await createPipeline([failing.sink], { maxBufferedEvents: 20 })
+      second.pipeline.accept(makeEvents(20))
+      await vi.advanceTimersByTimeAsync(0)
+      expect(second.pipeline.stats().b?.healthy).toBe(false)
+      const started = performance.now()
+      expect(await second.pipeline.whenNotSaturated(1000).catch((err: unknown) => err)).toBeInstanceOf(
+        QueueFullError,
+      )
+      expect(performance.now() - started).toBe(0)
+    })
+
+    it('answers a waiting request 503 as soon as accepting stops', async () => {
+      const gated = gatedSink('a')
+      const { pipeline } = await createPipeline([gated.sink], { maxBufferedEvents: 20 })
+      pipeline.accept(makeEvents(20))
+      const waited = pipeline.whenNotSaturated(3_600_000).catch((err: unknown) => err)
+      pipeline.stopAccepting()
+      expect(await waited).toBeInstanceOf(ShuttingDownError)
+      gated.finishOne()
+      gated.finishOne()
+      await pipeline.drain(60_000)
+    })
+  })
+
   it('refuses with 413 a request that could never fit the buffer', async () => {
     const { pipeline } = await createPipeline([recordingSink('a').sink], { maxBufferedEvents: 10 })
     const error = catchError(() => pipeline.accept(makeEvents(11)))

@@ -259,13 +259,34 @@ describe('POST /logs: back-pressure and shutdown', () => {
     expect((await readJsonlTree(config.DATA_DIR)).map((r) => r.n)).toEqual([1, 2, 3, 4, 5, 6])
   })
 
-  it('429 before reading the body while a sink is saturated', async () => {
-    const { app } = await startApp({ BATCH_SIZE: '10', BUFFER_MAX_EVENTS: '10', FLUSH_INTERVAL: '3600' })
+  it('429 before reading the body while a sink is saturated (BUFFER_FULL_WAIT=0)', async () => {
+    const { app } = await startApp({
+      BATCH_SIZE: '10',
+      BUFFER_MAX_EVENTS: '10',
+      FLUSH_INTERVAL: '3600',
+      BUFFER_FULL_WAIT: '0',
+    })
     expect((await post(app, '{"n":1}\n'.repeat(10), NDJSON_TYPE)).statusCode).toBe(202)
     // Malformed on purpose: a 429 rather than a 400 shows the body was never parsed.
     const res = await post(app, '{not json', NDJSON_TYPE)
     expect(res.statusCode).toBe(429)
     expect(res.headers['retry-after']).toBe('1')
+    await app.close()
+  })
+
+  it('takes a request that met a full buffer once the sink has written a batch, instead of 429', async () => {
+    // Generous: the wait ends when the file sink's write does, which is what this asserts.
+    const { app } = await startApp({
+      BATCH_SIZE: '10',
+      BUFFER_MAX_EVENTS: '10',
+      FLUSH_INTERVAL: '3600',
+      BUFFER_FULL_WAIT: '60',
+    })
+    expect((await post(app, '{"n":1}\n'.repeat(10), NDJSON_TYPE)).statusCode).toBe(202)
+    expect(() => app.pipeline.assertNotSaturated()).toThrow(/buffer of sink "file" is full/)
+    const res = await post(app, '{"n":2}', NDJSON_TYPE)
+    expect(res.statusCode).toBe(202)
+    expect(app.pipeline.stats().file).toMatchObject({ delivered_events: 10, buffered_events: 1 })
     await app.close()
   })
 

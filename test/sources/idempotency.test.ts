@@ -93,6 +93,8 @@ describe('Idempotency-Key on POST /logs', () => {
       BUFFER_MAX_EVENTS: '2',
       BATCH_SIZE: '2',
       FLUSH_INTERVAL: '3600',
+      // Refused at once rather than after the batch's write makes room.
+      BUFFER_FULL_WAIT: '0',
     })
     const broken = await post(app, '{"tag":', 'key-5')
     expect(broken.statusCode).toBe(400)
