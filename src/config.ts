@@ -44,6 +44,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       problems.push(`${name}=${JSON.stringify(raw)} is not valid: expected ${schema.accepts}`)
     }
   }
+  // BUFFER_FULL_WAIT's default gives way to a short REQUEST_TIMEOUT: only a wait someone set can contradict it.
+  if (problems.length === 0 && (env.BUFFER_FULL_WAIT ?? '') === '') {
+    decoded.BUFFER_FULL_WAIT = Math.min(
+      decoded.BUFFER_FULL_WAIT as number,
+      (decoded.REQUEST_TIMEOUT as number) / 2,
+    )
+  }
   if (problems.length === 0) problems.push(...crossCheck(decoded as Config))
   if (problems.length > 0) {
     throw new ConfigError(
@@ -89,6 +96,11 @@ function crossCheck(c: Config): string[] {
   order('MAX_BODY_BYTES', 'MAX_INFLIGHT_BYTES', 'one request body must fit in what may be in flight')
   order('RETRY_INITIAL_BACKOFF', 'RETRY_MAX_BACKOFF', 'the first delay cannot be above the largest')
   if (c.SPOOL_DIR) order('BUFFER_MAX_BYTES', 'SPOOL_MAX_BYTES', 'the spool must hold a full buffer')
+  if (c.BUFFER_FULL_WAIT >= c.REQUEST_TIMEOUT) {
+    problems.push(
+      `BUFFER_FULL_WAIT (${c.BUFFER_FULL_WAIT}) must be less than REQUEST_TIMEOUT (${c.REQUEST_TIMEOUT}): a request still waiting for room when its time runs out would be closed (408) instead of answered 429`,
+    )
+  }
   if (c.ADMIN_PORT !== undefined && c.ADMIN_PORT !== 0 && c.ADMIN_PORT === c.SIDELOG_PORT) {
     problems.push(
       `ADMIN_PORT (${c.ADMIN_PORT}) must differ from SIDELOG_PORT: the admin listener is a second port`,

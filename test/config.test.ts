@@ -96,6 +96,13 @@ describe('loadConfig', () => {
     )
     // A sink's own setting only matters when that sink is configured.
     expect(() => loadConfig({ SINKS: 'file', GCS_BATCH_BYTES: '64MiB' })).not.toThrow()
+    expect(() => loadConfig({ BUFFER_FULL_WAIT: '30', REQUEST_TIMEOUT: '30' })).toThrow(
+      /BUFFER_FULL_WAIT \(30\) must be less than REQUEST_TIMEOUT \(30\): a request still waiting for room/,
+    )
+    expect(() => loadConfig({ BUFFER_FULL_WAIT: '0.5', REQUEST_TIMEOUT: '1' })).not.toThrow()
+    // Its default (1 s) gives way to a short REQUEST_TIMEOUT that someone set.
+    expect(loadConfig({ REQUEST_TIMEOUT: '1' }).BUFFER_FULL_WAIT).toBe(0.5)
+    expect(loadConfig({}).BUFFER_FULL_WAIT).toBe(1)
   })
 
   it('rejects malformed labels', () => {

@@ -152,8 +152,8 @@ export class Pipeline {
    * refusal (QueueFullError, or ShuttingDownError once accepting stops) if it still would be by then. Only a buffer
    * full in memory, of sinks that are delivering, is waited on: their batches finish and make room within moments,
    * so a burst above what the sink writes at once is taken a little later instead of refused. A full spool, or a
-   * sink that is failing, is refused at once, as a wait would not change the answer. Nothing of the request is held
-   * meanwhile: its body stays unread (TCP holds it back at the client).
+   * sink that is failing, is refused at once, as a wait would not change the answer. No entry of the request is held
+   * meanwhile: its body is not read yet (the source counts what Node buffers of it, see sources/http.ts).
    */
   async whenNotSaturated(maxWaitMs: number): Promise<void> {
     const deadline = performance.now() + maxWaitMs

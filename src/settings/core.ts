@@ -94,7 +94,7 @@ export const coreSettings = {
     minimum: 0,
     maximum: 60,
     description:
-      'How long a POST /logs waits for room when a buffer is full but its sink is delivering, before it gets 429 BUFFER_FULL; 0 answers at once. The body stays unread meanwhile. A failing sink or a full spool gets 429 at once.',
+      'How long a POST /logs waits for room when a buffer is full but its sink is delivering, before it gets 429 BUFFER_FULL; 0 answers at once. The body stays unread meanwhile. A failing sink or a full spool gets 429 at once. Must be less than REQUEST_TIMEOUT; unset, at most half of it.',
     accepts: 'a number of seconds from 0 to 60 (fractions allowed, e.g. 0.5)',
   }),
   MAX_BODY_BYTES: bytes(

@@ -31,6 +31,12 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * What a request waiting for room (BUFFER_FULL_WAIT) may hold of its body before it is read: Node reads up to 64 KiB
+ * from the socket at a time, and TCP holds back the rest.
+ */
+const WAITING_REQUEST_BYTES = 64 * 1024
+
 type Format = 'json' | 'ndjson'
 interface RawBody {
   readonly format: Format
@@ -95,9 +101,26 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       try {
         pipeline.assertNotSaturated()
       } catch (err) {
-        // A buffer that a delivering sink is emptying is waited on (BUFFER_FULL_WAIT), with the body still unread.
-        if (fullWaitMs === 0) return done(err as Error)
-        pipeline.whenNotSaturated(fullWaitMs).then(admit, done)
+        // A buffer that a delivering sink is emptying is waited on (BUFFER_FULL_WAIT), with the body unread but for
+        // what Node has read from the socket before TCP holds the rest back: that much is counted as in flight
+        // while the request waits, so that the waiting requests together stay inside MAX_INFLIGHT_BYTES.
+        if (fullWaitMs === 0 || inflight.bytes + WAITING_REQUEST_BYTES > maxInflightBytes) {
+          return done(err as Error)
+        }
+        inflight.bytes += WAITING_REQUEST_BYTES
+        const waited = () => {
+          inflight.bytes -= WAITING_REQUEST_BYTES
+        }
+        pipeline.whenNotSaturated(fullWaitMs).then(
+          () => {
+            waited()
+            admit()
+          },
+          (refusal: Error) => {
+            waited()
+            done(refusal)
+          },
+        )
         return
       }
       admit()

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises'
 import { PassThrough } from 'node:stream'
 import { gzipSync } from 'node:zlib'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { type App, createApp } from '../../src/app.js'
+import { QueueFullError } from '../../src/errors.js'
 import { listFiles, readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
 
 async function startApp(env: Record<string, string> = {}) {
@@ -280,13 +281,44 @@ describe('POST /logs: back-pressure and shutdown', () => {
       BATCH_SIZE: '10',
       BUFFER_MAX_EVENTS: '10',
       FLUSH_INTERVAL: '3600',
-      BUFFER_FULL_WAIT: '60',
+      BUFFER_FULL_WAIT: '20',
     })
     expect((await post(app, '{"n":1}\n'.repeat(10), NDJSON_TYPE)).statusCode).toBe(202)
     expect(() => app.pipeline.assertNotSaturated()).toThrow(/buffer of sink "file" is full/)
     const res = await post(app, '{"n":2}', NDJSON_TYPE)
     expect(res.statusCode).toBe(202)
     expect(app.pipeline.stats().file).toMatchObject({ delivered_events: 10, buffered_events: 1 })
+    await app.close()
+  })
+
+  it('counts a waiting request against MAX_INFLIGHT_BYTES: past it, 429 at once; the count is given back', async () => {
+    const { app } = await startApp({ MAX_BODY_BYTES: '64KiB', MAX_INFLIGHT_BYTES: '100KiB' })
+    // A saturated buffer that the test empties when it says: the first request waits, holding 64 KiB of the 100.
+    let full = true
+    let makeRoom: () => void = () => {}
+    vi.spyOn(app.pipeline, 'assertNotSaturated').mockImplementation(() => {
+      if (full) throw new QueueFullError('the buffer of sink "file" is full', 1000)
+    })
+    vi.spyOn(app.pipeline, 'whenNotSaturated').mockImplementation(
+      () =>
+        new Promise<void>((resolve) => {
+          makeRoom = () => {
+            full = false
+            resolve()
+          }
+        }),
+    )
+    const waiting = post(app, '{"n":1}', NDJSON_TYPE)
+    await vi.waitFor(() => expect(app.pipeline.whenNotSaturated).toHaveBeenCalledTimes(1))
+    const second = await post(app, '{"n":2}', NDJSON_TYPE)
+    expect(second.statusCode).toBe(429)
+    expect(second.json()).toMatchObject({ error: 'BUFFER_FULL' })
+    expect(app.pipeline.whenNotSaturated).toHaveBeenCalledTimes(1)
+    makeRoom()
+    expect((await waiting).statusCode).toBe(202)
+    // The 64 KiB came back: a body of 64 KiB (all that MAX_INFLIGHT_BYTES leaves room for besides) is taken.
+    const big = `{"pad":"${'x'.repeat(64 * 1024 - 20)}"}`
+    expect((await post(app, big, NDJSON_TYPE)).statusCode).toBe(202)
     await app.close()
   })
 
