@@ -44,13 +44,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       problems.push(`${name}=${JSON.stringify(raw)} is not valid: expected ${schema.accepts}`)
     }
   }
-  // BUFFER_FULL_WAIT's default gives way to a short REQUEST_TIMEOUT: only a wait someone set can contradict it.
-  if (problems.length === 0 && (env.BUFFER_FULL_WAIT ?? '') === '') {
-    decoded.BUFFER_FULL_WAIT = Math.min(
-      decoded.BUFFER_FULL_WAIT as number,
-      (decoded.REQUEST_TIMEOUT as number) / 2,
-    )
-  }
   if (problems.length === 0) problems.push(...crossCheck(decoded as Config))
   if (problems.length > 0) {
     throw new ConfigError(

@@ -172,6 +172,39 @@ describe('Pipeline', () => {
       expect(performance.now() - started).toBe(0)
     })
 
+    it('wakes, in order, only as many waiting requests as the room can take, and more as they are taken', async () => {
+      const gated = gatedSink('a')
+      const { pipeline } = await createPipeline([gated.sink], { maxBufferedEvents: 20 })
+      pipeline.accept(makeEvents(10, 'r1-'))
+      pipeline.accept(makeEvents(10, 'r2-'))
+      const woken: number[] = []
+      const waiting = Array.from({ length: 5 }, (_, i) =>
+        pipeline.whenNotSaturated(3_600_000).then(() => woken.push(i)),
+      )
+      const settle = () => new Promise((resolve) => setImmediate(resolve))
+      await settle()
+      expect(woken).toEqual([])
+      // One batch of 10 written: room for one request of the size they have been (10), and the first waiter has it.
+      gated.finishOne()
+      await settle()
+      expect(woken).toEqual([0])
+      // It takes the room: the buffer is full again, and no one else is woken until the next batch is written.
+      pipeline.accept(makeEvents(10, 'w0-'))
+      await settle()
+      expect(woken).toEqual([0])
+      gated.finishOne()
+      await settle()
+      expect(woken).toEqual([0, 1])
+      // A request smaller than the room leaves some: the next waiter goes in at once.
+      pipeline.accept(makeEvents(2, 'w1-'))
+      await settle()
+      expect(woken).toEqual([0, 1, 2])
+      pipeline.stopAccepting()
+      await Promise.allSettled(waiting)
+      for (let i = 0; i < 4; i++) gated.finishOne()
+      await pipeline.drain(60_000)
+    })
+
     it('answers a waiting request 503 as soon as accepting stops', async () => {
       const gated = gatedSink('a')
       const { pipeline } = await createPipeline([gated.sink], { maxBufferedEvents: 20 })

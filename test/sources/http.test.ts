@@ -292,7 +292,11 @@ describe('POST /logs: back-pressure and shutdown', () => {
   })
 
   it('counts a waiting request against MAX_INFLIGHT_BYTES: past it, 429 at once; the count is given back', async () => {
-    const { app } = await startApp({ MAX_BODY_BYTES: '64KiB', MAX_INFLIGHT_BYTES: '100KiB' })
+    const { app } = await startApp({
+      MAX_BODY_BYTES: '64KiB',
+      MAX_INFLIGHT_BYTES: '100KiB',
+      BUFFER_FULL_WAIT: '20',
+    })
     // A saturated buffer that the test empties when it says: the first request waits, holding 64 KiB of the 100.
     let full = true
     let makeRoom: () => void = () => {}
