@@ -200,10 +200,13 @@ export class Pipeline {
     if (this.waiters.size === 0) return
     let wakes = this.waiters.size
     if (!all) {
+      // At least one entry and one byte a request: before any request is taken there is no size to go by.
+      const events = Math.max(1, this.recentRequest.events)
+      const bytes = Math.max(1, this.recentRequest.bytes)
       let room = Number.POSITIVE_INFINITY
       for (const { batcher } of this.lanes) {
         const free = batcher.room()
-        room = Math.min(room, free.events / this.recentRequest.events, free.bytes / this.recentRequest.bytes)
+        room = Math.min(room, free.events / events, free.bytes / bytes)
       }
       wakes = Math.min(wakes, Math.max(1, Math.floor(room)))
     }
