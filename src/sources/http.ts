@@ -88,7 +88,8 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     // The hooks take callbacks rather than returning promises: each request runs them all, and a promise per hook
     // was a measurable share of a one-entry request's cost.
 
-    // Before the body is read: a draining or saturated sidecar refuses at once, at the cost of a header parse.
+    // Before the body is read: a draining sidecar refuses at once, a saturated one at once or after waiting for room
+    // (BUFFER_FULL_WAIT), at the cost of a header parse.
     scope.addHook('onRequest', (request, _reply, done) => {
       if (!pipeline.isAccepting) return done(new ShuttingDownError())
       const admit = () => {
