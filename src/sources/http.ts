@@ -52,7 +52,7 @@ const NDJSON_TYPES = [
   'text/plain',
 ]
 
-/** The events of one parsed body: all at once where the enricher can, else one by one. */
+/** The events of one parsed body, enriched all at once. */
 function enrichBody(
   enrich: Enricher,
   body: ParsedBody,
@@ -64,8 +64,7 @@ function enrichBody(
   const placeOf = lines ? (i: number) => ({ line: lines[i] as number }) : (i: number) => ({ index: i })
   // A single object's errors name no index.
   const place = body.isArray || lines ? placeOf : () => ({})
-  if (enrich.request) return enrich.request(entries, texts, receivedAt, place, context, keyedId)
-  return entries.map((entry, i) => enrich(entry, receivedAt, place(i), context, keyedId?.(i), texts[i]))
+  return enrich.request(entries, texts, receivedAt, place, context, keyedId)
 }
 
 export function registerHttpSource(app: FastifyInstance, options: HttpSourceOptions): void {

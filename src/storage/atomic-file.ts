@@ -73,6 +73,11 @@ export interface AtomicWriteOptions {
   readonly tempDir?: string
 }
 
+/** A temp name of its own for one attempt at `path`, in `dir`: two attempts at the same path never share one. */
+function tempPathFor(path: string, dir: string): string {
+  return join(dir, `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`)
+}
+
 /**
  * Writes `data` to `path` atomically and durably. Each call uses its own temp name, so two attempts at the same
  * path never interleave; renaming onto an existing file with the same content is harmless, which makes a retried
@@ -86,7 +91,7 @@ export async function writeFileAtomic(
   const dir = dirname(path)
   const dirs = options.dirs ?? createDirCache()
   await dirs.ensure(dir)
-  const temp = join(options.tempDir ?? dir, `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`)
+  const temp = tempPathFor(path, options.tempDir ?? dir)
   let handle: FileHandle
   try {
     handle = await open(temp, 'wx')
@@ -145,7 +150,7 @@ export async function openAtomicRoot(root: string, rootOptions: AtomicRootOption
   const writeOffThread = async (path: string, data: Buffer, signal?: AbortSignal) => {
     const dir = dirname(path)
     await dirs.ensure(dir)
-    const temp = join(tempDir, `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`)
+    const temp = tempPathFor(path, tempDir)
     try {
       await worker?.write(temp, path, dir, data, signal)
     } catch (err) {

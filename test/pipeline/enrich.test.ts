@@ -156,8 +156,8 @@ describe('createEnricher: the built-in ids of a whole request', () => {
   it("gives each event a new id, the same one its line's event_id says, each time it is asked", () => {
     const enrich = createEnricher({ ...context, newId: undefined })
     const entries = [{ n: 1 }, { n: 2, event_id: 'app-set' }, { n: 3 }]
-    const first = enrich.request?.(entries, [undefined, undefined, undefined], receivedAt, () => ({})) ?? []
-    const second = enrich.request?.([{ n: 4 }], ['{"n":4}'], receivedAt, () => ({})) ?? []
+    const first = enrich.request(entries, [undefined, undefined, undefined], receivedAt, () => ({}))
+    const second = enrich.request([{ n: 4 }], ['{"n":4}'], receivedAt, () => ({}))
     const events = [...first, ...second]
     for (const event of events) {
       expect(JSON.parse(event.line).event_id).toBe(event.id)
@@ -176,7 +176,7 @@ describe('createEnricher: the memory a request keeps', () => {
     let counted = 0
     for (let i = 0; i < 2000; i++) {
       const text = `{"msg":"request ${i} handled in 12 ms","path":"/api/v1/items/${i}"}`
-      const events = enrich.request?.([JSON.parse(text)], [text], receivedAt, () => ({})) ?? []
+      const events = enrich.request([JSON.parse(text)], [text], receivedAt, () => ({}))
       // A spool's record of the entry, made and dropped right after: small Buffers from the same allocator.
       Buffer.concat([Buffer.from(events[0]?.line ?? ''), Buffer.alloc(16)])
       for (const event of events) {
@@ -298,7 +298,7 @@ describe('createEnricher: a whole request at once', () => {
         }
         let actual: unknown
         try {
-          actual = many.request?.(entries, texts, receivedAt, place, {})
+          actual = many.request(entries, texts, receivedAt, place, {})
         } catch (err) {
           actual = err
         }
@@ -336,11 +336,11 @@ describe('createEnricher: a whole request at once', () => {
     const enrich = createEnricher(context)
     const entries = [{ n: 1 }, { event_id: '' }]
     const err = catchError(() =>
-      enrich.request?.(entries, [undefined, undefined], receivedAt, (i) => ({ index: i })),
+      enrich.request(entries, [undefined, undefined], receivedAt, (i) => ({ index: i })),
     ) as InputError
     expect(err.code).toBe('INVALID_EVENT_ID')
     expect(err.where).toEqual({ index: 1 })
-    const events = enrich.request?.(
+    const events = enrich.request(
       [{ n: 1 }, { n: 2 }],
       ['{"n":1}', undefined],
       receivedAt,
