@@ -1,5 +1,5 @@
 // JSONL encoding and object layout, shared by every sink that writes files or objects.
-import { type Batch, copyLines, type LogEvent } from './event.js'
+import { type Batch, copyLines, FormedBatch, type LogEvent } from './event.js'
 
 /** JSONL built from each event's line as a string: the path for events whose size does not match their line. */
 function encodeJsonl(events: readonly LogEvent[]): string {
@@ -24,6 +24,21 @@ export function encodeJsonlBuffer(events: readonly LogEvent[]): Buffer {
     throw err
   }
   return out
+}
+
+/**
+ * A batch as JSONL: a formed batch's runs are copied from their requests' chunks, one copy per run, without making
+ * an event per line; any other batch goes through its events (encodeJsonlBuffer).
+ */
+export function batchJsonl(batch: Batch): Buffer {
+  if (!(batch instanceof FormedBatch)) return encodeJsonlBuffer(batch.events)
+  const out = Buffer.allocUnsafe(batch.bytes)
+  try {
+    if (batch.copyTo(out, 0) === batch.bytes) return out
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err
+  }
+  return encodeJsonlBuffer(batch.events)
 }
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0')

@@ -66,7 +66,12 @@ export interface RetryingSink {
 
 /** The same batch (same name) narrowed to the events a partial write left pending. */
 function narrowed(batch: Batch, events: readonly LogEvent[]): Batch {
-  return { ...batch, events, bytes: events.reduce((sum, e) => sum + e.bytes, 0) }
+  return {
+    name: batch.name,
+    openedAt: batch.openedAt,
+    events,
+    bytes: events.reduce((sum, e) => sum + e.bytes, 0),
+  }
 }
 
 export function withRetry(sink: Sink, policy: RetryPolicy, hooks: RetryHooks = {}): RetryingSink {

@@ -2,7 +2,7 @@
 // them to `deliver` with bounded concurrency. Everything it holds, open, queued or in flight, counts against its
 // bounds, so a stalled sink turns into 429s rather than unbounded memory.
 import PQueue from 'p-queue'
-import type { Batch, LogEvent } from '../event.js'
+import { type Batch, countOf, EventRun, FormedBatch, type LogEvent, RunSlice } from '../event.js'
 
 /** Fraction of a bound past which the batcher counts as saturated. */
 const HIGH_WATER = 0.9
@@ -22,7 +22,9 @@ export interface BatcherOptions {
 }
 
 export class Batcher {
-  private open: LogEvent[] = []
+  /** The open batch: single events, and requests' runs or the slices of them that fit. */
+  private open: (LogEvent | RunSlice)[] = []
+  private openCount = 0
   private openBytes = 0
   private openedAt = new Date(0)
   private timer: NodeJS.Timeout | undefined
@@ -82,37 +84,95 @@ export class Batcher {
   /** Seal after every offer instead of waiting for count, bytes or age: while shutting down, nothing should wait. */
   eager = false
 
-  /** Adds events; the caller checks hasRoomFor first (the pipeline does, for every sink, before offering to any). */
-  offer(events: readonly LogEvent[]): void {
+  /**
+   * Adds events, or one request's run of them; the caller checks hasRoomFor first (the pipeline does, for every sink,
+   * before offering to any). A batch is sealed once it holds maxBatchEvents or maxBatchBytes, and before an event
+   * that would take it past maxBatchBytes: a run is split where its lines would do that.
+   */
+  offer(events: readonly LogEvent[] | EventRun): void {
     const { maxBatchEvents, maxBatchBytes } = this.options
-    for (const event of events) {
-      if (this.open.length > 0 && this.openBytes + event.bytes > maxBatchBytes) this.flush()
-      if (this.open.length === 0) {
-        this.openedAt = new Date()
-        this.timer = setTimeout(() => this.flush(), this.options.flushIntervalMs)
-        this.timer.unref()
+    if (events instanceof EventRun) {
+      this.offerRun(events)
+    } else {
+      for (const event of events) {
+        if (this.openCount > 0 && this.openBytes + event.bytes > maxBatchBytes) this.flush()
+        this.append(event, 1, event.bytes)
+        if (this.openCount >= maxBatchEvents || this.openBytes >= maxBatchBytes) this.flush()
       }
-      this.open.push(event)
-      this.openBytes += event.bytes
-      this.held.events++
-      this.held.bytes += event.bytes
-      if (this.open.length >= maxBatchEvents || this.openBytes >= maxBatchBytes) this.flush()
     }
     if (this.eager) this.flush()
+  }
+
+  /**
+   * A run goes into the open batch whole when all of it fits. Otherwise its lines are measured and it is cut where
+   * separate events would be, each batch's share of it one slice.
+   */
+  private offerRun(run: EventRun): void {
+    const { maxBatchEvents, maxBatchBytes } = this.options
+    const { chunk } = run
+    if (this.openCount + run.count <= maxBatchEvents && this.openBytes + chunk.length <= maxBatchBytes) {
+      this.append(new RunSlice(run, 0, run.count, 0, chunk.length), run.count, chunk.length)
+      if (this.openCount >= maxBatchEvents || this.openBytes >= maxBatchBytes) this.flush()
+      return
+    }
+    // The slice being measured: `count` lines of `bytes` from line `from`, byte `start`.
+    let from = 0
+    let start = 0
+    let count = 0
+    let bytes = 0
+    const cut = () => {
+      if (count === 0) return
+      this.append(new RunSlice(run, from, count, start, bytes), count, bytes)
+      from += count
+      start += bytes
+      count = 0
+      bytes = 0
+    }
+    for (let at = 0; at < chunk.length; ) {
+      const lineBytes = chunk.indexOf(10, at) + 1 - at
+      at += lineBytes
+      if (this.openCount + count > 0 && this.openBytes + bytes + lineBytes > maxBatchBytes) {
+        cut()
+        this.flush()
+      }
+      count++
+      bytes += lineBytes
+      if (this.openCount + count >= maxBatchEvents || this.openBytes + bytes >= maxBatchBytes) {
+        cut()
+        this.flush()
+      }
+    }
+    cut()
+  }
+
+  /** Adds a part of `count` events and `bytes` to the open batch, opening it (and its age timer) if need be. */
+  private append(part: LogEvent | RunSlice, count: number, bytes: number): void {
+    if (this.openCount === 0) {
+      this.openedAt = new Date()
+      this.timer = setTimeout(() => this.flush(), this.options.flushIntervalMs)
+      this.timer.unref()
+    }
+    this.open.push(part)
+    this.openCount += count
+    this.openBytes += bytes
+    this.held.events += count
+    this.held.bytes += bytes
   }
 
   /** Seals the open batch, if any, and queues it for delivery. */
   flush(): void {
     clearTimeout(this.timer)
     this.timer = undefined
-    if (this.open.length === 0) return
-    const batch: Batch = {
-      name: `${this.options.instanceId}-${String(++this.seq).padStart(6, '0')}`,
-      openedAt: this.openedAt,
-      events: this.open,
-      bytes: this.openBytes,
-    }
+    if (this.openCount === 0) return
+    const batch = new FormedBatch(
+      `${this.options.instanceId}-${String(++this.seq).padStart(6, '0')}`,
+      this.openedAt,
+      this.open,
+      this.openCount,
+      this.openBytes,
+    )
     this.open = []
+    this.openCount = 0
     this.openBytes = 0
     this.dispatch(batch)
   }
@@ -122,7 +182,7 @@ export class Batcher {
    * it counts against the bounds like any other.
    */
   enqueue(batch: Batch): void {
-    this.held.events += batch.events.length
+    this.held.events += countOf(batch)
     this.held.bytes += batch.bytes
     this.dispatch(batch)
   }
@@ -147,7 +207,7 @@ export class Batcher {
   }
 
   private release(batch: Batch): void {
-    this.held.events -= batch.events.length
+    this.held.events -= countOf(batch)
     this.held.bytes -= batch.bytes
     this.options.onRoom?.()
   }
@@ -167,14 +227,15 @@ export class Batcher {
   /** Every batch this batcher still holds (open, queued, in flight): for the last resort before a hard exit. */
   unfinished(): Batch[] {
     const open: Batch[] =
-      this.open.length > 0
+      this.openCount > 0
         ? [
-            {
-              name: `${this.options.instanceId}-open`,
-              openedAt: this.openedAt,
-              events: this.open,
-              bytes: this.openBytes,
-            },
+            new FormedBatch(
+              `${this.options.instanceId}-open`,
+              this.openedAt,
+              this.open,
+              this.openCount,
+              this.openBytes,
+            ),
           ]
         : []
     return [...open, ...this.waiting, ...this.running]

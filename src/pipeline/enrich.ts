@@ -3,8 +3,8 @@
 // sink writes.
 import { InputError } from '../errors.js'
 import {
-  ChunkEvent,
   createLogEvent,
+  EventRun,
   formatEventId,
   type LogEvent,
   newEventId,
@@ -74,9 +74,9 @@ export type Enricher = ((
 /**
  * Enriches all entries of one request, as the Enricher does one: `texts[i]` is entry i as received (or undefined),
  * `placeOf(i)` its line or index (asked only for an error), `idOf(i)` a keyed request's derived id. The lines are
- * written into one Buffer and each event points into it (ChunkEvent): one copy and one UTF-8 measure per request
- * instead of one per entry. The Buffer lives until the last of its events is delivered; all of them are held by the
- * buffer anyway, and they stay together in one batch or two.
+ * written into one Buffer, one EventRun for the request: one copy and one UTF-8 measure per request instead of one
+ * per entry. The Buffer lives until the last of its entries is delivered; all of them are held by the buffer anyway,
+ * and they stay together in one batch or two.
  */
 export type RequestEnricher = (
   entries: readonly Record<string, unknown>[],
@@ -85,7 +85,7 @@ export type RequestEnricher = (
   placeOf: (i: number) => EntryPlace,
   request?: RequestContext,
   idOf?: (i: number) => string,
-) => LogEvent[]
+) => EventRun
 
 /** Below this many characters an entry cannot be nested deeply enough for JSON.stringify to fail (it takes 2 per level). */
 const SHALLOW_ENOUGH_CHARS = 2000
@@ -225,7 +225,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     let id: unknown = entry.event_id
     if (id === undefined) {
       if (givenId === undefined && !ctx.newId) {
-        // The built-in ids stay numbers until asked for (ChunkEvent). They are hex, a dash and base 36: nothing to
+        // The built-in ids stay numbers until asked for (EventRun, ChunkEvent). They are hex, a dash and base 36: nothing to
         // escape.
         id = newEventId()
         parts.push(builtInIdHead, (id as number).toString(36), '"')
@@ -279,8 +279,10 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     setReceivedAt(receivedAt)
     const ids: (string | number)[] = new Array(entries.length)
     const parts: string[] = []
+    // Whether every entry took the next built-in id: the run then keeps only the first.
+    let builtInIds = true
     for (let i = 0; i < entries.length; i++) {
-      ids[i] = enrichLine(
+      const id = enrichLine(
         entries[i] as Record<string, unknown>,
         receivedAt,
         placeOf,
@@ -290,29 +292,22 @@ export function createEnricher(ctx: EnrichContext): Enricher {
         texts[i],
         parts,
       )
+      ids[i] = id
+      if (builtInIds && (typeof id !== 'number' || (i > 0 && id !== (ids[i - 1] as number) + 1)))
+        builtInIds = false
       parts.push('\n')
     }
-    // The request's lines go into one Buffer, each followed by its newline, and each event points into it (see
-    // ChunkEvent): one copy per request, and nothing of the text left on the JavaScript heap once the request is
-    // answered. When the text is all ASCII, as logs nearly always are, its UTF-8 is its characters, and the copy is
-    // a plain one.
+    // The request's lines go into one Buffer, each followed by its newline, as one EventRun: one copy per request,
+    // one object for all its entries, and nothing of the text left on the JavaScript heap once the request is
+    // answered. When the text is all ASCII, as logs nearly always are, its UTF-8 is its characters, and the copy is a
+    // plain one.
     const all = parts.join('')
     const size = Buffer.byteLength(all)
-    const ascii = size === all.length
     // Its own allocation, never a slice of Node's shared 8 KiB pool: a small chunk there would keep the whole block
     // (and whatever was made and freed around it, such as a spool's records) alive while its entries wait.
     const chunk = Buffer.allocUnsafeSlow(size)
-    chunk.write(all, 0, ascii ? 'latin1' : 'utf8')
-    // No line holds a raw newline (JSON escapes it in strings; a text over several lines is encoded again), so the
-    // newlines are where the lines end: found in the string's characters when they are the bytes, else in the bytes.
-    const events: LogEvent[] = new Array(entries.length)
-    let at = 0
-    for (let i = 0; i < entries.length; i++) {
-      const end = (ascii ? all.indexOf('\n', at) : chunk.indexOf(10, at)) + 1
-      events[i] = new ChunkEvent(ids[i] as string | number, chunk, at, end - at)
-      at = end
-    }
-    return events
+    chunk.write(all, 0, size === all.length ? 'latin1' : 'utf8')
+    return new EventRun(chunk, entries.length, builtInIds ? (ids[0] as number) : ids)
   }
 
   const enrich = (

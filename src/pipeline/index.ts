@@ -7,7 +7,7 @@ import type { DeadLetterStore } from '../delivery/dead-letter.js'
 import type { RetryPolicy } from '../delivery/retry.js'
 import { deadlineSignal, timedOut } from '../delivery/timing.js'
 import { InputError, ShuttingDownError } from '../errors.js'
-import type { LogEvent } from '../event.js'
+import { EventRun, type LogEvent } from '../event.js'
 import type { StartedSink } from '../sinks/sink.js'
 import type { Recovered, Spool } from '../spool/index.js'
 import type { BatcherOptions } from './batcher.js'
@@ -97,30 +97,37 @@ export class Pipeline {
   }
 
   /**
-   * Takes every event of one request, or none: each sink's buffer (or the spool) must have room for all of them
+   * Takes every event of one request (as a list, or as the one run the http source makes), or none: each sink's buffer (or the spool) must have room for all of them
    * first. The checks and the offer are synchronous, so no other request can interleave between them. With a
    * spool, the returned promise resolves once the entries are on disk: only then may the request be answered 202.
    */
-  accept(events: readonly LogEvent[]): Promise<void> | undefined {
+  accept(events: readonly LogEvent[] | EventRun): Promise<void> | undefined {
     if (!this.accepting) throw new ShuttingDownError()
+    let count: number
     let bytes = 0
-    for (const event of events) bytes += event.bytes
+    if (events instanceof EventRun) {
+      count = events.count
+      bytes = events.bytes
+    } else {
+      count = events.length
+      for (const event of events) bytes += event.bytes
+    }
     const { maxBufferedEvents, maxBufferedBytes } = this.options.batching
-    if (events.length > maxBufferedEvents || bytes > maxBufferedBytes) {
+    if (count > maxBufferedEvents || bytes > maxBufferedBytes) {
       throw new InputError(
         413,
         'REQUEST_TOO_LARGE',
-        `request holds ${events.length} entries of ${bytes} bytes; a sink buffers at most ${maxBufferedEvents} entries and ${maxBufferedBytes} bytes (BUFFER_MAX_EVENTS, BUFFER_MAX_BYTES): split it`,
+        `request holds ${count} entries of ${bytes} bytes; a sink buffers at most ${maxBufferedEvents} entries and ${maxBufferedBytes} bytes (BUFFER_MAX_EVENTS, BUFFER_MAX_BYTES): split it`,
       )
     }
-    const taken = this.input.accept(events, bytes)
+    const taken = this.input.accept(events, count, bytes)
     // A moving average over the last few requests: how much room a waiting request will take (see wakeWaiters).
     const recent = this.recentRequest
-    recent.events += recent.events === 0 ? events.length : (events.length - recent.events) / 8
+    recent.events += recent.events === 0 ? count : (count - recent.events) / 8
     recent.bytes += recent.bytes === 0 ? bytes : (bytes - recent.bytes) / 8
     // Waiters woken for the room there was have taken it, or not: the next ones go in while there is room.
     if (this.waiters.size > 0 && !this.lanes.some(({ batcher }) => batcher.isSaturated)) this.wakeWaiters()
-    this.accepted += events.length
+    this.accepted += count
     this.lastAccepted = performance.now()
     return taken
   }

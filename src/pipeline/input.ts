@@ -2,7 +2,7 @@
 // every lane's batcher, all or none). The spool's input is in spool-input.ts; the pipeline holds one or the other
 // and never asks which.
 import { QueueFullError } from '../errors.js'
-import type { LogEvent } from '../event.js'
+import type { EventRun, LogEvent } from '../event.js'
 import type { Lane, LaneJournal } from './lane.js'
 
 export interface LaneInput {
@@ -12,7 +12,7 @@ export interface LaneInput {
    * Takes every event of one request for every lane, or throws (QueueFullError) and takes none. The promise, if
    * any, resolves once the entries are as durable as the input makes them: only then may the request be answered.
    */
-  accept(events: readonly LogEvent[], bytes: number): Promise<void> | undefined
+  accept(events: readonly LogEvent[] | EventRun, count: number, bytes: number): Promise<void> | undefined
   /** Throws QueueFullError when a request would be refused anyway: lets a source refuse before reading a body. */
   assertNotSaturated(): void
   /** Throws QueueFullError unless `entries` more could be taken now (bytes are checked again by accept). */
@@ -52,10 +52,10 @@ export class MemoryInput implements LaneInput {
     this.lanes = lanes
   }
 
-  accept(events: readonly LogEvent[], bytes: number): undefined {
+  accept(events: readonly LogEvent[] | EventRun, count: number, bytes: number): undefined {
     // Checked for every lane before any is offered, synchronously: no other request interleaves.
     for (const lane of this.lanes) {
-      if (!lane.batcher.hasRoomFor(events.length, bytes)) throw fullError(lane, this.retryAfterMs)
+      if (!lane.batcher.hasRoomFor(count, bytes)) throw fullError(lane, this.retryAfterMs)
     }
     for (const lane of this.lanes) lane.batcher.offer(events)
     return undefined

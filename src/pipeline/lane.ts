@@ -7,7 +7,7 @@ import { FailureLog } from '../delivery/failure-log.js'
 import { DeliveryFailedError, type GiveUpReason, type RetryPolicy, withRetry } from '../delivery/retry.js'
 import { fullJitter, sleep } from '../delivery/timing.js'
 import { errorMessage, type RejectedEvent } from '../errors.js'
-import type { Batch } from '../event.js'
+import { type Batch, countOf } from '../event.js'
 import type { StartedSink } from '../sinks/sink.js'
 import { Batcher, type BatcherOptions } from './batcher.js'
 
@@ -113,7 +113,7 @@ export class Lane {
   private async run(batch: Batch): Promise<void> {
     const { journal, logger } = this.options
     if (journal && !(await this.seal(journal, batch))) {
-      this.keptUnsealed += batch.events.length
+      this.keptUnsealed += countOf(batch)
       return
     }
     await this.deliver(batch)
@@ -176,11 +176,12 @@ export class Lane {
       attempts = failure.attempts
       classes = { rejected: failure.rejected.length, [failure.reason]: failure.pending.length }
     }
-    stats.delivered_events += batch.events.length - undelivered.length
+    const delivered = countOf(batch) - undelivered.length
+    stats.delivered_events += delivered
     if (this.options.observer?.onDelivered) {
       let bytes = batch.bytes
       for (const { event } of undelivered) bytes -= event.bytes
-      this.options.observer.onDelivered(this.name, batch.events.length - undelivered.length, bytes)
+      this.options.observer.onDelivered(this.name, delivered, bytes)
     }
     if (undelivered.length > 0) await this.deadLetter(batch, undelivered, attempts, classes)
   }

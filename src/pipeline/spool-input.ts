@@ -5,7 +5,7 @@
 // lane its unfinished batches and where to read on (replay).
 import type { Logger } from 'pino'
 import { errorMessage, QueueFullError, SpoolWriteError } from '../errors.js'
-import type { Batch, LogEvent } from '../event.js'
+import { type Batch, EventRun, type LogEvent } from '../event.js'
 import { type Recovered, recordToEvent, type Spool } from '../spool/index.js'
 import type { LogReader } from '../spool/segment-log.js'
 import type { LaneInput } from './input.js'
@@ -91,8 +91,10 @@ export class SpoolInput implements LaneInput {
     }
   }
 
-  accept(events: readonly LogEvent[], bytes: number): Promise<void> {
+  accept(given: readonly LogEvent[] | EventRun, _count: number, bytes: number): Promise<void> {
     const { spool } = this
+    // Each entry gets its own place in the log: a request's run is taken apart into its events.
+    const events = given instanceof EventRun ? given.events() : given
     if (!spool.hasRoomFor(bytes, events.length)) {
       throw new QueueFullError(
         `the spool is full (${spool.bytes} bytes of SPOOL_MAX_BYTES); retry later`,

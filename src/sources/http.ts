@@ -3,7 +3,7 @@
 import { createGunzip } from 'node:zlib'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InputError, ShuttingDownError } from '../errors.js'
-import type { LogEvent } from '../event.js'
+import type { EventRun } from '../event.js'
 import { type ParsedBody, parseJson, parseNdjson } from '../ingest/parse-body.js'
 import { type Enricher, type RequestContext, requestContextOf } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
@@ -52,14 +52,14 @@ const NDJSON_TYPES = [
   'text/plain',
 ]
 
-/** The events of one parsed body, enriched all at once. */
+/** The entries of one parsed body, enriched all at once into one run. */
 function enrichBody(
   enrich: Enricher,
   body: ParsedBody,
   receivedAt: string,
   context: RequestContext,
   keyedId: ((i: number) => string) | undefined,
-): LogEvent[] {
+): EventRun {
   const { entries, texts, lines } = body
   const placeOf = lines ? (i: number) => ({ line: lines[i] as number }) : (i: number) => ({ index: i })
   // A single object's errors name no index.
@@ -187,10 +187,10 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       const parsed =
         body.format === 'json' ? parseJson(body.text, maxEntries) : parseNdjson(body.text, maxEntries)
       pipeline.assertRoomFor(parsed.entries.length)
-      const events = enrichBody(enrich, parsed, receivedAt, context, keyedId)
+      const run = enrichBody(enrich, parsed, receivedAt, context, keyedId)
       // With a spool, 202 only once the entries are on disk.
-      await pipeline.accept(events)
-      return reply.code(202).send({ accepted: events.length })
+      await pipeline.accept(run)
+      return reply.code(202).send({ accepted: run.count })
     })
   })
 }

@@ -1,5 +1,14 @@
+import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import type { Batch } from '../../src/event.js'
+import {
+  type Batch,
+  countOf,
+  createLogEvent,
+  EventRun,
+  formatEventId,
+  type LogEvent,
+} from '../../src/event.js'
+import { batchJsonl } from '../../src/jsonl.js'
 import { Batcher, type BatcherOptions } from '../../src/pipeline/batcher.js'
 import { makeEvents } from '../helpers.js'
 
@@ -140,5 +149,123 @@ describe('Batcher', () => {
     await vi.advanceTimersByTimeAsync(0)
     expect(sink.batches.map((b) => b.name)).toEqual(['inst-000001', 'inst-000002'])
     expect(sink.batches[0]?.openedAt.toISOString()).toBe('2026-03-04T05:06:07.000Z')
+  })
+})
+
+describe('Batcher: a request offered as one run', () => {
+  /** A request: its lines (JSON strings, some with multi-byte characters) and their ids. */
+  const requestArb = fc.array(
+    fc.record({
+      text: fc.string({ unit: fc.constantFrom('a', 'é', '€', '"', '😀'), maxLength: 40 }),
+      builtIn: fc.boolean(),
+    }),
+    { minLength: 1, maxLength: 12 },
+  )
+  let nextNumber = 0
+  const build = (request: { text: string; builtIn: boolean }[]) => {
+    const first = nextNumber
+    nextNumber += request.length
+    const builtIn = request.every((line) => line.builtIn)
+    const keys = request.map((line, i) => (builtIn ? first + i : `app-${first + i}`))
+    // Each line carries the id its event must have.
+    const lines = request.map((line, i) => {
+      const key = keys[i] as string | number
+      return JSON.stringify({ id: typeof key === 'number' ? formatEventId(key) : key, text: line.text })
+    })
+    const run = new EventRun(
+      Buffer.from(lines.map((line) => `${line}\n`).join('')),
+      lines.length,
+      builtIn ? first : keys,
+    )
+    return { run, events: run.events(), lines }
+  }
+  const batchesOf = async (
+    requests: ReturnType<typeof build>[],
+    asRuns: boolean,
+    events: number,
+    bytes: number,
+  ) => {
+    const delivered: Batch[] = []
+    const batcher = new Batcher({
+      instanceId: 'inst',
+      maxBatchEvents: events,
+      maxBatchBytes: bytes,
+      flushIntervalMs: 60_000,
+      maxBufferedEvents: 1e6,
+      maxBufferedBytes: 1e9,
+      concurrency: 1,
+      deliver: async (batch) => {
+        delivered.push(batch)
+      },
+    })
+    let held = 0
+    for (const request of requests) {
+      batcher.offer(asRuns ? request.run : request.events)
+      held += request.events.length
+      expect(batcher.bufferedEvents).toBeLessThanOrEqual(held)
+    }
+    batcher.flush()
+    await batcher.onIdle()
+    expect(batcher.bufferedEvents).toBe(0)
+    expect(batcher.bufferedBytes).toBe(0)
+    return delivered.map((batch) => ({
+      name: batch.name,
+      count: countOf(batch),
+      bytes: batch.bytes,
+      jsonl: batchJsonl(batch).toString(),
+      events: batch.events.map((event: LogEvent) => ({ id: event.id, line: event.line, bytes: event.bytes })),
+    }))
+  }
+
+  it('is cut into the same batches, with the same lines, ids and sizes, as its events offered one by one', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(requestArb, { minLength: 1, maxLength: 8 }),
+        fc.integer({ min: 1, max: 30 }),
+        fc.integer({ min: 20, max: 600 }),
+        async (requests, maxEvents, maxBytes) => {
+          const built = requests.map(build)
+          const asRuns = await batchesOf(built, true, maxEvents, maxBytes)
+          const asEvents = await batchesOf(built, false, maxEvents, maxBytes)
+          expect(asRuns).toEqual(asEvents)
+          // Every line once, in order, and each event's id is the one its line carries.
+          const lines = built.flatMap((request) => request.lines)
+          expect(asRuns.map((batch) => batch.jsonl).join('')).toBe(lines.map((line) => `${line}\n`).join(''))
+          for (const batch of asRuns) {
+            expect(batch.count).toBe(batch.events.length)
+            expect(Buffer.byteLength(batch.jsonl)).toBe(batch.bytes)
+            for (const event of batch.events) expect(JSON.parse(event.line).id).toBe(event.id)
+          }
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+
+  it('mixes with single events in one batch, in the order they were offered', async () => {
+    const delivered: Batch[] = []
+    const batcher = new Batcher({
+      instanceId: 'inst',
+      maxBatchEvents: 100,
+      maxBatchBytes: 1e6,
+      flushIntervalMs: 60_000,
+      maxBufferedEvents: 1e6,
+      maxBufferedBytes: 1e9,
+      concurrency: 1,
+      deliver: async (batch) => {
+        delivered.push(batch)
+      },
+    })
+    const run = new EventRun(Buffer.from('{"a":1}\n{"a":2}\n'), 2, ['r1', 'r2'])
+    batcher.offer([createLogEvent('s1', '{"s":1}')])
+    batcher.offer(run)
+    batcher.offer([createLogEvent('s2', '{"s":2}')])
+    batcher.flush()
+    await batcher.onIdle()
+    expect(delivered).toHaveLength(1)
+    const batch = delivered[0] as Batch
+    expect(countOf(batch)).toBe(4)
+    expect(batchJsonl(batch).toString()).toBe('{"s":1}\n{"a":1}\n{"a":2}\n{"s":2}\n')
+    expect(batch.events.map((event) => event.id)).toEqual(['s1', 'r1', 'r2', 's2'])
   })
 })

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InputError } from '../../src/errors.js'
-import { type ChunkEvent, formatEventId, type LogEvent, newEventId } from '../../src/event.js'
+import { type ChunkEvent, type EventRun, formatEventId, type LogEvent, newEventId } from '../../src/event.js'
 import { encodeJsonlBuffer } from '../../src/jsonl.js'
 import { createEnricher, type EnrichContext, severityOf } from '../../src/pipeline/enrich.js'
 import { catchError } from '../helpers.js'
@@ -156,8 +156,8 @@ describe('createEnricher: the built-in ids of a whole request', () => {
   it("gives each event a new id, the same one its line's event_id says, each time it is asked", () => {
     const enrich = createEnricher({ ...context, newId: undefined })
     const entries = [{ n: 1 }, { n: 2, event_id: 'app-set' }, { n: 3 }]
-    const first = enrich.request(entries, [undefined, undefined, undefined], receivedAt, () => ({}))
-    const second = enrich.request([{ n: 4 }], ['{"n":4}'], receivedAt, () => ({}))
+    const first = enrich.request(entries, [undefined, undefined, undefined], receivedAt, () => ({})).events()
+    const second = enrich.request([{ n: 4 }], ['{"n":4}'], receivedAt, () => ({})).events()
     const events = [...first, ...second]
     for (const event of events) {
       expect(JSON.parse(event.line).event_id).toBe(event.id)
@@ -176,7 +176,7 @@ describe('createEnricher: the memory a request keeps', () => {
     let counted = 0
     for (let i = 0; i < 2000; i++) {
       const text = `{"msg":"request ${i} handled in 12 ms","path":"/api/v1/items/${i}"}`
-      const events = enrich.request([JSON.parse(text)], [text], receivedAt, () => ({}))
+      const events = enrich.request([JSON.parse(text)], [text], receivedAt, () => ({})).events()
       // A spool's record of the entry, made and dropped right after: small Buffers from the same allocator.
       Buffer.concat([Buffer.from(events[0]?.line ?? ''), Buffer.alloc(16)])
       for (const event of events) {
@@ -297,8 +297,10 @@ describe('createEnricher: a whole request at once', () => {
           expected = err
         }
         let actual: unknown
+        let run: EventRun | undefined
         try {
-          actual = many.request(entries, texts, receivedAt, place, {})
+          run = many.request(entries, texts, receivedAt, place, {})
+          actual = run.events()
         } catch (err) {
           actual = err
         }
@@ -327,6 +329,9 @@ describe('createEnricher: a whole request at once', () => {
         // Written as JSONL, the request's events are its lines, each with its newline, whatever their characters.
         const jsonl = encodeJsonlBuffer(actual as LogEvent[]).toString()
         expect(jsonl).toBe((expected as LogEvent[]).map((e) => `${e.line}\n`).join(''))
+        // The run itself is those lines, and knows how many.
+        expect(run?.chunk.toString()).toBe(jsonl)
+        expect(run?.count).toBe(entries.length)
       }),
       { numRuns: 500 },
     )
@@ -340,14 +345,16 @@ describe('createEnricher: a whole request at once', () => {
     ) as InputError
     expect(err.code).toBe('INVALID_EVENT_ID')
     expect(err.where).toEqual({ index: 1 })
-    const events = enrich.request(
-      [{ n: 1 }, { n: 2 }],
-      ['{"n":1}', undefined],
-      receivedAt,
-      () => ({}),
-      {},
-      (i) => `key-${i}`,
-    )
+    const events = enrich
+      .request(
+        [{ n: 1 }, { n: 2 }],
+        ['{"n":1}', undefined],
+        receivedAt,
+        () => ({}),
+        {},
+        (i) => `key-${i}`,
+      )
+      .events()
     expect(events?.map((e) => e.id)).toEqual(['key-0', 'key-1'])
     expect(events?.map((e) => JSON.parse(e.line).n)).toEqual([1, 2])
   })

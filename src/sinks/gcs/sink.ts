@@ -3,7 +3,7 @@
 import { promisify } from 'node:util'
 import { gzip } from 'node:zlib'
 import { bucketOf, checkBucket, createObject } from '../../google/storage.js'
-import { encodeJsonlBuffer, objectName } from '../../jsonl.js'
+import { batchJsonl, objectName } from '../../jsonl.js'
 import type { Sink, SinkContext } from '../sink.js'
 import type { GcsSettings } from './settings.js'
 
@@ -17,7 +17,7 @@ export async function createGcsSink({ settings, shared }: SinkContext<GcsSetting
     name: 'gcs',
     check: () => checkBucket(bucket),
     async write(batch, { signal }) {
-      const jsonl = encodeJsonlBuffer(batch.events)
+      const jsonl = batchJsonl(batch)
       const name = objectName(batch, settings.GCS_PREFIX, extension, settings.GCS_LAYOUT)
       const body = compress ? await gzipAsync(jsonl) : jsonl
       // An attempt given up before its upload starts publishes nothing. Once started, an upload cannot be taken

@@ -1,7 +1,7 @@
 // Stdout sink: one JSON line per entry, which Cloud Run and Kubernetes pick up as structured logs (the line
 // carries `severity` where the entry had a level).
 import { once } from 'node:events'
-import { encodeJsonlBuffer } from '../../jsonl.js'
+import { batchJsonl } from '../../jsonl.js'
 import type { Sink, SinkContext } from '../sink.js'
 
 export async function createStdoutSink({ stdout }: SinkContext<unknown>): Promise<Sink> {
@@ -12,7 +12,7 @@ export async function createStdoutSink({ stdout }: SinkContext<unknown>): Promis
       // not honoured mid-write: stdout is local and fast, and a write that completes late is still delivered once.
       signal.throwIfAborted()
       // As bytes copied from the requests' own (see ChunkEvent): no string per line, and none per batch.
-      if (!stdout.write(encodeJsonlBuffer(batch.events))) await once(stdout, 'drain')
+      if (!stdout.write(batchJsonl(batch))) await once(stdout, 'drain')
     },
     async close() {},
   }
