@@ -166,7 +166,7 @@ describe('Batcher: a request offered as one run', () => {
     const first = nextNumber
     nextNumber += request.length
     const builtIn = request.every((line) => line.builtIn)
-    const keys = request.map((line, i) => (builtIn ? first + i : `app-${first + i}`))
+    const keys = request.map((_line, i) => (builtIn ? first + i : `app-${first + i}`))
     // Each line carries the id its event must have.
     const lines = request.map((line, i) => {
       const key = keys[i] as string | number
