@@ -1,5 +1,5 @@
 // npm run bench:heap: how much memory a full buffer takes, in the heap and in Buffers outside it (where a request's
-// enriched lines live, see ChunkEvent). A sink that cannot deliver (Cloud Storage at a closed port) keeps every
+// enriched lines live, see EventRun). A sink that cannot deliver (Cloud Storage at a closed port) keeps every
 // batch; 100-entry NDJSON bodies are posted until sidelog answers 429, and memory is measured after a full GC,
 // before and after. config.ts's HEAP_PER_BUFFERED_BYTE is checked against it.
 // With the container image's flags (not through npm, whose own tools would get the small heap too):

@@ -110,6 +110,8 @@ export class Batcher {
   private offerRun(run: EventRun): void {
     const { maxBatchEvents, maxBatchBytes } = this.options
     const { chunk } = run
+    // An empty request (`[]`) holds nothing: it must neither sit in the open batch nor start its age timer.
+    if (run.count === 0) return
     if (this.openCount + run.count <= maxBatchEvents && this.openBytes + chunk.length <= maxBatchBytes) {
       this.append(new RunSlice(run, 0, run.count, 0, chunk.length), run.count, chunk.length)
       if (this.openCount >= maxBatchEvents || this.openBytes >= maxBatchBytes) this.flush()

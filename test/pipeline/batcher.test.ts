@@ -5,6 +5,7 @@ import {
   countOf,
   createLogEvent,
   EventRun,
+  type FormedBatch,
   formatEventId,
   type LogEvent,
 } from '../../src/event.js'
@@ -63,6 +64,20 @@ describe('Batcher', () => {
     await vi.advanceTimersByTimeAsync(0)
     expect(sink.batches.map((b) => b.events.length)).toEqual([2, 2])
     for (const batch of sink.batches) expect(batch.bytes).toBeLessThanOrEqual(perEvent * 2 + 1)
+  })
+
+  it('takes an empty run (a `[]` body) as nothing: no part held, no age timer started', async () => {
+    const sink = manualDeliver()
+    const batcher = createBatcher({ deliver: sink.deliver, flushIntervalMs: 300 })
+    for (let i = 0; i < 3; i++) batcher.offer(new EventRun(Buffer.alloc(0), 0, []))
+    await vi.advanceTimersByTimeAsync(200)
+    batcher.offer(makeEvents(1))
+    // Sealed 300 ms after the entry, not 300 ms after the empty requests.
+    await vi.advanceTimersByTimeAsync(250)
+    expect(sink.batches).toHaveLength(0)
+    await vi.advanceTimersByTimeAsync(50)
+    expect(sink.batches.map((batch) => countOf(batch))).toEqual([1])
+    expect((sink.batches[0] as FormedBatch).parts).toHaveLength(1)
   })
 
   it('flushes FLUSH_INTERVAL after the first entry of a batch, not after the last', async () => {

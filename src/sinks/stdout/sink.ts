@@ -11,7 +11,7 @@ export async function createStdoutSink({ stdout }: SinkContext<unknown>): Promis
       // Given up before it starts: nothing written. A partly written batch cannot be taken back, so the signal is
       // not honoured mid-write: stdout is local and fast, and a write that completes late is still delivered once.
       signal.throwIfAborted()
-      // As bytes copied from the requests' own (see ChunkEvent): no string per line, and none per batch.
+      // As bytes copied from the requests' own (see FormedBatch): no string per line, and none per batch.
       if (!stdout.write(batchJsonl(batch))) await once(stdout, 'drain')
     },
     async close() {},
