@@ -76,7 +76,7 @@ export type Enricher = ((
  * `placeOf(i)` its line or index (asked only for an error), `idOf(i)` a keyed request's derived id. The lines are
  * written into one Buffer, one EventRun for the request: one copy and one UTF-8 measure per request instead of one
  * per entry. The Buffer lives until the last of its entries is delivered; all of them are held by the buffer anyway,
- * and they stay together in one batch or two.
+ * and they stay together, in one batch or in slices across the few it is cut into.
  */
 export type RequestEnricher = (
   entries: readonly Record<string, unknown>[],
