@@ -1,5 +1,6 @@
-// Log events and batches: what flows from ingest to the sinks. Imports nothing from src.
+// Log events and batches: what flows from ingest to the sinks. Imports only slabs.ts (the memory runs live in).
 import { randomBytes } from 'node:crypto'
+import type { Slab } from './slabs.js'
 
 /** One enriched log entry, serialised once at ingest and never re-encoded on the way to a sink. */
 export interface LogEvent {
@@ -71,19 +72,56 @@ export class ChunkEvent implements LogEvent {
  * No line holds a raw newline (JSON escapes it in strings), so the newlines are where the lines end.
  */
 export class EventRun {
+  /** Whoever holds the run: its maker until it lets go, and each batch slice of it until that batch is done. */
+  private holds = 1
   constructor(
     readonly chunk: Buffer,
     readonly count: number,
     /** Each line's id, or the built-in id number (see newEventId) of the first line when every line has the next. */
     private readonly keys: readonly (string | number)[] | number,
-  ) {}
+    /** The slab `chunk` is in, when it is in one (see slabs.ts). */
+    private readonly slab?: Slab,
+  ) {
+    this.generation = slab?.generation ?? 0
+  }
+
+  /** The slab's generation when the run was written into it. */
+  private readonly generation: number
 
   get bytes(): number {
     return this.chunk.length
   }
 
-  /** The events of `count` lines from line `from`, which starts at byte `start`. */
+  /** One more holder (a batch's slice of the run): its slab is not reused until every holder let go. */
+  hold(): void {
+    this.holds++
+  }
+
+  /** A holder is done with the run's bytes; when the last is, its slab may be reused. */
+  release(): void {
+    if (--this.holds === 0) this.slab?.letGo()
+  }
+
+  /** Throws if the slab was reused under the run: a hold was let go too early, and the bytes are another request's. */
+  private check(): void {
+    if (this.slab && this.slab.generation !== this.generation) {
+      throw new Error("a request's run was read after its memory was reused: a hold was let go too early")
+    }
+  }
+
+  /** Copies bytes `start` to `start + bytes` of the run into `target` at `at`. */
+  copy(target: Buffer, at: number, start: number, bytes: number): number {
+    this.check()
+    return this.chunk.copy(target, at, start, start + bytes)
+  }
+
+  /**
+   * The events of `count` lines from line `from`, which starts at byte `start`. They may outlive every hold (a
+   * BigQuery row, a spool record, a dead letter), so the run's slab is never reused after this.
+   */
   events(from = 0, count = this.count, start = 0): ChunkEvent[] {
+    this.check()
+    if (this.slab) this.slab.pinned = true
     const { chunk, keys } = this
     const events: ChunkEvent[] = new Array(count)
     let at = start
@@ -143,6 +181,14 @@ export class FormedBatch implements Batch {
     return this.made
   }
 
+  /**
+   * The batch is done (delivered or dead-lettered): its slices let go of their runs. Only the batcher calls it, once,
+   * after the last write of the batch settled; a batch whose events were taken out pinned their slabs first.
+   */
+  letGo(): void {
+    for (const part of this.parts) if (part instanceof RunSlice) part.run.release()
+  }
+
   /** Writes the batch as JSONL into `target` from `at` and returns where it stopped (see copyLines). */
   copyTo(target: Buffer, at: number): number {
     const { parts } = this
@@ -150,7 +196,7 @@ export class FormedBatch implements Batch {
     while (i < parts.length) {
       const part = parts[i] as LogEvent | RunSlice
       if (part instanceof RunSlice) {
-        at += part.run.chunk.copy(target, at, part.start, part.start + part.bytes)
+        at += part.run.copy(target, at, part.start, part.bytes)
         i++
         continue
       }

@@ -113,7 +113,7 @@ export class Batcher {
     // An empty request (`[]`) holds nothing: it must neither sit in the open batch nor start its age timer.
     if (run.count === 0) return
     if (this.openCount + run.count <= maxBatchEvents && this.openBytes + chunk.length <= maxBatchBytes) {
-      this.append(new RunSlice(run, 0, run.count, 0, chunk.length), run.count, chunk.length)
+      this.append(this.slice(run, 0, run.count, 0, chunk.length), run.count, chunk.length)
       if (this.openCount >= maxBatchEvents || this.openBytes >= maxBatchBytes) this.flush()
       return
     }
@@ -124,7 +124,7 @@ export class Batcher {
     let bytes = 0
     const cut = () => {
       if (count === 0) return
-      this.append(new RunSlice(run, from, count, start, bytes), count, bytes)
+      this.append(this.slice(run, from, count, start, bytes), count, bytes)
       from += count
       start += bytes
       count = 0
@@ -145,6 +145,12 @@ export class Batcher {
       }
     }
     cut()
+  }
+
+  /** A batch's share of a run, which holds the run until the batch is done (see FormedBatch.letGo). */
+  private slice(run: EventRun, from: number, count: number, start: number, bytes: number): RunSlice {
+    run.hold()
+    return new RunSlice(run, from, count, start, bytes)
   }
 
   /** Adds a part of `count` events and `bytes` to the open batch, opening it (and its age timer) if need be. */
@@ -204,6 +210,9 @@ export class Batcher {
       } finally {
         this.running.delete(batch)
         this.release(batch)
+        // Its runs' memory may be reused. An attempt that timed out may still be running; the sinks copy a batch's
+        // bytes when a write starts, and a run read after its memory was reused throws rather than yield other bytes.
+        if (batch instanceof FormedBatch) batch.letGo()
       }
     })
   }
@@ -216,7 +225,8 @@ export class Batcher {
 
   /**
    * Takes back every batch not started yet, the open one included (sealed first): at a shutdown deadline they are
-   * dead-lettered together, in one write, instead of one at a time behind the writes in flight.
+   * dead-lettered together, in one write, instead of one at a time behind the writes in flight. Their runs are not
+   * let go: the caller writes their events out after this returns.
    */
   abandonQueued(): Batch[] {
     this.flush()

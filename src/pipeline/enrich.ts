@@ -11,6 +11,7 @@ import {
   SPAN_FIELD,
   TRACE_FIELD,
 } from '../event.js'
+import { SlabPool } from '../slabs.js'
 import {
   otelIdsOf,
   parseTraceparent,
@@ -86,6 +87,12 @@ export type RequestEnricher = (
   request?: RequestContext,
   idOf?: (i: number) => string,
 ) => EventRun
+
+/**
+ * Slabs of 1 MiB: a 100-entry request of 26 KB is 1/40 of one, and one larger than 256 KiB gets its own Buffer.
+ * Eight are kept for reuse: enough for the batches of a sink that keeps up, at 8 MiB of memory held when idle.
+ */
+const SLABS = { slabBytes: 1024 * 1024, maxFree: 8 }
 
 /** Below this many characters an entry cannot be nested deeply enough for JSON.stringify to fail (it takes 2 per level). */
 const SHALLOW_ENOUGH_CHARS = 2000
@@ -275,6 +282,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     return id as string | number
   }
 
+  const slabs = new SlabPool(SLABS)
   const enrichRequest: RequestEnricher = (entries, texts, receivedAt, placeOf, request, idOf) => {
     setReceivedAt(receivedAt)
     const ids: (string | number)[] = new Array(entries.length)
@@ -303,11 +311,13 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     // plain one.
     const all = parts.join('')
     const size = Buffer.byteLength(all)
-    // Its own allocation, never a slice of Node's shared 8 KiB pool: a small chunk there would keep the whole block
-    // (and whatever was made and freed around it, such as a spool's records) alive while its entries wait.
-    const chunk = Buffer.allocUnsafeSlow(size)
+    // In a slab that is reused once every request in it is delivered (see slabs.ts), or, for a very large request,
+    // in a Buffer of its own; never in Node's shared 8 KiB pool, where a small chunk would keep the whole block (and
+    // whatever was made and freed around it, such as a spool's records) alive while its entries wait.
+    const taken = slabs.take(size)
+    const chunk = taken ? taken.chunk : Buffer.allocUnsafeSlow(size)
     chunk.write(all, 0, size === all.length ? 'latin1' : 'utf8')
-    return new EventRun(chunk, entries.length, builtInIds ? (ids[0] as number) : ids)
+    return new EventRun(chunk, entries.length, builtInIds ? (ids[0] as number) : ids, taken?.slab)
   }
 
   const enrich = (

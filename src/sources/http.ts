@@ -188,8 +188,13 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
         body.format === 'json' ? parseJson(body.text, maxEntries) : parseNdjson(body.text, maxEntries)
       pipeline.assertRoomFor(parsed.entries.length)
       const run = enrichBody(enrich, parsed, receivedAt, context, keyedId)
-      // With a spool, 202 only once the entries are on disk.
-      await pipeline.accept(run)
+      try {
+        // With a spool, 202 only once the entries are on disk.
+        await pipeline.accept(run)
+      } finally {
+        // The batches that took it hold it now; refused, nothing does, and its memory may be reused.
+        run.release()
+      }
       return reply.code(202).send({ accepted: run.count })
     })
   })

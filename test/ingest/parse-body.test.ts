@@ -13,6 +13,11 @@ const trickyString = fc.oneof(
   }),
   fc.string(),
 )
+/**
+ * Keys: the same, without the two sidelog refuses (fc.string() makes `__proto__` and `constructor` on purpose, and a
+ * body holding one is refused: see FORBIDDEN_KEY in test/sources/http.test.ts and test/faults/bad-input.test.ts).
+ */
+const key = trickyString.filter((k) => k !== '__proto__' && k !== 'constructor')
 const jsonValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   value: fc.oneof(
     { depthSize: 'small' },
@@ -22,10 +27,10 @@ const jsonValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
     fc.boolean(),
     fc.constant(null),
     fc.array(tie('value'), { maxLength: 4 }),
-    fc.dictionary(trickyString, tie('value'), { maxKeys: 4 }),
+    fc.dictionary(key, tie('value'), { maxKeys: 4 }),
   ),
 })).value
-const entry = fc.dictionary(trickyString, jsonValue, { maxKeys: 6 })
+const entry = fc.dictionary(key, jsonValue, { maxKeys: 6 })
 const whitespace = fc.string({ unit: fc.constantFrom(' ', '\t', '\n', '\r'), maxLength: 3 })
 
 /** JSON text of `value` with generated whitespace between its tokens (valid JSON, spaced as a client might). */
