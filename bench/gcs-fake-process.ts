@@ -1,6 +1,6 @@
 // The Cloud Storage fake in a process of its own, for the bench: in the bench's process it would share one core's
 // event loop with the load generator. Driven over IPC: `outage` (true: every upload answers 503; false: recovered),
-// `count` (entries and bytes stored), `stop`. Not imported by the bench (it would start a fake): types only.
+// `count` (entries, their distinct event ids, and bytes stored), `stop`. Not imported by the bench (it would start a fake): types only.
 import { gunzipSync } from 'node:zlib'
 import { FakeGcsServer } from '../test/fakes/gcs-server.js'
 
@@ -10,6 +10,8 @@ const BUCKET = process.argv[2] ?? 'bench'
 export type FakeCommand = { cmd: 'outage'; on: boolean } | { cmd: 'count' } | { cmd: 'stop' }
 export interface FakeCount {
   entries: number
+  /** Distinct event_id values among them: a line carried into another batch twice, or garbled, would show here. */
+  ids: number
   storedBytes: number
   objects: number
 }
@@ -24,13 +26,19 @@ process.on('message', async (message: FakeCommand) => {
     else fake.clearFaults()
     process.send?.({ ok: true })
   } else if (message.cmd === 'count') {
-    const count: FakeCount = { entries: 0, storedBytes: 0, objects: 0 }
+    const count: FakeCount = { entries: 0, ids: 0, storedBytes: 0, objects: 0 }
+    const ids = new Set<string>()
     for (const object of fake.list(BUCKET)) {
       count.objects++
       count.storedBytes += object.data.length
       const data = object.contentEncoding === 'gzip' ? gunzipSync(object.data) : object.data
-      for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) count.entries++
+      for (const line of data.toString().split('\n')) {
+        if (line === '') continue
+        count.entries++
+        ids.add((JSON.parse(line) as { event_id: string }).event_id)
+      }
     }
+    count.ids = ids.size
     process.send?.(count)
   } else {
     await fake.stop()

@@ -2,7 +2,7 @@
 // run: Fastify with its defaults parsing each body and discarding it (bench/ceiling.mjs), the most a Node server can
 // do on this machine. Ratios to it compare across machines; absolute numbers do not. Every process is fresh, so its
 // peak RSS (VmHWM) is its own, and every scenario checks that the destination holds exactly the entries sidelog
-// counted as accepted. Scenarios (default settings unless the environment sets a sidelog setting):
+// counted as accepted (as many lines, each with an event id of its own). Scenarios (default settings unless the environment sets a sidelog setting):
 //   1 entry / request (JSON), 100 / request (JSON array), 100 / request (NDJSON): file sink, at saturation, each run
 //     right after the ceiling with the same body;
 //   gcs, gcs gzip, bigquery stream: 100-entry NDJSON at saturation against the protocol-level fakes (gcs in a
@@ -233,7 +233,14 @@ async function measureCeiling(body: Body) {
 /** Where a scenario's batches go, and how to count what arrived there. */
 interface Destination {
   readonly env: Record<string, string>
-  delivered(): Promise<{ entries: number; storedBytes?: number; requests?: number; objects?: number }>
+  /** `ids`: how many distinct event_id values the entries carry (each must be there once, whole). */
+  delivered(): Promise<{
+    entries: number
+    ids: number
+    storedBytes?: number
+    requests?: number
+    objects?: number
+  }>
   outage?(on: boolean): Promise<void>
   stop(): Promise<void>
 }
@@ -242,7 +249,8 @@ function fileDestination(dir: string): Promise<Destination> {
   return Promise.resolve({
     env: { SINKS: 'file' },
     async delivered() {
-      return { entries: (await readJsonlTree(join(dir, 'data', 'logs'))).length }
+      const rows = await readJsonlTree(join(dir, 'data', 'logs'))
+      return { entries: rows.length, ids: new Set(rows.map((row) => row.event_id)).size }
     },
     async stop() {},
   })
@@ -287,7 +295,12 @@ async function bigqueryDestination(): Promise<Destination> {
       BQ_TABLE: 'logs',
     },
     async delivered() {
-      return { entries: fake.rowsOf('bench', 'logs').length, requests: fake.inserts().length }
+      const rows = fake.rowsOf('bench', 'logs')
+      return {
+        entries: rows.length,
+        ids: new Set(rows.map((row) => row.event_id)).size,
+        requests: fake.inserts().length,
+      }
     },
     stop: () => fake.stop(),
   }
@@ -331,8 +344,10 @@ async function stopAndCheck(name: string, sidelog: SidelogProcess, destination: 
   sidelog.child.kill('SIGTERM')
   const exit = await sidelog.exited
   const delivered = await destination.delivered()
-  if (exit.code !== 0 || delivered.entries !== accepted) {
-    throw new Error(`${name}: exit ${exit.code}, accepted ${accepted}, delivered ${delivered.entries}`)
+  if (exit.code !== 0 || delivered.entries !== accepted || delivered.ids !== accepted) {
+    throw new Error(
+      `${name}: exit ${exit.code}, accepted ${accepted}, delivered ${delivered.entries} with ${delivered.ids} distinct event ids`,
+    )
   }
   return { rss, accepted, delivered }
 }
@@ -490,7 +505,7 @@ async function tail(): Promise<Row> {
       dir,
       {
         env: { SINKS: 'file', TAIL_PATHS: join(dir, 'logs', '*.log') },
-        delivered: async () => ({ entries: 0 }),
+        delivered: async () => ({ entries: 0, ids: 0 }),
         stop: async () => {},
       },
       TAIL_SCENARIO,

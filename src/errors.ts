@@ -10,6 +10,18 @@ export class PermanentError extends Error {
   }
 }
 
+/**
+ * A request's run was read after the slab it lives in was reused (see slabs.ts): a hold was let go too early, a bug.
+ * Its bytes are another request's now, so neither a retry nor a dead letter can carry them: permanent, and the lane
+ * counts its entries as lost, with a fatal log line.
+ */
+export class RunMemoryReusedError extends PermanentError {
+  constructor() {
+    super("a request's run was read after its memory was reused: a hold was let go too early")
+    this.name = 'RunMemoryReusedError'
+  }
+}
+
 export function isPermanent(err: unknown): boolean {
   return err instanceof PermanentError
 }

@@ -1,5 +1,7 @@
-// Log events and batches: what flows from ingest to the sinks. Imports only slabs.ts (the memory runs live in).
+// Log events and batches: what flows from ingest to the sinks. Imports only slabs.ts (the memory runs live in) and
+// errors.ts.
 import { randomBytes } from 'node:crypto'
+import { RunMemoryReusedError } from './errors.js'
 import type { Slab } from './slabs.js'
 
 /** One enriched log entry, serialised once at ingest and never re-encoded on the way to a sink. */
@@ -99,14 +101,14 @@ export class EventRun {
 
   /** A holder is done with the run's bytes; when the last is, its slab may be reused. */
   release(): void {
+    // Once only: let go more often than held (a bug) must not let the slab go twice; the generation check catches
+    // whoever reads the run afterwards.
     if (--this.holds === 0) this.slab?.letGo()
   }
 
   /** Throws if the slab was reused under the run: a hold was let go too early, and the bytes are another request's. */
   private check(): void {
-    if (this.slab && this.slab.generation !== this.generation) {
-      throw new Error("a request's run was read after its memory was reused: a hold was let go too early")
-    }
+    if (this.slab && this.slab.generation !== this.generation) throw new RunMemoryReusedError()
   }
 
   /** Copies bytes `start` to `start + bytes` of the run into `target` at `at`. */

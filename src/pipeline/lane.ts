@@ -28,7 +28,10 @@ export interface SinkStats {
   dead_lettered_events: number
   /** Events that could be neither delivered nor written to the dead-letter store (their lines are in a fatal log). */
   dead_letter_failed_events: number
-  /** With a spool: acknowledged entries this sink could not read back because their records were damaged. */
+  /**
+   * Acknowledged entries this sink could not read back: with a spool, because their records were damaged; without,
+   * because their memory was reused under them (a bug, logged as fatal).
+   */
   lost_events: number
   buffered_events: number
   buffered_bytes: number
@@ -166,8 +169,24 @@ export class Lane {
       stats.healthy = true
       stats.last_delivery_at = new Date().toISOString()
     } catch (err) {
-      const failure =
-        err instanceof DeliveryFailedError ? err : new DeliveryFailedError('permanent', 0, err, batch.events)
+      let failure: DeliveryFailedError
+      try {
+        failure =
+          err instanceof DeliveryFailedError
+            ? err
+            : new DeliveryFailedError('permanent', 0, err, batch.events)
+      } catch (unmade) {
+        // The batch's events cannot be made (RunMemoryReusedError: a bug), so there is nothing to dead-letter. Say so
+        // loudly and count them, rather than leave them uncounted.
+        const count = countOf(batch)
+        stats.lost_events += count
+        this.noteError(unmade)
+        this.options.logger.fatal(
+          { sink: this.name, batch: batch.name, events: count, err: unmade },
+          'entries lost: their bytes could not be read back to deliver or dead-letter them',
+        )
+        return
+      }
       if (failure.reason !== 'shutdown') this.noteError(failure.lastError)
       undelivered = [
         ...failure.rejected,

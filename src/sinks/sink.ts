@@ -18,6 +18,10 @@ export interface WriteOptions {
  * events failed (the retry then re-sends just the pending ones, under the same batch name). Retries re-send the same
  * batch, so a write must be idempotent per `batch.name` (the file sink renames onto the same path; a cloud sink uses
  * preconditions or insertIds) or it must not have written anything when it throws.
+ *
+ * A batch's bytes may live in memory that is reused once the batch is done (slabs.ts), and an attempt that timed out
+ * may still be running then: take the JSONL (`batchJsonl`) before the first await, or read `batch.events` (which keeps
+ * the memory they point into). A run read too late throws RunMemoryReusedError rather than yield other bytes.
  */
 export interface Sink {
   readonly name: string

@@ -10,9 +10,11 @@ import {
   QueueFullError,
   ShuttingDownError,
 } from '../../src/errors.js'
-import type { Batch, LogEvent } from '../../src/event.js'
+import { type Batch, EventRun, type LogEvent } from '../../src/event.js'
+import { batchJsonl } from '../../src/jsonl.js'
 import { Pipeline, type PipelineOptions } from '../../src/pipeline/index.js'
 import type { Sink } from '../../src/sinks/sink.js'
+import { SlabPool } from '../../src/slabs.js'
 import { Spool } from '../../src/spool/index.js'
 import {
   catchError,
@@ -319,6 +321,47 @@ describe('Pipeline', () => {
     const fatal = lines.map((l) => JSON.parse(l)).find((l) => l.level === 60)
     expect(fatal.entries.map((e: string) => JSON.parse(e).event_id)).toEqual(['kept0', 'kept1'])
     await expect(readFile(blocker, 'utf8')).resolves.toBe('x')
+  })
+
+  it('counts and logs as lost a batch whose run was reused under it (a hold bug), instead of dropping it unseen', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'error' }, { write: (line: string) => lines.push(line) })
+    const written: string[] = []
+    const sink: Sink = {
+      name: 'file-like',
+      async write(batch) {
+        written.push(batchJsonl(batch).toString())
+      },
+      async close() {},
+    }
+    const { pipeline } = await createPipeline([sink], {}, { logger })
+    const pool = new SlabPool({ slabBytes: 256, maxFree: 1 })
+    const runOf = (text: string) => {
+      const line = `{"event_id":"${text}"}\n`
+      const taken = pool.take(line.length)
+      taken?.chunk.write(line)
+      return new EventRun(taken?.chunk as Buffer, 1, [text], taken?.slab)
+    }
+    const run = runOf('victim')
+    pipeline.accept(run)
+    run.release()
+    // The bug: one release too many, while the batch still holds the run. Its slab is reused by later requests.
+    run.release()
+    for (let i = 0; i < 12; i++) runOf(`later-${i}`).release()
+    expect(pool.stats.reused).toBeGreaterThan(0)
+    const summary = await pipeline.drain(60_000)
+    expect(written).toEqual([])
+    expect(summary.delivered).toBe(0)
+    expect(pipeline.stats()['file-like']).toMatchObject({
+      lost_events: 1,
+      dead_lettered_events: 0,
+      healthy: false,
+    })
+    const fatal = lines.map((l) => JSON.parse(l)).find((l) => l.level === 60)
+    expect(fatal).toMatchObject({ sink: 'file-like', events: 1 })
+    expect(fatal.msg).toMatch(/entries lost/)
+    // Nothing of another request's bytes was written anywhere, not even as a dead letter.
+    expect(summary.dead_lettered).toBe(0)
   })
 })
 
