@@ -26,6 +26,18 @@ function manualDeliver() {
   return { batches, pending, deliver }
 }
 
+/** A deliver function that takes each batch at once and keeps it. */
+function collectingDeliver() {
+  const delivered: Batch[] = []
+  const deliver = async (batch: Batch) => {
+    delivered.push(batch)
+  }
+  return { delivered, deliver }
+}
+
+/** Limits that never seal a batch by themselves nor refuse an offer: the test's own settings decide. */
+const UNBOUNDED = { flushIntervalMs: 60_000, maxBufferedEvents: 1e6, maxBufferedBytes: 1e9, concurrency: 1 }
+
 function createBatcher(overrides: Partial<BatcherOptions> & Pick<BatcherOptions, 'deliver'>) {
   return new Batcher({
     instanceId: 'inst',
@@ -201,19 +213,8 @@ describe('Batcher: a request offered as one run', () => {
     events: number,
     bytes: number,
   ) => {
-    const delivered: Batch[] = []
-    const batcher = new Batcher({
-      instanceId: 'inst',
-      maxBatchEvents: events,
-      maxBatchBytes: bytes,
-      flushIntervalMs: 60_000,
-      maxBufferedEvents: 1e6,
-      maxBufferedBytes: 1e9,
-      concurrency: 1,
-      deliver: async (batch) => {
-        delivered.push(batch)
-      },
-    })
+    const { delivered, deliver } = collectingDeliver()
+    const batcher = createBatcher({ ...UNBOUNDED, maxBatchEvents: events, maxBatchBytes: bytes, deliver })
     let held = 0
     for (const request of requests) {
       batcher.offer(asRuns ? request.run : request.events)
@@ -259,19 +260,8 @@ describe('Batcher: a request offered as one run', () => {
   })
 
   it('mixes with single events in one batch, in the order they were offered', async () => {
-    const delivered: Batch[] = []
-    const batcher = new Batcher({
-      instanceId: 'inst',
-      maxBatchEvents: 100,
-      maxBatchBytes: 1e6,
-      flushIntervalMs: 60_000,
-      maxBufferedEvents: 1e6,
-      maxBufferedBytes: 1e9,
-      concurrency: 1,
-      deliver: async (batch) => {
-        delivered.push(batch)
-      },
-    })
+    const { delivered, deliver } = collectingDeliver()
+    const batcher = createBatcher({ ...UNBOUNDED, maxBatchEvents: 100, deliver })
     const run = new EventRun(Buffer.from('{"a":1}\n{"a":2}\n'), 2, ['r1', 'r2'])
     batcher.offer([createLogEvent('s1', '{"s":1}')])
     batcher.offer(run)
@@ -313,13 +303,10 @@ describe('Batcher: runs in reused slabs', () => {
         const lanes = [0, 1].map(() => {
           const pending: { batch: Batch; jsonl: string; resolve: () => void }[] = []
           const seen: string[] = []
-          const batcher = new Batcher({
-            instanceId: 'inst',
+          const batcher = createBatcher({
+            ...UNBOUNDED,
             maxBatchEvents: maxEvents,
             maxBatchBytes: 200,
-            flushIntervalMs: 60_000,
-            maxBufferedEvents: 1e6,
-            maxBufferedBytes: 1e9,
             concurrency: 3,
             deliver: (batch) =>
               new Promise<void>((resolve) => {
@@ -380,14 +367,9 @@ describe('Batcher: runs in reused slabs', () => {
 
   it('keeps the bytes of batches taken back at a shutdown deadline: their events are written out afterwards', async () => {
     const pool = new SlabPool({ slabBytes: 256, maxFree: 2 })
-    const batcher = new Batcher({
-      instanceId: 'inst',
+    const batcher = createBatcher({
+      ...UNBOUNDED,
       maxBatchEvents: 2,
-      maxBatchBytes: 1e6,
-      flushIntervalMs: 60_000,
-      maxBufferedEvents: 1e6,
-      maxBufferedBytes: 1e9,
-      concurrency: 1,
       deliver: () => new Promise<void>(() => {}), // the sink hangs
     })
     const offer = (text: string) => {
