@@ -41,6 +41,21 @@ export function batchJsonl(batch: Batch): Buffer {
   return encodeJsonlBuffer(batch.events)
 }
 
+/**
+ * The same JSONL written into `target` (at least `batch.bytes` long), returned as the part of it written; a batch that
+ * is not a formed one, or whose bytes do not add up, gets a Buffer of its own instead (see encodeJsonlBuffer).
+ */
+export function batchJsonlInto(batch: Batch, target: Buffer): Buffer {
+  if (batch instanceof FormedBatch && target.length >= batch.bytes) {
+    try {
+      if (batch.copyTo(target, 0) === batch.bytes) return target.subarray(0, batch.bytes)
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err
+    }
+  }
+  return encodeJsonlBuffer(batch.events)
+}
+
 const pad = (n: number, width = 2) => String(n).padStart(width, '0')
 
 export type Layout = 'date' | 'hive'
