@@ -213,6 +213,9 @@ export class SpoolInput implements LaneInput {
 
   async catchUp(lane: Lane, deadline: AbortSignal): Promise<void> {
     const { reader } = this.state(lane)
+    // An append still under way (a request not answered yet) is not in the backlog until it is written: wait for it
+    // first, or a drain would leave its entries in the spool for the next start instead of delivering them now.
+    await this.spool.settled()
     while (this.backlog(lane) > 0 && !deadline.aborted) {
       const before = reader.next
       // Entries still being appended become readable once written.
