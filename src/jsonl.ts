@@ -31,14 +31,9 @@ export function encodeJsonlBuffer(events: readonly LogEvent[]): Buffer {
  * an event per line; any other batch goes through its events (encodeJsonlBuffer).
  */
 export function batchJsonl(batch: Batch): Buffer {
-  if (!(batch instanceof FormedBatch)) return encodeJsonlBuffer(batch.events)
-  const out = Buffer.allocUnsafe(batch.bytes)
-  try {
-    if (batch.copyTo(out, 0) === batch.bytes) return out
-  } catch (err) {
-    if (!(err instanceof RangeError)) throw err
-  }
-  return encodeJsonlBuffer(batch.events)
+  return batch instanceof FormedBatch
+    ? batchJsonlInto(batch, Buffer.allocUnsafe(batch.bytes))
+    : encodeJsonlBuffer(batch.events)
 }
 
 /**
