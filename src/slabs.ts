@@ -4,8 +4,8 @@
 // and a buffered request's Buffer lives long enough (until its batch is delivered) to be freed only by a full
 // collection. A new Buffer per request therefore started a full collection every 70 to 80 ms at saturation, most of
 // the garbage collector's CPU. Lines written into slabs that come back to the pool once every request in them is
-// delivered allocate nothing new in the steady state (the bench's 100-entry NDJSON load: 62 full collections in 5 s
-// became 6, and the CPU per request fell by a sixth, measured with a never-reused ring as the upper bound).
+// delivered allocate nothing new in the steady state (the bench's 100-entry NDJSON load, 6 s: 73 to 84 full
+// collections became 6 to 8, and the CPU per request went from 406 to 492 µs to 311 to 316; see the README).
 //
 // Safety: a slab is reused only when every run written into it has been let go by everything that held it (see
 // EventRun.hold/release). Whoever takes events out of a run (ChunkEvents, which may outlive any batch: BigQuery rows,
