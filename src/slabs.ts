@@ -48,7 +48,7 @@ export interface SlabPoolOptions {
 export class SlabPool {
   private current: Slab | undefined
   private readonly free: Slab[] = []
-  /** Slabs made, and slabs reused: for tests and the bench. */
+  /** Slabs made, and slabs reused: what the tests check the pool's rules by. */
   readonly stats = { made: 0, reused: 0 }
 
   constructor(private readonly options: SlabPoolOptions) {}

@@ -504,3 +504,19 @@ describe('pipeline with a spool whose sink journal cannot be written', () => {
     expect(await afterRestart()).toMatchObject({ batches: [], resumeFrom: 1 })
   })
 })
+
+describe('pipeline with a spool, drained while an append is under way', () => {
+  it('delivers the entries still being appended when the drain starts, instead of leaving them for the next start', async () => {
+    const { spool, sink, pipeline, afterRestart } = await spooledPipeline(await tempDir())
+    // Not awaited: the request still waits for its entries to be on disk when the drain (SIGTERM) begins.
+    const taken = pipeline.accept(makeEvents(5, 'late'))
+    const summary = await pipeline.drain(10_000)
+    await taken
+    expect(sink.batches.flatMap((b) => b.events.map((e) => e.id))).toEqual(
+      makeEvents(5, 'late').map((e) => e.id),
+    )
+    expect(summary.delivered).toBe(5)
+    await spool.close()
+    expect((await afterRestart())?.batches ?? []).toEqual([])
+  })
+})
