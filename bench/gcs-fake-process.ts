@@ -1,6 +1,7 @@
 // The Cloud Storage fake in a process of its own, for the bench: in the bench's process it would share one core's
 // event loop with the load generator. Driven over IPC: `outage` (true: every upload answers 503; false: recovered),
-// `count` (entries, their distinct event ids, and bytes stored), `stop`. Not imported by the bench (it would start a fake): types only.
+// `count` (entries, their distinct event ids, and bytes stored), `stop`. Not imported by the bench (it would start a
+// fake): types only.
 import { gunzipSync } from 'node:zlib'
 import { FakeGcsServer } from '../test/fakes/gcs-server.js'
 

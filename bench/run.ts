@@ -2,7 +2,8 @@
 // run: Fastify with its defaults parsing each body and discarding it (bench/ceiling.mjs), the most a Node server can
 // do on this machine. Ratios to it compare across machines; absolute numbers do not. Every process is fresh, so its
 // peak RSS (VmHWM) is its own, and every scenario checks that the destination holds exactly the entries sidelog
-// counted as accepted (as many lines, each with an event id of its own). Scenarios (default settings unless the environment sets a sidelog setting):
+// counted as accepted (as many lines, each with an event id of its own). Scenarios (default settings unless the
+// environment sets a sidelog setting):
 //   1 entry / request (JSON), 100 / request (JSON array), 100 / request (NDJSON): file sink, at saturation, each run
 //     right after the ceiling with the same body;
 //   gcs, gcs gzip, bigquery stream: 100-entry NDJSON at saturation against the protocol-level fakes (gcs in a

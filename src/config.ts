@@ -56,11 +56,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
 /**
  * Buffered entries once cost about 1.5 times their JSONL bytes of heap (bench/buffer-heap.ts: 28.8 MiB took 43 MiB).
  * Their text now lives in Buffers outside the heap, one EventRun per request: 0.07 times their bytes of heap, plus
- * the bytes themselves. The check still counts 1.5 times against the heap limit, because that limit is how an operator sizes
- * sidelog's memory (the image's 128 MiB for a 256 MiB container), and the Buffers count in the container as the heap
- * does. Every sink holds the same entries. A capped heap (NODE_OPTIONS=--max-old-space-size, as the container image
- * sets) that cannot fit them is a start-up error: it would otherwise crash, or be killed, with every buffered entry
- * the first time a sink is down for long.
+ * the bytes themselves. The check still counts 1.5 times against the heap limit, because that limit is how an
+ * operator sizes sidelog's memory (the image's 128 MiB for a 256 MiB container), and the Buffers count in the
+ * container as the heap does. Every sink holds the same entries. A capped heap (NODE_OPTIONS=--max-old-space-size,
+ * as the container image sets) that cannot fit them is a start-up error: it would otherwise crash, or be killed, with
+ * every buffered entry the first time a sink is down for long.
  */
 export const HEAP_PER_BUFFERED_BYTE = 1.5
 export const HEAP_WORKING_BYTES = 48 * 1024 ** 2

@@ -233,8 +233,8 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     let id: unknown = entry.event_id
     if (id === undefined) {
       if (givenId === undefined && !ctx.newId) {
-        // The built-in ids stay numbers until asked for (EventRun, ChunkEvent). They are hex, a dash and base 36: nothing to
-        // escape.
+        // The built-in ids stay numbers until asked for (EventRun, ChunkEvent). They are hex, a dash and base 36:
+        // nothing to escape.
         id = newEventId()
         parts.push(builtInIdHead, (id as number).toString(36), '"')
       } else {

@@ -97,9 +97,10 @@ export class Pipeline {
   }
 
   /**
-   * Takes every event of one request (as a list, or as the one run the http source makes), or none: each sink's buffer (or the spool) must have room for all of them
-   * first. The checks and the offer are synchronous, so no other request can interleave between them. With a
-   * spool, the returned promise resolves once the entries are on disk: only then may the request be answered 202.
+   * Takes every event of one request (as a list, or as the one run the http source makes), or none: each sink's
+   * buffer (or the spool) must have room for all of them first. The checks and the offer are synchronous, so no other
+   * request can interleave between them. With a spool, the returned promise resolves once the entries are on disk:
+   * only then may the request be answered 202.
    */
   accept(events: readonly LogEvent[] | EventRun): Promise<void> | undefined {
     if (!this.accepting) throw new ShuttingDownError()
