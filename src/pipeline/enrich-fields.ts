@@ -25,11 +25,9 @@ export function parseTraceparent(value: unknown): TraceIds | undefined {
   return { traceId: match[2] as string, spanId: match[3] as string }
 }
 
-/** OpenTelemetry's log correlation fields (`trace_id`, `span_id`, as pino's and Go's OTel bridges write them). */
-export function otelIdsOf(entry: Record<string, unknown>): TraceIds | undefined {
-  const traceId = entry.trace_id
+/** OpenTelemetry's log correlation fields (an entry's `trace_id` and `span_id`, as pino's and Go's OTel bridges write them). */
+export function otelIdsOf(traceId: unknown, spanId: unknown): TraceIds | undefined {
   if (typeof traceId !== 'string' || !HEX32.test(traceId) || traceId === ZERO_TRACE) return undefined
-  const spanId = entry.span_id
   return typeof spanId === 'string' && HEX16.test(spanId) && spanId !== ZERO_SPAN
     ? { traceId, spanId }
     : { traceId }
@@ -73,9 +71,8 @@ export function severityOf(level: unknown): string | undefined {
   return Object.hasOwn(SEVERITY_BY_LEVEL, key) ? SEVERITY_BY_LEVEL[key] : undefined
 }
 
-/** The entry's own time when it carries one sidelog understands (pino's epoch-ms `time`, or an ISO string). */
-export function timestampOf(entry: Record<string, unknown>, receivedAt: string): string {
-  const time = entry.time
+/** An entry's own `time` when it is one sidelog understands (pino's epoch-ms number, or an ISO string). */
+export function timestampOf(time: unknown, receivedAt: string): string {
   if (typeof time === 'number' || typeof time === 'string') {
     const date = new Date(time)
     if (!Number.isNaN(date.getTime())) return date.toISOString()

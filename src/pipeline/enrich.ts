@@ -2,37 +2,26 @@
 // timestamp, severity and Cloud Logging's message and trace fields, and serialises the result to the JSON line every
 // sink writes.
 import { InputError } from '../errors.js'
-import {
-  createLogEvent,
-  EventRun,
-  formatEventId,
-  type LogEvent,
-  newEventId,
-  SPAN_FIELD,
-  TRACE_FIELD,
-} from '../event.js'
+import { createLogEvent, type EventRun, formatEventId, type LogEvent } from '../event.js'
 import { SlabPool } from '../slabs.js'
 import {
-  otelIdsOf,
-  parseTraceparent,
-  type RequestContext,
-  severityOf,
-  type TraceIds,
-  timestampOf,
-} from './enrich-fields.js'
+  type AdditionsContext,
+  createAdditions,
+  type EntryPlace,
+  type EntryView,
+  type LineOut,
+  type Piece,
+} from './additions.js'
+import { type BodyEnricher, createBodyEnricher } from './enrich-bytes.js'
+import type { RequestContext } from './enrich-fields.js'
+import { RunIds, writeRun } from './run-writer.js'
 
-export interface EnrichContext {
-  readonly service: string
-  readonly revision: string
-  readonly host: string
-  /** Static labels from LABELS, added (last) where the entry lacks the field. */
-  readonly labels: Readonly<Record<string, string>>
+export interface EnrichContext extends AdditionsContext {
   readonly maxEntryBytes: number
-  readonly newId?: () => string
-  /** Project for `logging.googleapis.com/trace` (`projects/<project>/traces/<id>`); without it, the bare trace id. */
-  readonly project?: string
 }
 
+export type { EntryPlace } from './additions.js'
+export type { BodyEnricher } from './enrich-bytes.js'
 export {
   parseTraceparent,
   type RequestContext,
@@ -40,18 +29,6 @@ export {
   severityOf,
   type TraceIds,
 } from './enrich-fields.js'
-
-/** A UTF-16 surrogate that is not half of a pair (with the u flag, a pair is one code point and does not match). */
-const LONE_SURROGATE = /\p{Cs}/u
-
-/** Longest app-supplied event_id kept as is (BigQuery's insertId has a length limit; keep ids short and opaque). */
-const MAX_EVENT_ID_LENGTH = 128
-
-/** Where an entry was in its request, for errors: its line (NDJSON) or index (JSON array). */
-export interface EntryPlace {
-  line?: number
-  index?: number
-}
 
 /**
  * Enriches one parsed entry and serialises it; `where` names the line or index in errors. `text`, when the source
@@ -70,6 +47,8 @@ export type Enricher = ((
 ) => LogEvent) & {
   /** The same for every entry of one request at once (see RequestEnricher). */
   readonly request: RequestEnricher
+  /** The same for a whole body's bytes, without parsing it, when it is in the form most bodies are (see enrich-bytes.ts). */
+  readonly body: BodyEnricher
 }
 
 /**
@@ -98,17 +77,52 @@ const SLABS = { slabBytes: 1024 * 1024, maxFree: 2 }
 /** Below this many characters an entry cannot be nested deeply enough for JSON.stringify to fail (it takes 2 per level). */
 const SHALLOW_ENOUGH_CHARS = 2000
 
+export function entryTooLarge(bytes: number, max: number, where: EntryPlace): InputError {
+  return new InputError(
+    413,
+    'ENTRY_TOO_LARGE',
+    `entry is ${bytes} bytes; the limit is ${max} (MAX_ENTRY_BYTES)`,
+    where,
+  )
+}
+
 /** Whether a parsed object has no own keys, without building the list of them. */
 function isEmptyObject(entry: Record<string, unknown>): boolean {
   for (const _ in entry) return false
   return true
 }
 
+/** An entry JSON.parse built, read as enrichment reads it (see additions.ts). One is reused for every entry. */
+class ObjectView implements EntryView {
+  entry: Record<string, unknown> = {}
+  constructor(private readonly names: readonly string[]) {}
+  has(field: number): boolean {
+    return Object.hasOwn(this.entry, this.names[field] as string)
+  }
+  value(field: number): unknown {
+    return this.entry[this.names[field] as string]
+  }
+}
+
+/** Added fields as strings, pushed onto the parts of a request's output, which are joined once. */
+class StringsOut implements LineOut<ObjectView> {
+  parts: string[] = []
+  piece(piece: Piece): void {
+    this.parts.push(piece.text)
+  }
+  text(text: string): void {
+    this.parts.push(text)
+  }
+  json(view: ObjectView, field: number): void {
+    this.parts.push(JSON.stringify(view.value(field)))
+  }
+}
+
 /**
  * Builds the per-entry enrichment. The fields that never change (service, revision, host, labels) are encoded
- * once here; the rest (a generated id, ISO times, a severity name) need no JSON escaping, so the hot path is the
- * entry's JSON (as received when the source passes it, else one JSON.stringify) plus own-property checks and
- * string concatenation.
+ * once (see additions.ts); the rest (a generated id, ISO times, a severity name) need no JSON escaping, so the hot
+ * path is the entry's JSON (as received when the source passes it, else one JSON.stringify) plus own-property checks
+ * and string concatenation.
  *
  * The enricher throws InputError (with `where`) when an entry is too large, too deeply nested to serialise, or
  * carries an event_id sidelog cannot use.
@@ -118,85 +132,17 @@ export function createEnricher(ctx: EnrichContext): Enricher {
   // array and joined once per request: the request's output is the one string its Buffer is written from, with no
   // string per added field or per line on the way (those were 60% of what a request allocated, and what the young
   // generation allocates sets how often it is collected and how much of the requests in flight it promotes).
-  const pair = (name: string, value: string) => `,${JSON.stringify(name)}:${JSON.stringify(value)}`
-  const fieldsOf = (fields: [string, string][]) => {
-    const pieces = fields.map(([name, value]) => pair(name, value))
-    return { names: fields.map(([name]) => name), pieces, all: pieces.join('') }
-  }
-  const identity = fieldsOf([
-    ['service', ctx.service],
-    ['revision', ctx.revision],
-    ['host', ctx.host],
-  ])
-  const labels = fieldsOf(Object.entries(ctx.labels))
-  /** Pushes the pieces of `fields` the entry lacks: all of them at once in the usual case, where it has none. */
-  const addMissing = (
-    entry: Record<string, unknown>,
-    fields: ReturnType<typeof fieldsOf>,
-    parts: string[],
-  ) => {
-    const { names, pieces, all } = fields
-    let missing = 0
-    for (let k = 0; k < names.length; k++) if (!Object.hasOwn(entry, names[k] as string)) missing++
-    if (missing === names.length) {
-      if (missing > 0) parts.push(all)
-      return
-    }
-    for (let k = 0; k < names.length; k++) {
-      if (!Object.hasOwn(entry, names[k] as string)) parts.push(pieces[k] as string)
-    }
-  }
-  /** The built-in event id's piece up to its counter: the counter's base-36 digits and `"` follow. */
-  const builtInIdHead = `,"event_id":"${formatEventId(0).slice(0, -1)}`
-  // Severity names, ISO times and hex ids contain nothing JSON would escape: their pieces are spliced as they are.
-  const severityPieces = new Map<string, string>()
-  const severityPiece = (severity: string) => {
-    let piece = severityPieces.get(severity)
-    if (piece === undefined) {
-      piece = `,"severity":"${severity}"`
-      severityPieces.set(severity, piece)
-    }
-    return piece
-  }
-  // The pieces that depend on the time a request was received, made once for all its entries (and for the
-  // requests received in the same millisecond).
-  let receivedFor = ''
-  let processedAtPiece = ''
-  let receivedTimestampPiece = ''
-  const setReceivedAt = (receivedAt: string) => {
-    if (receivedAt === receivedFor) return
-    receivedFor = receivedAt
-    processedAtPiece = `,"processed_at":"${receivedAt}"`
-    receivedTimestampPiece = `,"timestamp":"${receivedAt}"`
-  }
-  // Entries of one request often share their `time`: its ISO form is computed once per distinct value.
-  let lastTime: unknown
-  let lastTimestampPiece = ''
-  const timestampPiece = (entry: Record<string, unknown>, receivedAt: string) => {
-    const time = entry.time
-    if (time === undefined) return receivedTimestampPiece
-    if (time !== lastTime) {
-      const timestamp = timestampOf(entry, receivedAt)
-      // Only a valid time is cached: an invalid one falls back to the request's own time.
-      lastTime = timestamp === receivedAt ? undefined : time
-      lastTimestampPiece = timestamp === receivedAt ? receivedTimestampPiece : `,"timestamp":"${timestamp}"`
-    }
-    return lastTimestampPiece
-  }
-  // Project ids and hex ids need no JSON escaping: the trace field is spliced as is.
-  const tracePrefix = ctx.project ? `projects/${ctx.project}/traces/` : ''
-  const traceFields = (ids: TraceIds, hasSpan: boolean) =>
-    `,"${TRACE_FIELD}":"${tracePrefix}${ids.traceId}"` +
-    (ids.spanId === undefined || hasSpan ? '' : `,"${SPAN_FIELD}":"${ids.spanId}"`)
+  const additions = createAdditions(ctx)
+  const view = new ObjectView(additions.names)
+  const out = new StringsOut()
 
   /**
    * Pushes entry `i`'s line (without its newline) onto `parts` as pieces, its JSON as received (or encoded) with the
    * added fields spliced in before its closing brace, and returns its id (or the built-in counter's number for it).
-   * `setReceivedAt(receivedAt)` must have been called. Throws InputError naming `placeOf(i)`.
+   * `additions.setReceivedAt(receivedAt)` must have been called. Throws InputError naming `placeOf(i)`.
    */
   const enrichLine = (
     entry: Record<string, unknown>,
-    receivedAt: string,
     placeOf: (i: number) => EntryPlace,
     i: number,
     request: RequestContext | undefined,
@@ -219,59 +165,15 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     }
     // UTF-8 takes at most 3 bytes per UTF-16 unit: only a text that long can be over the limit.
     const entryBytes = json.length * 3 > ctx.maxEntryBytes ? Buffer.byteLength(json) : 0
-    if (entryBytes > ctx.maxEntryBytes) {
-      throw new InputError(
-        413,
-        'ENTRY_TOO_LARGE',
-        `entry is ${entryBytes} bytes; the limit is ${ctx.maxEntryBytes} (MAX_ENTRY_BYTES)`,
-        placeOf(i),
-      )
-    }
+    if (entryBytes > ctx.maxEntryBytes) throw entryTooLarge(entryBytes, ctx.maxEntryBytes, placeOf(i))
 
     const head = parts.length
     parts.push(json)
-    let id: unknown = entry.event_id
-    if (id === undefined) {
-      if (givenId === undefined && !ctx.newId) {
-        // The built-in ids stay numbers until asked for (EventRun, ChunkEvent). They are hex, a dash and base 36:
-        // nothing to escape.
-        id = newEventId()
-        parts.push(builtInIdHead, (id as number).toString(36), '"')
-      } else {
-        id = givenId ?? (ctx.newId as () => string)()
-        parts.push(',"event_id":', JSON.stringify(id))
-      }
-    } else if (
-      typeof id !== 'string' ||
-      id.length === 0 ||
-      id.length > MAX_EVENT_ID_LENGTH ||
-      // A lone surrogate is written to disk as U+FFFD: the id would change between a send and a replay.
-      LONE_SURROGATE.test(id)
-    ) {
-      throw new InputError(
-        400,
-        'INVALID_EVENT_ID',
-        `event_id must be a string of 1 to ${MAX_EVENT_ID_LENGTH} characters (valid Unicode) when the app sets it`,
-        placeOf(i),
-      )
-    }
-    addMissing(entry, identity, parts)
-    if (!Object.hasOwn(entry, 'processed_at')) parts.push(processedAtPiece)
-    if (!Object.hasOwn(entry, 'timestamp')) parts.push(timestampPiece(entry, receivedAt))
-    const severity = Object.hasOwn(entry, 'severity') ? undefined : severityOf(entry.level)
-    if (severity !== undefined) parts.push(severityPiece(severity))
-    // Cloud Logging shows `message`; pino, Go's slog and many others write `msg`. Only a string is copied, so this
-    // costs a stringify of one field, never of the entry.
-    if (typeof entry.msg === 'string' && !Object.hasOwn(entry, 'message')) {
-      parts.push(',"message":', JSON.stringify(entry.msg))
-    }
-    if (!Object.hasOwn(entry, TRACE_FIELD)) {
-      const ids = parseTraceparent(entry.traceparent) ?? otelIdsOf(entry) ?? request?.trace
-      if (ids) parts.push(traceFields(ids, Object.hasOwn(entry, SPAN_FIELD)))
-    }
-    addMissing(entry, labels, parts)
+    view.entry = entry
+    out.parts = parts
+    const id = additions.add(view, out, i, placeOf, request, givenId)
 
-    if (parts.length === head + 1) return id as string | number
+    if (parts.length === head + 1) return id
     // Splice the added fields into the serialised object instead of copying it: its closing brace goes last.
     if (isEmptyObject(entry)) {
       parts[head] = '{'
@@ -280,30 +182,18 @@ export function createEnricher(ctx: EnrichContext): Enricher {
       parts[head] = json.slice(0, -1)
     }
     parts.push('}')
-    return id as string | number
+    return id
   }
 
   const slabs = new SlabPool(SLABS)
   const enrichRequest: RequestEnricher = (entries, texts, receivedAt, placeOf, request, idOf) => {
-    setReceivedAt(receivedAt)
-    const ids: (string | number)[] = new Array(entries.length)
+    additions.setReceivedAt(receivedAt)
+    const ids = new RunIds()
     const parts: string[] = []
-    // Whether every entry took the next built-in id: the run then keeps only the first.
-    let builtInIds = true
     for (let i = 0; i < entries.length; i++) {
-      const id = enrichLine(
-        entries[i] as Record<string, unknown>,
-        receivedAt,
-        placeOf,
-        i,
-        request,
-        idOf?.(i),
-        texts[i],
-        parts,
+      ids.push(
+        enrichLine(entries[i] as Record<string, unknown>, placeOf, i, request, idOf?.(i), texts[i], parts),
       )
-      ids[i] = id
-      if (builtInIds && (typeof id !== 'number' || (i > 0 && id !== (ids[i - 1] as number) + 1)))
-        builtInIds = false
       parts.push('\n')
     }
     // The request's lines go into one Buffer, each followed by its newline, as one EventRun: one copy per request,
@@ -312,13 +202,7 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     // plain one.
     const all = parts.join('')
     const size = Buffer.byteLength(all)
-    // In a slab that is reused once every request in it is delivered (see slabs.ts), or, for a very large request,
-    // in a Buffer of its own; never in Node's shared 8 KiB pool, where a small chunk would keep the whole block (and
-    // whatever was made and freed around it, such as a spool's records) alive while its entries wait.
-    const taken = slabs.take(size)
-    const chunk = taken ? taken.chunk : Buffer.allocUnsafeSlow(size)
-    chunk.write(all, 0, size === all.length ? 'latin1' : 'utf8')
-    return new EventRun(chunk, entries.length, builtInIds ? (ids[0] as number) : ids, taken?.slab)
+    return writeRun(slabs, size, ids, (chunk) => chunk.write(all, 0, size === all.length ? 'latin1' : 'utf8'))
   }
 
   const enrich = (
@@ -329,10 +213,11 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     givenId?: string,
     text?: string,
   ): LogEvent => {
-    setReceivedAt(receivedAt)
+    additions.setReceivedAt(receivedAt)
     const parts: string[] = []
-    const id = enrichLine(entry, receivedAt, () => where, 0, request, givenId, text, parts)
+    const id = enrichLine(entry, () => where, 0, request, givenId, text, parts)
     return createLogEvent(typeof id === 'number' ? formatEventId(id) : id, parts.join(''))
   }
-  return Object.assign(enrich, { request: enrichRequest })
+  const body = createBodyEnricher(additions, slabs, ctx.maxEntryBytes)
+  return Object.assign(enrich, { request: enrichRequest, body })
 }

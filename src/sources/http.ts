@@ -1,5 +1,6 @@
 // POST /logs: JSON object, JSON array or NDJSON, optionally gzip. Parses and enriches the whole request, then hands
 // it to the pipeline in one call: 202 when every entry is buffered, an error naming the line or index otherwise.
+import { isUtf8 } from 'node:buffer'
 import { createGunzip } from 'node:zlib'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InputError, ShuttingDownError } from '../errors.js'
@@ -9,6 +10,7 @@ import { type Enricher, type RequestContext, requestContextOf } from '../pipelin
 import type { Pipeline } from '../pipeline/index.js'
 import { BodyMeter, type Inflight, type InflightHold, inflightFull, MeteredPayload } from './body-meter.js'
 import { type IdempotencyStore, keyedEventIds, registerIdempotency } from './idempotency/index.js'
+import { readBody } from './read-body.js'
 
 export interface HttpSourceOptions {
   readonly pipeline: Pipeline
@@ -38,9 +40,28 @@ declare module 'fastify' {
 const WAITING_REQUEST_BYTES = 64 * 1024
 
 type Format = 'json' | 'ndjson'
-interface RawBody {
-  readonly format: Format
-  readonly text: string
+
+/** A /logs body as received (after gzip), and decoded as text only when the parsing path or a key needs it. */
+export class RawBody {
+  private decoded: string | undefined
+  constructor(
+    readonly format: Format,
+    readonly bytes: Buffer,
+  ) {}
+
+  /**
+   * What identifies the body (see idempotency/keys.ts): its bytes, when they are valid UTF-8, hash as the text they
+   * decode to, without decoding them.
+   */
+  get fingerprinted(): Buffer | string {
+    return isUtf8(this.bytes) ? this.bytes : this.text
+  }
+
+  /** The body decoded as Fastify decodes a text body: invalid UTF-8 becomes replacement characters. */
+  get text(): string {
+    this.decoded ??= this.bytes.toString('utf8')
+    return this.decoded
+  }
 }
 
 const JSON_TYPES = ['application/json']
@@ -51,6 +72,10 @@ const NDJSON_TYPES = [
   'application/x-jsonlines',
   'text/plain',
 ]
+
+function emptyBody(): InputError {
+  return new InputError(400, 'EMPTY_BODY', 'request body is empty; send at least one entry')
+}
 
 /** The entries of one parsed body, enriched all at once into one run. */
 function enrichBody(
@@ -74,12 +99,10 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
   // Encapsulated: these parsers and the gzip hook apply to /logs only.
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers()
-    // As a string: Fastify decodes the whole body once, where a Buffer would be copied and then decoded.
-    const asRaw =
-      (format: Format) => (_request: unknown, text: string, done: (err: null, body: RawBody) => void) =>
-        done(null, { format, text })
-    scope.addContentTypeParser(JSON_TYPES, { parseAs: 'string' }, asRaw('json'))
-    scope.addContentTypeParser(NDJSON_TYPES, { parseAs: 'string' }, asRaw('ndjson'))
+    // As bytes: most bodies are enriched from them (enrich-bytes.ts), and decoded only to be parsed.
+    const asRaw = (format: Format) => readBody(maxBodyBytes, (bytes) => new RawBody(format, bytes))
+    scope.addContentTypeParser(JSON_TYPES, asRaw('json'))
+    scope.addContentTypeParser(NDJSON_TYPES, asRaw('ndjson'))
     // Per request: the bytes it counts in `inflight` (reserved from Content-Length, then as the body arrives). A
     // decorated field, part of every request's shape, is cheaper than a WeakMap keyed by request.
     scope.decorateRequest('inflightHold', null)
@@ -177,17 +200,27 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
 
     scope.post('/logs', async (request, reply) => {
       const body = request.body as RawBody | undefined
-      if (body === undefined || !/\S/.test(body.text)) {
-        throw new InputError(400, 'EMPTY_BODY', 'request body is empty; send at least one entry')
-      }
+      if (body === undefined) throw emptyBody()
       const receivedAt = new Date().toISOString()
       const context = requestContextOf(request.headers)
       const keyedId = keyedEventIds(request)
       const maxEntries = pipeline.maxRequestEntries
-      const parsed =
-        body.format === 'json' ? parseJson(body.text, maxEntries) : parseNdjson(body.text, maxEntries)
-      pipeline.assertRoomFor(parsed.entries.length)
-      const run = enrichBody(enrich, parsed, receivedAt, context, keyedId)
+      let run = enrich.body(body.bytes, body.format, receivedAt, context, keyedId, maxEntries)
+      if (run !== undefined) {
+        try {
+          pipeline.assertRoomFor(run.count)
+        } catch (err) {
+          run.release()
+          throw err
+        }
+      } else {
+        // The parsing path: any body the byte path does not take, and every refusal.
+        if (!/\S/.test(body.text)) throw emptyBody()
+        const parsed =
+          body.format === 'json' ? parseJson(body.text, maxEntries) : parseNdjson(body.text, maxEntries)
+        pipeline.assertRoomFor(parsed.entries.length)
+        run = enrichBody(enrich, parsed, receivedAt, context, keyedId)
+      }
       try {
         // With a spool, 202 only once the entries are on disk.
         await pipeline.accept(run)

@@ -2,6 +2,7 @@
 // first answer worth repeating (202, or 500 SPOOL_WRITE_FAILED) is kept, and journaled, before it is sent.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { SpoolWriteError } from '../../errors.js'
+import type { RawBody } from '../http.js'
 import { fingerprintOf, idempotencyKeyOf } from './keys.js'
 import type { Answer, IdempotencyStore, Ticket } from './store.js'
 
@@ -19,15 +20,15 @@ export function keyedEventIds(request: FastifyRequest): ((n: number) => string) 
 }
 
 /**
- * Hooks the store into a scope whose routes take a parsed `{ format, text }` body and answer 202 `{ accepted }`: a
+ * Hooks the store into a scope whose routes take a RawBody and answer 202 `{ accepted }`: a
  * repeat is answered before the handler runs; a first answer is kept (and journaled) before it is sent.
  */
 export function registerIdempotency(scope: FastifyInstance, store: IdempotencyStore): void {
   scope.addHook('preHandler', async (request, reply) => {
     const key = idempotencyKeyOf(request.headers[IDEMPOTENCY_KEY_HEADER])
     if (key === undefined) return
-    const body = request.body as { format?: string; text?: string } | undefined
-    const claim = await store.claim(key, fingerprintOf(body?.format ?? '', body?.text ?? ''))
+    const body = request.body as RawBody | undefined
+    const claim = await store.claim(key, fingerprintOf(body?.format ?? '', body?.fingerprinted ?? ''))
     if ('ticket' in claim) {
       tickets.set(request, claim.ticket)
       return

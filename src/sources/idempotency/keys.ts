@@ -29,8 +29,11 @@ export function idempotencyKeyOf(header: string | string[] | undefined): string 
   return key
 }
 
-/** What makes two requests the same: the body after decompression and how it is to be parsed. */
-export function fingerprintOf(format: string, text: string): string {
+/**
+ * What makes two requests the same: the body after decompression (its text, or its bytes when they are the UTF-8 of
+ * that text, which hash the same) and how it is to be parsed.
+ */
+export function fingerprintOf(format: string, text: string | Buffer): string {
   return createHash('sha256').update(format).update('\n').update(text).digest('base64url')
 }
 
