@@ -72,3 +72,40 @@ describe('MAX_INFLIGHT_BYTES with plain bodies arriving in pieces', () => {
     expect(ids).toEqual([first[0] === 'a' ? 'b' : 'a', 'c'])
   })
 })
+
+describe('a body arriving in pieces', () => {
+  it('is taken whole when cut inside an entry and inside a character (read-body.ts joins the pieces)', async () => {
+    const config = testConfig(await tempDir(), { FLUSH_INTERVAL: '0.1' })
+    app = await createApp(config, { logger: silentLogger, stdout: new PassThrough(), instanceId: 'test' })
+    await app.server.listen({ host: '127.0.0.1', port: 0 })
+    const { port } = app.server.server.address() as { port: number }
+    const body = Buffer.from('{"event_id":"a","msg":"café"}\n{"event_id":"b","msg":"naïve"}\n')
+    // Cut between the two bytes of "é".
+    const cut = body.indexOf('é') + 1
+    const socket = connect(port, '127.0.0.1')
+    let received = ''
+    const answer = new Promise<string>((resolve) => {
+      socket.on('data', (chunk) => {
+        received += chunk.toString('latin1')
+        if (received.includes('\r\n')) resolve(received.split('\r\n')[0] as string)
+      })
+    })
+    socket.write(
+      `POST /logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${body.length}\r\n\r\n`,
+    )
+    // The second piece only once the first has left, so that the server mostly reads them apart.
+    await new Promise<void>((resolve) => socket.write(body.subarray(0, cut), () => resolve()))
+    socket.write(body.subarray(cut))
+    expect(await answer).toBe('HTTP/1.1 202 Accepted')
+    socket.destroy()
+    await app.close()
+    app = undefined
+    const rows = (await readJsonlTree(config.DATA_DIR)).sort((x, y) =>
+      String(x.event_id).localeCompare(String(y.event_id)),
+    )
+    expect(rows.map((row) => [row.event_id, row.message])).toEqual([
+      ['a', 'café'],
+      ['b', 'naïve'],
+    ])
+  })
+})
