@@ -87,6 +87,11 @@ export class JsonScanner {
   object(b: Uint8Array, p: number): number {
     if (b[p] !== 0x7b) return -1
     const stack = this.stack
+    // Numbered in an Int32Array: before the number would wrap (after 2^31 objects), every field is forgotten.
+    if (this.objectNo === 0x7fffffff) {
+      this.seenIn.fill(0)
+      this.objectNo = 0
+    }
     this.objectNo++
     this.keys = 0
     stack[1] = 1

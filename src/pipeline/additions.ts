@@ -30,7 +30,7 @@ export interface EntryPlace {
   index?: number
 }
 
-/** The fields enrichment reads, by number; LABELS' names follow from LABEL_FIELDS on. */
+/** The fields enrichment reads, by number; LABELS' names follow. */
 export const F = {
   event_id: 0,
   service: 1,
@@ -49,7 +49,6 @@ export const F = {
   trace_id: 14,
   span_id: 15,
 } as const
-const LABEL_FIELDS = 16
 const BUILT_IN_NAMES = Object.keys(F).map((name) =>
   name === 'trace' ? TRACE_FIELD : name === 'span' ? SPAN_FIELD : name,
 )
@@ -130,8 +129,10 @@ export function createAdditions(ctx: AdditionsContext): Additions {
     { field: F.revision, value: ctx.revision },
     { field: F.host, value: ctx.host },
   ])
+  // A label named like a field sidelog reads (`msg`, `service`, ...) is that field: an entry has it or not, whichever
+  // way it is read.
   const labels = fieldsOf(
-    labelNames.map((name, k) => ({ field: LABEL_FIELDS + k, value: ctx.labels[name] ?? '' })),
+    labelNames.map((name) => ({ field: names.indexOf(name), value: ctx.labels[name] ?? '' })),
   )
   /** Writes the pieces of `fields` the entry lacks: all of them at once in the usual case, where it has none. */
   const addMissing = <V extends EntryView>(view: V, out: LineOut<V>, fields: ReturnType<typeof fieldsOf>) => {

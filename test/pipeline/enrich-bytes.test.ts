@@ -12,13 +12,13 @@ import { createEnricher, type EnrichContext, type RequestContext } from '../../s
 const receivedAt = '2026-01-02T03:04:05.678Z'
 const MAX_ENTRIES = 20
 
-function contextWithIds(): EnrichContext {
+function contextWithIds(labels: Record<string, string> = { env: 'prod', team: 'pay' }): EnrichContext {
   let n = 0
   return {
     service: 'checkout',
     revision: 'r"1',
     host: 'hôst',
-    labels: { env: 'prod', team: 'pay' },
+    labels,
     maxEntryBytes: 1000,
     newId: () => `id-${n++}`,
     project: 'demo',
@@ -146,6 +146,7 @@ const body = fc.record({
   shape: fc.constantFrom('lines', 'crlf', 'blank-lines', 'array', 'array-over-lines', 'one-object', 'pretty'),
   keyed: fc.boolean(),
   trace: fc.boolean(),
+  labelsLikeFields: fc.boolean(),
 })
 
 function bodyText({ entries, style: s, format, shape }: BodyCase): string {
@@ -180,7 +181,11 @@ describe('the byte path against the parsing path', () => {
           ? { trace: { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16) } }
           : {}
         const idOf = c.keyed ? (i: number) => `key-${i}` : undefined
-        const fast = createEnricher(contextWithIds()).body(
+        // Labels named like fields sidelog reads too, which must be added only where the entry lacks them.
+        const labels = c.labelsLikeFields
+          ? { env: 'prod', msg: 'L', severity: 'DEFAULT', service: 'S' }
+          : undefined
+        const fast = createEnricher(contextWithIds(labels)).body(
           bytes,
           c.format,
           receivedAt,
@@ -188,7 +193,7 @@ describe('the byte path against the parsing path', () => {
           idOf,
           MAX_ENTRIES,
         )
-        const slow = parsingPath(createEnricher(contextWithIds()), bytes, c.format, request, idOf)
+        const slow = parsingPath(createEnricher(contextWithIds(labels)), bytes, c.format, request, idOf)
         if (fast === undefined) return
         taken++
         expect(slow.error).toBeUndefined()
@@ -287,6 +292,16 @@ describe('JsonScanner', () => {
     expect([scanner.kind(0), scanner.kind(1)]).toEqual([3, 2])
     expect(scanner.object(Buffer.from('{"a":1}'), 0)).toBe(7)
     expect([scanner.has(0), scanner.has(1)]).toEqual([false, false])
+  })
+
+  it('still tells which fields an object has after 2^31 objects', () => {
+    const worn = new JsonScanner(['level'])
+    ;(worn as unknown as { objectNo: number }).objectNo = 2 ** 31 - 3
+    for (let n = 0; n < 6; n++) {
+      const withLevel = n % 2 === 0
+      worn.object(Buffer.from(withLevel ? '{"level":1}' : '{"a":1}'), 0)
+      expect(worn.has(0)).toBe(withLevel)
+    }
   })
 
   it.each([
