@@ -197,10 +197,13 @@ export class JsonScanner {
   private fieldOf(b: Uint8Array, start: number, length: number): number {
     const candidates = this.byLength[length]
     if (candidates === undefined) return -1
-    for (const { bytes, field } of candidates) {
-      let k = 0
+    const first = b[start]
+    for (let n = 0; n < candidates.length; n++) {
+      const { bytes, field } = candidates[n] as { bytes: Buffer; field: number }
+      if (bytes[0] !== first) continue
+      let k = 1
       while (k < length && b[start + k] === bytes[k]) k++
-      if (k === length) return field
+      if (k >= length) return field
     }
     return -1
   }
