@@ -156,6 +156,12 @@ export class FakeGcsServer extends FakeGoogleServer<FaultTarget> {
     if (this.preconditionFails(bucket, name, ifGenerationMatch)) {
       return this.sendError(res, 412, 'At least one of the pre-conditions you specified did not hold.')
     }
+    if (this.damageNext > 0) {
+      // Damaged on the way: the object holds other bytes than were sent, and its hashes are those of what it holds.
+      this.damageNext--
+      data = Buffer.from(data)
+      data[data.length - 1] = (data.at(-1) ?? 0) ^ 0x20
+    }
     const object: StoredObject = {
       bucket,
       name,
@@ -166,6 +172,12 @@ export class FakeGcsServer extends FakeGoogleServer<FaultTarget> {
     }
     this.objects.set(key, object)
     return send(200, objectResource(object))
+  }
+
+  /** Uploads whose data is stored damaged (a byte changed), as if it had been corrupted on the way. */
+  private damageNext = 0
+  damageUploads(times: number): void {
+    this.damageNext = times
   }
 
   private preconditionFails(bucket: string, name: string, ifGenerationMatch: string | null): boolean {

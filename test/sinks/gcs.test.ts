@@ -113,6 +113,27 @@ describe('gcs sink', () => {
     },
   )
 
+  it.each([
+    ['a single-request upload', {}],
+    ['a resumable upload', { GCS_RESUMABLE_THRESHOLD: '0' }],
+  ])(
+    'when %s is stored damaged, the client sees the CRC32C differ, deletes it, and the retry stores it intact',
+    async (_, env) => {
+      fake.damageUploads(1)
+      const { app } = await startApp(env)
+      await postEntries(app, 4)
+      const summary = await app.close()
+      expect(summary).toMatchObject({ delivered: 4, dead_lettered: 0 })
+      const [object, ...others] = fake.list(BUCKET)
+      expect(others).toHaveLength(0)
+      // Every line is whole JSON with its own id: the damaged copy is gone, not kept under the batch's name.
+      const rows = rowsOf([object as NonNullable<typeof object>])
+      expect(new Set(rows.map((row) => row.event_id)).size).toBe(4)
+      expect(app.pipeline.stats().gcs).toMatchObject({ retries: 1, delivered_events: 4 })
+      expect(fake.requests.some((r) => r.method === 'DELETE')).toBe(true)
+    },
+  )
+
   it('uses a resumable upload above GCS_RESUMABLE_THRESHOLD', async () => {
     const { app } = await startApp({ GCS_RESUMABLE_THRESHOLD: '1KiB' })
     await postEntries(app, 50)
