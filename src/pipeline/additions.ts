@@ -93,8 +93,6 @@ const QUOTE = piece('"')
 export interface Additions {
   /** The names of the fields, by number (see F): LABELS' follow the built-in ones. */
   readonly names: readonly string[]
-  /** Bytes the pieces made once take at most per entry: with the entry's own length, a bound on what one line grows by. */
-  readonly pieceBytes: number
   /** Must be called with a request's receive time before its entries are enriched. */
   setReceivedAt(receivedAt: string): void
   /**
@@ -201,14 +199,7 @@ export function createAdditions(ctx: AdditionsContext): Additions {
     `,"${TRACE_FIELD}":"${tracePrefix}${ids.traceId}"` +
     (ids.spanId === undefined || hasSpan ? '' : `,"${SPAN_FIELD}":"${ids.spanId}"`)
 
-  const add = <V extends EntryView>(
-    view: V,
-    out: LineOut<V>,
-    i: number,
-    placeOf: (i: number) => EntryPlace,
-    request: RequestContext | undefined,
-    givenId: string | undefined,
-  ): string | number => {
+  const add: Additions['add'] = (view, out, i, placeOf, request, givenId) => {
     let id = view.value(F.event_id)
     if (id === undefined) {
       if (givenId === undefined && !ctx.newId) {
@@ -259,12 +250,5 @@ export function createAdditions(ctx: AdditionsContext): Additions {
     return id as string | number
   }
 
-  const pieceBytes =
-    builtInIdHead.bytes.length +
-    identity.all.bytes.length +
-    labels.all.bytes.length +
-    // processed_at, timestamp, severity, the trace fields, quotes and brace: far less than this.
-    Buffer.byteLength(tracePrefix) +
-    512
-  return { names, pieceBytes, setReceivedAt, add }
+  return { names, setReceivedAt, add }
 }
