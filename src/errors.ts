@@ -110,6 +110,9 @@ export class ConfigError extends Error {
 
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message || err.name
+  // Some clients reject with plain objects (the Cloud Storage resumable uploader: { code, message, errors }).
+  const message = (err as { message?: unknown } | null | undefined)?.message
+  if (typeof message === 'string' && message !== '') return message
   return String(err)
 }
 

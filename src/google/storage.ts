@@ -3,12 +3,19 @@
 // objects created under a fixed name and never overwritten.
 import { type Bucket, Storage } from '@google-cloud/storage'
 import { ConfigError, errorMessage, PermanentError } from '../errors.js'
-import { Crc32c } from './crc32c.js'
+import { Crc32c, crc32cOf } from './crc32c.js'
 import { classifyGoogleError, statusOf } from './errors.js'
 import type { GoogleAccess } from './settings.js'
 
-/** 408, 429, 5xx, time-outs and resets are transient; other 4xx are permanent. */
+/**
+ * Cloud Storage's answer to an upload whose bytes do not match the hash given with it (400, "Provided CRC32C ...
+ * doesn't match calculated CRC32C ..."): they were damaged on the way, and sending them again is the remedy.
+ */
+const HASH_MISMATCH = /doesn't match calculated (CRC32C|MD5)/i
+
+/** 408, 429, 5xx, time-outs, resets and a hash mismatch are transient; other 4xx are permanent. */
 export function classifyGcsError(err: unknown): unknown {
+  if (statusOf(err) === 400 && HASH_MISMATCH.test(errorMessage(err))) return err
   return classifyGoogleError(err, 'Cloud Storage')
 }
 
@@ -19,6 +26,7 @@ export function bucketOf(google: GoogleAccess): Bucket {
     ...(google.storageEndpoint ? { apiEndpoint: google.storageEndpoint } : {}),
     // sidelog's retry layer owns timing and deadlines; the client's own retries (up to 600 s) would hide them.
     retryOptions: { autoRetry: false, maxRetries: 0 },
+    // For any validation the client does itself (downloads): crc-32's, not its own byte-at-a-time CRC32C.
     crc32cGenerator: () => new Crc32c(),
   })
   return storage.bucket(google.bucket)
@@ -51,7 +59,11 @@ export interface SaveOptions {
 
 /**
  * Creates the object `name` unless it exists, and never overwrites it: a retry of a batch whose earlier attempt
- * landed answers 412, which only this batch can cause (its name is its own), so it counts as stored. Throws a
+ * landed answers 412, which only this batch can cause (its name is its own), so it counts as stored. That holds only
+ * if no damaged object can ever land under the name, so the upload carries the CRC32C of its bytes and Cloud Storage
+ * checks it before it creates the object: damaged bytes are refused (400, retried), never stored. (The client's own
+ * validation checks after the object exists, and deletes it on a mismatch; without permission to delete, which
+ * Storage Object Creator does not give, the damaged object stayed and the retry's 412 counted it as stored.) Throws a
  * PermanentError for answers a retry cannot change.
  */
 export async function createObject(
@@ -65,10 +77,13 @@ export async function createObject(
       resumable: data.length > options.resumableThreshold,
       preconditionOpts: { ifGenerationMatch: 0 },
       contentType: 'application/x-ndjson',
-      metadata: options.contentEncoding ? { contentEncoding: options.contentEncoding } : {},
-      // The client checks the crc32c Cloud Storage answers against its own of the bytes it sent, deleting the object
-      // on a mismatch; with crc-32 (crc32c.ts) it costs half what MD5 did, which was 22% of the main thread.
-      validation: 'crc32c',
+      metadata: {
+        ...(options.contentEncoding ? { contentEncoding: options.contentEncoding } : {}),
+        // crc-32's CRC32C (crc32c.ts) costs half what the client's MD5 did, which was 22% of the main thread.
+        crc32c: crc32cOf(data),
+      },
+      // Cloud Storage checks the hash above; the client hashing the stream again would only check it after the fact.
+      validation: false,
     })
   } catch (err) {
     if (statusOf(err) === 412) return

@@ -162,6 +162,19 @@ export class FakeGcsServer extends FakeGoogleServer<FaultTarget> {
       data = Buffer.from(data)
       data[data.length - 1] = (data.at(-1) ?? 0) ^ 0x20
     }
+    // As Cloud Storage does, a hash given with the object is checked before the object is created.
+    const given = { CRC32C: metadata.crc32c, 'MD5 hash': metadata.md5Hash }
+    const computed = { CRC32C: () => crc32cOf(data), 'MD5 hash': () => md5Of(data) }
+    for (const hash of ['CRC32C', 'MD5 hash'] as const) {
+      const value = given[hash]
+      if (typeof value === 'string' && value !== computed[hash]()) {
+        return this.sendError(
+          res,
+          400,
+          `Provided ${hash} "${value}" doesn't match calculated ${hash} "${computed[hash]()}".`,
+        )
+      }
+    }
     const object: StoredObject = {
       bucket,
       name,
@@ -190,6 +203,10 @@ function bucketResource(name: string) {
   return { kind: 'storage#bucket', id: name, name, location: 'US', storageClass: 'STANDARD' }
 }
 
+function md5Of(data: Buffer): string {
+  return createHash('md5').update(data).digest('base64')
+}
+
 /** CRC32C as Cloud Storage gives it: the big-endian bytes, base64. */
 function crc32cOf(data: Buffer): string {
   const bytes = Buffer.alloc(4)
@@ -206,7 +223,7 @@ const hashes = new WeakMap<StoredObject, { md5Hash: string; crc32c: string }>()
 function objectResource(o: StoredObject) {
   let hashed = hashes.get(o)
   if (hashed === undefined) {
-    hashed = { md5Hash: createHash('md5').update(o.data).digest('base64'), crc32c: crc32cOf(o.data) }
+    hashed = { md5Hash: md5Of(o.data), crc32c: crc32cOf(o.data) }
     hashes.set(o, hashed)
   }
   return {

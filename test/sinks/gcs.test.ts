@@ -117,20 +117,23 @@ describe('gcs sink', () => {
     ['a single-request upload', {}],
     ['a resumable upload', { GCS_RESUMABLE_THRESHOLD: '0' }],
   ])(
-    'when %s is stored damaged, the client sees the CRC32C differ, deletes it, and the retry stores it intact',
+    'when %s arrives damaged, Cloud Storage refuses it against its CRC32C, and the retry stores it intact',
     async (_, env) => {
-      fake.damageUploads(1)
       const { app } = await startApp(env)
+      fake.damageUploads(1)
+      // Deleting is refused, as it is to the Storage Object Creator role: nothing may depend on deleting a damaged copy.
+      fake.inject({ kind: 'status', status: 403 }, { times: 10, target: 'metadata' })
       await postEntries(app, 4)
       const summary = await app.close()
       expect(summary).toMatchObject({ delivered: 4, dead_lettered: 0 })
       const [object, ...others] = fake.list(BUCKET)
       expect(others).toHaveLength(0)
-      // Every line is whole JSON with its own id: the damaged copy is gone, not kept under the batch's name.
+      // Every line is whole JSON with its own id: no damaged copy was ever stored under the batch's name.
       const rows = rowsOf([object as NonNullable<typeof object>])
       expect(new Set(rows.map((row) => row.event_id)).size).toBe(4)
       expect(app.pipeline.stats().gcs).toMatchObject({ retries: 1, delivered_events: 4 })
-      expect(fake.requests.some((r) => r.method === 'DELETE')).toBe(true)
+      expect(fake.uploads().map((r) => r.status)).toContain(400)
+      expect(fake.requests.some((r) => r.method === 'DELETE')).toBe(false)
     },
   )
 
@@ -241,6 +244,19 @@ describe('gcs error classification', () => {
     [{ code: 403 }, true],
     [{ code: 404 }, true],
     [{ status: 400 }, true],
+    // Damaged on the way: Cloud Storage refused the bytes against the CRC32C sent with them.
+    [
+      Object.assign(new Error('Provided CRC32C "AAAAAA==" doesn\'t match calculated CRC32C "wdBDMA==".'), {
+        code: 400,
+      }),
+      false,
+    ],
+    [Object.assign(new Error('Invalid argument.'), { code: 400 }), true],
+    // The resumable uploader's shape: a plain object.
+    [
+      { code: 400, message: 'Provided CRC32C "AAAAAA==" doesn\'t match calculated CRC32C "wdBDMA==".' },
+      false,
+    ],
     [{ response: { status: 503 } }, false],
     [{ code: 429 }, false],
     [{ code: 408 }, false],
