@@ -1,5 +1,6 @@
-// POST /logs: JSON object, JSON array or NDJSON, optionally gzip. Parses and enriches the whole request, then hands
-// it to the pipeline in one call: 202 when every entry is buffered, an error naming the line or index otherwise.
+// POST /logs: JSON object, JSON array or NDJSON, optionally gzip. Enriches the whole request (from its bytes when it
+// is in the usual form, see enrich-bytes.ts; else parsed), then hands it to the pipeline in one call: 202 when every
+// entry is buffered, an error naming the line or index otherwise.
 import { isUtf8 } from 'node:buffer'
 import { createGunzip } from 'node:zlib'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
