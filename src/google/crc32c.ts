@@ -1,7 +1,8 @@
-// CRC32C for Cloud Storage's validation of uploads (given with each object: see createObject), from crc-32 (SheetJS; sixteen bytes a step): 1.1 ms for a
-// 1.6 MiB object, where MD5 (OpenSSL) took 2.2 ms, 22% of the main thread's time in the bench's gcs scenario, and
-// the client's own CRC32C (JavaScript, a byte at a time) 8.3 ms. A native one (@node-rs/crc32, 0.12 ms) was measured
-// too: loading it added 3.6 MiB of RSS, and gcs gzip at saturation then peaked over the 128 MiB budget.
+// CRC32C for Cloud Storage's validation of uploads (given with each object: see createObject), from crc-32 (SheetJS;
+// sixteen bytes a step): 1.1 ms for a 1.6 MiB object, where MD5 (OpenSSL) took 2.2 ms, 22% of the main thread's time
+// in the bench's gcs scenario, and the client's own CRC32C (JavaScript, a byte at a time) 8.3 ms. A native one
+// (@node-rs/crc32, 0.12 ms) was measured too: loading it added 3.6 MiB of RSS, and gcs gzip at saturation then
+// peaked over the 128 MiB budget.
 import crc32c from 'crc-32/crc32c.js'
 
 /** The CRC32C of `data` as Cloud Storage writes it: big-endian, base64. */

@@ -25,7 +25,7 @@ export function parseTraceparent(value: unknown): TraceIds | undefined {
   return { traceId: match[2] as string, spanId: match[3] as string }
 }
 
-/** OpenTelemetry's log correlation fields (an entry's `trace_id` and `span_id`, as pino's and Go's OTel bridges write them). */
+/** OpenTelemetry's correlation fields, an entry's `trace_id` and `span_id` (as pino's and Go's OTel bridges write). */
 export function otelIdsOf(traceId: unknown, spanId: unknown): TraceIds | undefined {
   if (typeof traceId !== 'string' || !HEX32.test(traceId) || traceId === ZERO_TRACE) return undefined
   return typeof spanId === 'string' && HEX16.test(spanId) && spanId !== ZERO_SPAN

@@ -47,7 +47,7 @@ export type Enricher = ((
 ) => LogEvent) & {
   /** The same for every entry of one request at once (see RequestEnricher). */
   readonly request: RequestEnricher
-  /** The same for a whole body's bytes, without parsing it, when it is in the form most bodies are (see enrich-bytes.ts). */
+  /** The same for a whole body's bytes, without parsing it, when it is in the usual form (see enrich-bytes.ts). */
   readonly body: BodyEnricher
 }
 

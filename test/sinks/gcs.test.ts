@@ -121,7 +121,7 @@ describe('gcs sink', () => {
     async (_, env) => {
       const { app } = await startApp(env)
       fake.damageUploads(1)
-      // Deleting is refused, as it is to the Storage Object Creator role: nothing may depend on deleting a damaged copy.
+      // Deleting is refused, as to the Storage Object Creator role: nothing may depend on deleting a damaged copy.
       fake.inject({ kind: 'status', status: 403 }, { times: 10, target: 'metadata' })
       await postEntries(app, 4)
       const summary = await app.close()
