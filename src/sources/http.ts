@@ -1,7 +1,6 @@
 // POST /logs: JSON object, JSON array or NDJSON, optionally gzip. Enriches the whole request (from its bytes when it
 // is in the usual form, see enrich-bytes.ts; else parsed), then hands it to the pipeline in one call: 202 when every
 // entry is buffered, an error naming the line or index otherwise.
-import { isUtf8 } from 'node:buffer'
 import { createGunzip } from 'node:zlib'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InputError, ShuttingDownError } from '../errors.js'
@@ -11,6 +10,7 @@ import { type Enricher, type RequestContext, requestContextOf } from '../pipelin
 import type { Pipeline } from '../pipeline/index.js'
 import { BodyMeter, type Inflight, type InflightHold, inflightFull, MeteredPayload } from './body-meter.js'
 import { type IdempotencyStore, keyedEventIds, registerIdempotency } from './idempotency/index.js'
+import { type Format, RawBody } from './raw-body.js'
 import { readBody } from './read-body.js'
 
 export interface HttpSourceOptions {
@@ -39,31 +39,6 @@ declare module 'fastify' {
  * from the socket at a time, and TCP holds back the rest.
  */
 const WAITING_REQUEST_BYTES = 64 * 1024
-
-type Format = 'json' | 'ndjson'
-
-/** A /logs body as received (after gzip), and decoded as text only when the parsing path or a key needs it. */
-export class RawBody {
-  private decoded: string | undefined
-  constructor(
-    readonly format: Format,
-    readonly bytes: Buffer,
-  ) {}
-
-  /**
-   * What identifies the body (see idempotency/keys.ts): its bytes, when they are valid UTF-8, hash as the text they
-   * decode to, without decoding them.
-   */
-  get fingerprinted(): Buffer | string {
-    return isUtf8(this.bytes) ? this.bytes : this.text
-  }
-
-  /** The body decoded as Fastify decodes a text body: invalid UTF-8 becomes replacement characters. */
-  get text(): string {
-    this.decoded ??= this.bytes.toString('utf8')
-    return this.decoded
-  }
-}
 
 const JSON_TYPES = ['application/json']
 const NDJSON_TYPES = [

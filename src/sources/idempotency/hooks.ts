@@ -2,7 +2,7 @@
 // first answer worth repeating (202, or 500 SPOOL_WRITE_FAILED) is kept, and journaled, before it is sent.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { SpoolWriteError } from '../../errors.js'
-import type { RawBody } from '../http.js'
+import type { RawBody } from '../raw-body.js'
 import { fingerprintOf, idempotencyKeyOf } from './keys.js'
 import type { Answer, IdempotencyStore, Ticket } from './store.js'
 
