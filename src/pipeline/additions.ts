@@ -61,6 +61,8 @@ const BUILT_IN_NAMES = Object.keys(F).map((name) =>
 export interface EntryView {
   has(field: number): boolean
   value(field: number): unknown
+  /** Whether the field's value is a string, without making it (`msg` is copied as written, never read). */
+  isString(field: number): boolean
 }
 
 /** A piece of a line both ways can write: its text, and its UTF-8 made once. */
@@ -235,7 +237,7 @@ export function createAdditions(ctx: AdditionsContext): Additions {
     if (severity !== undefined) out.piece(severity)
     // Cloud Logging shows `message`; pino, Go's slog and many others write `msg`. Only a string is copied, so this
     // costs a stringify of one field, never of the entry.
-    if (typeof view.value(F.msg) === 'string' && !view.has(F.message)) {
+    if (view.isString(F.msg) && !view.has(F.message)) {
       out.piece(MESSAGE_HEAD)
       out.json(view, F.msg)
     }

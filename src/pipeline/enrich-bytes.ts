@@ -55,6 +55,11 @@ class ScannedView implements EntryView {
     return this.scanner.has(field)
   }
 
+  isString(field: number): boolean {
+    const kind = this.scanner.kind(field)
+    return this.scanner.has(field) && (kind === STRING || kind === ESCAPED_STRING)
+  }
+
   value(field: number): unknown {
     const { scanner, body } = this
     if (!scanner.has(field)) return undefined
@@ -261,7 +266,10 @@ export function createBodyEnricher(
       if (err instanceof InputError) return undefined
       throw err
     } finally {
+      // Nothing of the request is kept past it: not its body, nor its keyed ids' closure (and the ticket it holds).
       view.body = EMPTY
+      request = undefined
+      idOf = undefined
     }
     if (!taken || ids.count === 0) return undefined
     const { buffer, at } = out

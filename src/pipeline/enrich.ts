@@ -40,7 +40,7 @@ export type Enricher = ((
   receivedAt: string,
   where: EntryPlace,
   request?: RequestContext,
-  /** The event_id for an entry that sets none (a keyed request's derived id); a new UUID when absent. */
+  /** The event_id for an entry that sets none (a keyed request's derived id); a new built-in id when absent. */
   id?: string,
   /** The entry as received, when it is one line of JSON: the added fields are spliced into it. */
   text?: string,
@@ -77,7 +77,7 @@ const SLABS = { slabBytes: 1024 * 1024, maxFree: 2 }
 /** Below this many characters an entry cannot be nested deeply enough for JSON.stringify to fail (it takes 2 per level). */
 const SHALLOW_ENOUGH_CHARS = 2000
 
-export function entryTooLarge(bytes: number, max: number, where: EntryPlace): InputError {
+function entryTooLarge(bytes: number, max: number, where: EntryPlace): InputError {
   return new InputError(
     413,
     'ENTRY_TOO_LARGE',
@@ -92,9 +92,12 @@ function isEmptyObject(entry: Record<string, unknown>): boolean {
   return true
 }
 
+const NO_ENTRY: Record<string, unknown> = {}
+const NO_PARTS: string[] = []
+
 /** An entry JSON.parse built, read as enrichment reads it (see additions.ts). One is reused for every entry. */
 class ObjectView implements EntryView {
-  entry: Record<string, unknown> = {}
+  entry = NO_ENTRY
   constructor(private readonly names: readonly string[]) {}
   has(field: number): boolean {
     return Object.hasOwn(this.entry, this.names[field] as string)
@@ -102,11 +105,14 @@ class ObjectView implements EntryView {
   value(field: number): unknown {
     return this.entry[this.names[field] as string]
   }
+  isString(field: number): boolean {
+    return typeof this.value(field) === 'string'
+  }
 }
 
 /** Added fields as strings, pushed onto the parts of a request's output, which are joined once. */
 class StringsOut implements LineOut<ObjectView> {
-  parts: string[] = []
+  parts = NO_PARTS
   piece(piece: Piece): void {
     this.parts.push(piece.text)
   }
@@ -171,7 +177,14 @@ export function createEnricher(ctx: EnrichContext): Enricher {
     parts.push(json)
     view.entry = entry
     out.parts = parts
-    const id = additions.add(view, out, i, placeOf, request, givenId)
+    let id: string | number
+    try {
+      id = additions.add(view, out, i, placeOf, request, givenId)
+    } finally {
+      // The reused view and output keep nothing of the request past its line.
+      view.entry = NO_ENTRY
+      out.parts = NO_PARTS
+    }
 
     if (parts.length === head + 1) return id
     // Splice the added fields into the serialised object instead of copying it: its closing brace goes last.
