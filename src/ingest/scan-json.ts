@@ -29,6 +29,8 @@ PLAIN[0x5c] = 0
 const HEX = new Uint8Array(256)
 for (const c of '0123456789abcdefABCDEF') HEX[c.charCodeAt(0)] = 1
 
+const EMPTY_WORDS = new DataView(new ArrayBuffer(0))
+
 const FORBIDDEN_KEYS = ['__proto__', 'constructor'].map((key) => Buffer.from(key))
 
 /**
@@ -51,6 +53,9 @@ export class JsonScanner {
   private readonly stack = new Uint8Array(MAX_DEPTH + 1)
   /** Whether the last string scanned had an escape. */
   private escaped = false
+  /** The bytes being scanned, read four at a time (see string()); dropped by forget(). */
+  private words = EMPTY_WORDS
+  private wordsOf: Uint8Array | undefined
 
   constructor(fields: readonly string[]) {
     const n = fields.length
@@ -86,6 +91,10 @@ export class JsonScanner {
    */
   object(b: Uint8Array, p: number): number {
     if (b[p] !== 0x7b) return -1
+    if (b !== this.wordsOf) {
+      this.words = new DataView(b.buffer, b.byteOffset, b.byteLength)
+      this.wordsOf = b
+    }
     const stack = this.stack
     // Numbered in an Int32Array: before the number would wrap (after 2^31 objects), every field is forgotten.
     if (this.objectNo === 0x7fffffff) {
@@ -208,10 +217,32 @@ export class JsonScanner {
     return -1
   }
 
+  /** Lets go of the bytes last scanned. */
+  forget(): void {
+    this.words = EMPTY_WORDS
+    this.wordsOf = undefined
+  }
+
   /** Scans a string from just after its opening quote; returns the position after its closing quote, or -1. */
   private string(b: Uint8Array, p: number): number {
     this.escaped = false
+    const words = this.words
+    const last = b.length - 4
     for (;;) {
+      // Four bytes at a time while none needs a look (a third less time for the bench's entries): `t` has a byte's
+      // high bit set where x's byte is below 0x20 or equals 0x22 or 0x5c, and possibly in the bytes above such a one,
+      // never where there is none. Bytes from 0x80 up are plain (UTF-8, which the caller checks).
+      while (p <= last) {
+        const x = words.getInt32(p, true)
+        const quote = x ^ 0x22222222
+        const backslash = x ^ 0x5c5c5c5c
+        const t =
+          (((x - 0x20202020) | 0) & ~x) |
+          (((quote - 0x01010101) | 0) & ~quote) |
+          (((backslash - 0x01010101) | 0) & ~backslash)
+        if ((t & 0x80808080) !== 0) break
+        p += 4
+      }
       while (PLAIN[b[p] as number] === 1) p++
       const c = b[p]
       if (c === 0x22) return p + 1

@@ -268,6 +268,7 @@ export function createBodyEnricher(
     } finally {
       // Nothing of the request is kept past it: not its body, nor its keyed ids' closure (and the ticket it holds).
       view.body = EMPTY
+      scanner.forget()
       request = undefined
       idOf = undefined
     }

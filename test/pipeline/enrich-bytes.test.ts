@@ -282,6 +282,40 @@ describe('JsonScanner', () => {
     )
   })
 
+  // The scan reads a string's bytes four at a time (see string()): a quote, a backslash or a control character must
+  // be seen at any offset from where the string starts, and wherever the body's bytes start in their memory.
+  it('sees a quote, backslash or control character at every offset of a string, read four bytes at a time', () => {
+    const specials = [0x00, 0x01, 0x0a, 0x1f, 0x22, 0x5c]
+    let checked = 0
+    for (let length = 0; length <= 13; length++) {
+      for (let at = 0; at < length; at++) {
+        for (const special of [...specials, 0x20, 0x7f, 0xc3]) {
+          const content = Buffer.alloc(length, 0x61)
+          content[at] = special
+          if (special === 0xc3) content[at + 1] = 0xa9 // é: two bytes of UTF-8, both plain
+          for (const shift of [0, 1, 2, 3]) {
+            const text = Buffer.concat([Buffer.from('{"k":"'), content, Buffer.from('"}')])
+            const memory = Buffer.alloc(text.length + shift)
+            text.copy(memory, shift)
+            const b = memory.subarray(shift)
+            let valid = true
+            try {
+              JSON.parse(b.toString('utf8'))
+            } catch {
+              valid = false
+            }
+            expect(
+              scanner.object(b, 0) === b.length,
+              `${JSON.stringify(b.toString('latin1'))} from ${shift}`,
+            ).toBe(valid)
+            checked++
+          }
+        }
+      }
+    }
+    expect(checked).toBe(91 * 9 * 4)
+  })
+
   it('reports the top-level fields it was asked for, the last of a repeated key, and how each is written', () => {
     const text = '{"level":"info","a":{"level":1},"msg":"x\\"y","level": 30 ,"z":[{"msg":2}]}'
     const b = Buffer.from(text)
