@@ -54,7 +54,7 @@ export class JsonScanner {
   /** Whether the last string scanned had an escape. */
   private escaped = false
   /** The bytes being scanned, read four at a time (see string()); dropped by forget(). */
-  private words = EMPTY_WORDS
+  private words: DataView<ArrayBufferLike> = EMPTY_WORDS
   private wordsOf: Uint8Array | undefined
 
   constructor(fields: readonly string[]) {
