@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { SPAN_FIELD, TRACE_FIELD } from '../../src/event.js'
 import { parseJson, parseNdjson } from '../../src/ingest/parse-body.js'
-import { JsonScanner } from '../../src/ingest/scan-json.js'
+import { JsonScanner, MAX_DEPTH } from '../../src/ingest/scan-json.js'
 import { createEnricher, type EnrichContext, type RequestContext } from '../../src/pipeline/enrich.js'
 
 const receivedAt = '2026-01-02T03:04:05.678Z'
@@ -329,13 +329,40 @@ describe('JsonScanner', () => {
   })
 
   it('still tells which fields an object has after 2^31 objects', () => {
-    const worn = new JsonScanner(['level'])
-    ;(worn as unknown as { objectNo: number }).objectNo = 2 ** 31 - 3
+    const worn = new JsonScanner(['level', 'msg'])
+    const { words, state, results } = worn as unknown as { words: Int32Array; state: number; results: number }
+    // The object number is the first word of the module's STATE; each field's slot in RESULTS starts with the number
+    // of the object it was last seen in (see scan-json.wat). `msg` was last seen in object 2 of the numbers before
+    // the wrap: it must not count as seen in the object numbered 2 after it.
+    words[state / 4] = 2 ** 31 - 3
+    words[results / 4 + 4] = 2
     for (let n = 0; n < 6; n++) {
       const withLevel = n % 2 === 0
       worn.object(Buffer.from(withLevel ? '{"level":1}' : '{"a":1}'), 0)
-      expect(worn.has(0)).toBe(withLevel)
+      expect([worn.has(0), worn.has(1)], `object ${n}`).toEqual([withLevel, false])
     }
+  })
+
+  it('reports any number of fields, with names of any length (LABELS add theirs)', () => {
+    const names = Array.from({ length: 200 }, (_, i) => `label_${i}_${'x'.repeat(i * 3)}`)
+    const many = new JsonScanner(names)
+    const b = Buffer.from(JSON.stringify({ [names[199] as string]: 'last', a: 1, [names[0] as string]: [1] }))
+    expect(many.object(b, 0)).toBe(b.length)
+    expect(names.map((_, i) => many.has(i)).filter(Boolean)).toHaveLength(2)
+    expect(b.toString('utf8', many.valueStart(199), many.valueEnd(199))).toBe('"last"')
+    expect(b.toString('utf8', many.valueStart(0), many.valueEnd(0))).toBe('[1]')
+  })
+
+  it(`takes objects and arrays nested ${MAX_DEPTH} deep, and no deeper`, () => {
+    const nested = (levels: number) => `{"a":${'['.repeat(levels - 1)}${']'.repeat(levels - 1)}}`
+    expect(accepts(nested(MAX_DEPTH))).toBe(true)
+    expect(accepts(nested(MAX_DEPTH + 1))).toBe(false)
+    expect(accepts(`{"a":${'{"b":'.repeat(MAX_DEPTH - 1)}1${'}'.repeat(MAX_DEPTH - 1)}}`)).toBe(true)
+    expect(accepts(`{"a":${'{"b":'.repeat(MAX_DEPTH)}1${'}'.repeat(MAX_DEPTH)}}`)).toBe(false)
+    // Far deeper than the module's stack of open containers: refused, and the next object is scanned as ever.
+    expect(accepts(nested(5000))).toBe(false)
+    expect(accepts('{"level":"info"}')).toBe(true)
+    expect(scanner.has(0)).toBe(true)
   })
 
   it.each([
@@ -370,6 +397,8 @@ describe('JsonScanner', () => {
     '{"a":"\\u00e9\\n\\/\\\\"}',
     '{"a":"é😀"}',
     '{\t"a" :\t[ 1 , {"b" : [ ] } ] }',
+    // Keys one byte away from the two the scan gives up on.
+    '{"constructos":1,"constructo":2,"__proto_x":3,"__proto_":4,"Constructor":5}',
   ])('takes %j', (text) => {
     expect(accepts(text)).toBe(true)
   })

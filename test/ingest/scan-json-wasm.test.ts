@@ -1,0 +1,44 @@
+// The scan's WebAssembly module is committed assembled (scan-json.wasm.ts): it must be what scan-json.wat assembles
+// to, so that a change to the .wat cannot be forgotten in the module the service runs. And the module's memory must
+// follow the bodies it is given: grown for a large one, let go of after it.
+import { describe, expect, it } from 'vitest'
+import { assembleScanJson, scanJsonModuleText } from '../../scripts/build-wasm.js'
+import { JsonScanner } from '../../src/ingest/scan-json.js'
+import { SCAN_JSON_WASM } from '../../src/ingest/scan-json.wasm.js'
+
+describe('the scan in WebAssembly', () => {
+  it('is the module scan-json.wat assembles to (run `npm run build:wasm` after changing it)', async () => {
+    const bytes = await assembleScanJson()
+    expect(Buffer.from(SCAN_JSON_WASM, 'base64').equals(Buffer.from(bytes))).toBe(true)
+    expect(scanJsonModuleText(bytes)).toContain(SCAN_JSON_WASM.slice(0, 100))
+  })
+
+  it('scans a body larger than its memory, then lets that memory go', () => {
+    const scanner = new JsonScanner(['msg'])
+    const memory = () => (scanner as unknown as { scan: { memory: WebAssembly.Memory } }).scan.memory
+    const small = Buffer.from('{"msg":"a"}')
+    expect(scanner.object(small, 0)).toBe(small.length)
+    const kept = memory().buffer.byteLength
+    // 3 MiB of one string, then its end: the whole of it is scanned.
+    const large = Buffer.from(`{"pad":"${'x'.repeat(3 * 1024 ** 2)}","msg":"end"}`)
+    expect(scanner.object(large, 0)).toBe(large.length)
+    expect(large.toString('utf8', scanner.valueStart(0), scanner.valueEnd(0))).toBe('"end"')
+    expect(memory().buffer.byteLength).toBeGreaterThan(3 * 1024 ** 2)
+    scanner.forget()
+    expect(memory().buffer.byteLength).toBe(kept)
+    // The fields are still known to the fresh memory.
+    expect(scanner.object(small, 0)).toBe(small.length)
+    expect(scanner.has(0)).toBe(true)
+  })
+
+  it('never reads past the bytes it was given: a body cut anywhere is refused, whatever lay beyond it before', () => {
+    const scanner = new JsonScanner(['msg'])
+    const whole = Buffer.from('{"msg":"a\\u00e9b","n":-1.5e+3,"t":true,"f":false,"z":null,"a":[1,{"b":[]}]}')
+    expect(scanner.object(whole, 0)).toBe(whole.length)
+    for (let cut = 1; cut < whole.length; cut++) {
+      // The whole object was in the memory just before: a scan that read past the cut would find its rest there.
+      scanner.object(whole, 0)
+      expect(scanner.object(whole.subarray(0, cut), 0), `cut at ${cut}`).toBe(-1)
+    }
+  })
+})
