@@ -29,8 +29,11 @@ export const MAX_DEPTH = 64
 /** After the bytes: the 0 that ends every scan there, and room for a string's 16-byte read from just before it. */
 const AFTER_BODY = 1 + 16
 const PAGE = 64 * 1024
-/** Memory kept between bodies: a larger body's is let go once scanned (see forget). */
-const KEPT_BYTES = 1024 * 1024
+/**
+ * Memory kept between bodies: past it, the memory a body and its lines grew is let go once they are done (see
+ * forget). A 100-entry request takes about 64 KiB.
+ */
+const KEPT_BYTES = 2 * 1024 * 1024
 /** Bodies larger than this go to the parsing path rather than into the module's memory. */
 const LARGEST_BODY = 1024 ** 3
 
@@ -51,15 +54,20 @@ const align16 = (n: number) => Math.ceil(n / 16) * 16
  */
 export class JsonScanner {
   private scan!: ScanExports
-  /** The module's memory, as bytes and as 32-bit words: views made again whenever it grows. */
-  private bytes!: Uint8Array
+  /**
+   * The module's memory as a Buffer (no copy), made again whenever it grows. Past `free` it is the caller's until
+   * the next body is loaded: the byte path writes a request's lines there (see enrich-bytes.ts).
+   */
+  memory!: Buffer
   private words!: Int32Array
   /** The bytes in the module's memory: scanned without copying them again until another Buffer is given. */
   private loaded: Uint8Array | undefined
+  /** Where the loaded bytes start in the module's memory, and where the memory after them starts. */
+  bodyAt = 0
+  free = 0
   /** Where RESULTS, STATE and BODY are in the module's memory (see scan-json.wat). */
   private results = 0
   private state = 0
-  private body = 0
 
   constructor(private readonly fields: readonly string[]) {
     this.instantiate()
@@ -79,10 +87,11 @@ export class JsonScanner {
     this.results = align16(at)
     this.state = this.results + this.fields.length * 16
     const stack = this.state + 16
-    this.body = align16(stack + MAX_DEPTH + 1)
-    this.grow(this.body + AFTER_BODY)
+    this.bodyAt = align16(stack + MAX_DEPTH + 1)
+    this.free = align16(this.bodyAt + AFTER_BODY)
+    this.reserve(this.free)
     names.forEach((name, field) => {
-      this.bytes.set(name, nameAt[field] as number)
+      this.memory.set(name, nameAt[field] as number)
       this.words[field * 2] = name.length
       this.words[field * 2 + 1] = nameAt[field] as number
     })
@@ -90,17 +99,15 @@ export class JsonScanner {
     this.loaded = undefined
   }
 
-  /** Memory of at least `bytes`. */
-  private grow(bytes: number): void {
+  /** Memory of at least `bytes`, grown by whole pages (and `memory` made again); throws a RangeError if it cannot. */
+  reserve(bytes: number): void {
     const { memory } = this.scan
-    if (memory.buffer.byteLength < bytes) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / PAGE))
-    this.views()
-  }
-
-  private views(): void {
-    const { buffer } = this.scan.memory
-    this.bytes = new Uint8Array(buffer)
-    this.words = new Int32Array(buffer)
+    const size = memory.buffer.byteLength
+    // The same memory, large enough: the views stand (a fresh instance, or a grown memory, needs new ones).
+    if (size >= bytes && this.memory?.buffer === memory.buffer) return
+    if (size < bytes) memory.grow(Math.ceil((bytes - size) / PAGE))
+    this.memory = Buffer.from(memory.buffer)
+    this.words = new Int32Array(memory.buffer)
   }
 
   /** Top-level keys of the last object scanned. */
@@ -116,10 +123,10 @@ export class JsonScanner {
     return this.words[(this.results >> 2) + field * 4 + 1] as number
   }
   valueStart(field: number): number {
-    return (this.words[(this.results >> 2) + field * 4 + 2] as number) - this.body
+    return (this.words[(this.results >> 2) + field * 4 + 2] as number) - this.bodyAt
   }
   valueEnd(field: number): number {
-    return (this.words[(this.results >> 2) + field * 4 + 3] as number) - this.body
+    return (this.words[(this.results >> 2) + field * 4 + 3] as number) - this.bodyAt
   }
 
   /**
@@ -129,27 +136,32 @@ export class JsonScanner {
    */
   object(b: Uint8Array, p: number): number {
     if (b !== this.loaded && !this.load(b)) return -1
-    const end = this.scan.object(this.body + p)
-    return end < 0 ? -1 : end - this.body
+    const end = this.scan.object(this.bodyAt + p)
+    return end < 0 ? -1 : end - this.bodyAt
   }
 
-  /** Lets go of the bytes last scanned, and of the memory a large body grew. */
+  /** Lets go of the bytes last scanned, and of the memory a large body (or what followed it) grew. */
   forget(): void {
     this.loaded = undefined
     if (this.scan.memory.buffer.byteLength > KEPT_BYTES) this.instantiate()
   }
 
-  /** Copies `b` into the module's memory; false when it cannot have the room. */
-  private load(b: Uint8Array): boolean {
+  /**
+   * Copies `b` into the module's memory (the Buffer `object()` then scans without copying it again) and moves `free`
+   * past it; false when the memory cannot have the room.
+   */
+  load(b: Uint8Array): boolean {
     if (b.length > LARGEST_BODY) return false
+    const end = this.bodyAt + b.length
     try {
-      this.grow(this.body + b.length + AFTER_BODY)
+      this.reserve(end + AFTER_BODY)
     } catch {
       // The module's memory could not grow (RangeError): the parsing path takes the body.
       return false
     }
-    this.bytes.set(b, this.body)
-    this.bytes[this.body + b.length] = 0
+    this.memory.set(b, this.bodyAt)
+    this.memory[end] = 0
+    this.free = align16(end + AFTER_BODY)
     this.loaded = b
     return true
   }

@@ -236,6 +236,29 @@ describe('the byte path against the parsing path', () => {
     }
   })
 
+  // The lines are written into the scanner's memory after the body (enrich-bytes.ts, BytesOut): a large request grows
+  // it while its lines are written, and the memory is let go after it.
+  it('writes a large request (the memory grown under its lines) as the parsing path does, and the next one too', () => {
+    const ctx = { service: 's', revision: 'r', host: 'h', labels: {}, maxEntryBytes: 10_000 }
+    const enrich = createEnricher(ctx)
+    const slowEnrich = createEnricher(ctx)
+    const withoutIds = (run: { chunk: Buffer }) =>
+      run.chunk.toString().replace(/"event_id":"[0-9a-f]+-[0-9a-z]+"/g, '"event_id":"*"')
+    for (const count of [20_000, 3, 5_000]) {
+      const text = Array.from({ length: count }, (_, i) =>
+        JSON.stringify({ level: 'info', msg: `m${i}`, time: 1_700_000_000_000 + i, pad: 'é'.repeat(i % 50) }),
+      ).join('\n')
+      const bytes = Buffer.from(text)
+      const fast = enrich.body(bytes, 'ndjson', receivedAt, {}, undefined, 100_000)
+      const slow = parsingPath(slowEnrich, bytes, 'ndjson', {}, undefined, 100_000)
+      expect(fast, `${count} entries`).toBeDefined()
+      expect((fast as NonNullable<typeof fast>).count).toBe(count)
+      expect(withoutIds(fast as NonNullable<typeof fast>)).toBe(
+        withoutIds(slow.run as NonNullable<typeof slow.run>),
+      )
+    }
+  })
+
   it.each([
     ['invalid UTF-8', Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d])],
     ['a byte-order mark', Buffer.from('\ufeff{"a":1}')],
