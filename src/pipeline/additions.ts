@@ -78,6 +78,8 @@ function piece(text: string): Piece {
 export interface LineOut<V extends EntryView> {
   piece(piece: Piece): void
   text(text: string): void
+  /** A whole number from 0 up in base 36, as `n.toString(36)` writes it. */
+  base36(n: number): void
   /** The JSON of the view's (string) value of `field`, as JSON.stringify would write it. */
   json(view: V, field: number): void
 }
@@ -209,7 +211,7 @@ export function createAdditions(ctx: AdditionsContext): Additions {
         // nothing to escape.
         id = newEventId()
         out.piece(builtInIdHead)
-        out.text((id as number).toString(36))
+        out.base36(id as number)
         out.piece(QUOTE)
       } else {
         id = givenId ?? (ctx.newId as () => string)()

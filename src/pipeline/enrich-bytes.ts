@@ -163,6 +163,11 @@ class BytesOut implements LineOut<ScannedView> {
     this.at = at
   }
 
+  base36(n: number): void {
+    this.room(MAX_BASE36_DIGITS)
+    this.at = writeBase36(this.buffer, this.at, n)
+  }
+
   json(view: ScannedView, field: number): void {
     const { scanner } = view
     // A string without escapes is written as JSON.stringify would write it: valid UTF-8 holds no lone surrogate,
@@ -170,6 +175,27 @@ class BytesOut implements LineOut<ScannedView> {
     if (scanner.kind(field) === STRING) this.body(scanner.valueStart(field), scanner.valueEnd(field))
     else this.text(JSON.stringify(view.value(field)))
   }
+}
+
+/** Digits of the largest safe integer in base 36. */
+const MAX_BASE36_DIGITS = 11
+
+/**
+ * Writes a whole number from 0 to 2^53 - 1 in base 36 into `target` at `at`, as `n.toString(36)` would (without the
+ * string: a built-in id's counter is written for every entry); returns where it stopped.
+ */
+export function writeBase36(target: Uint8Array, at: number, n: number): number {
+  let digits = 1
+  for (let m = n; m >= 36; m = Math.floor(m / 36)) digits++
+  const end = at + digits
+  let p = end
+  let m = n
+  do {
+    const digit = m % 36
+    target[--p] = digit < 10 ? 0x30 + digit : 0x61 - 10 + digit
+    m = Math.floor(m / 36)
+  } while (m > 0)
+  return end
 }
 
 /** Errors are the parsing path's to report: the byte path gives up at the first. */

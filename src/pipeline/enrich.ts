@@ -119,6 +119,9 @@ class StringsOut implements LineOut<ObjectView> {
   text(text: string): void {
     this.parts.push(text)
   }
+  base36(n: number): void {
+    this.parts.push(n.toString(36))
+  }
   json(view: ObjectView, field: number): void {
     this.parts.push(JSON.stringify(view.value(field)))
   }

@@ -2,24 +2,33 @@
 import { EventRun } from '../event.js'
 import type { SlabPool } from '../slabs.js'
 
-/** A request's ids as its run keeps them: only the first when every entry took the next built-in id, as most do. */
+/**
+ * A request's ids as its run keeps them: only the first when every entry took the next built-in id, as most do. The
+ * list of them is made only once one is not the next.
+ */
 export class RunIds {
-  private readonly ids: (string | number)[] = []
-  private builtIn = true
+  private first = 0
+  count = 0
+  private ids: (string | number)[] | undefined
 
   push(id: string | number): void {
-    const { ids } = this
-    if (this.builtIn && (typeof id !== 'number' || (ids.length > 0 && id !== (ids.at(-1) as number) + 1)))
-      this.builtIn = false
-    ids.push(id)
-  }
-
-  get count(): number {
-    return this.ids.length
+    const { ids, count } = this
+    if (ids !== undefined) {
+      ids.push(id)
+    } else if (count === 0 && typeof id === 'number') {
+      this.first = id
+    } else if (typeof id !== 'number' || id !== this.first + count) {
+      // Not the next built-in id: from now on every id is listed.
+      const listed: (string | number)[] = new Array(count)
+      for (let k = 0; k < count; k++) listed[k] = this.first + k
+      listed.push(id)
+      this.ids = listed
+    }
+    this.count = count + 1
   }
 
   get keys(): (string | number)[] | number {
-    return this.builtIn ? (this.ids[0] as number) : this.ids
+    return this.ids ?? this.first
   }
 }
 

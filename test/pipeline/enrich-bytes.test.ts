@@ -8,6 +8,7 @@ import { SPAN_FIELD, TRACE_FIELD } from '../../src/event.js'
 import { parseJson, parseNdjson } from '../../src/ingest/parse-body.js'
 import { JsonScanner, MAX_DEPTH } from '../../src/ingest/scan-json.js'
 import { createEnricher, type EnrichContext, type RequestContext } from '../../src/pipeline/enrich.js'
+import { writeBase36 } from '../../src/pipeline/enrich-bytes.js'
 
 const receivedAt = '2026-01-02T03:04:05.678Z'
 const MAX_ENTRIES = 20
@@ -277,6 +278,38 @@ describe('the byte path against the parsing path', () => {
   ])('gives %s to the parsing path', (_name, bytes) => {
     const enrich = createEnricher(contextWithIds())
     expect(enrich.body(bytes, 'ndjson', receivedAt, {}, undefined, MAX_ENTRIES)).toBeUndefined()
+  })
+})
+
+describe('writeBase36', () => {
+  it('writes what toString(36) writes, from 0 to the largest safe integer', () => {
+    const target = Buffer.alloc(20, 0x2a)
+    const samples = [
+      0,
+      1,
+      9,
+      10,
+      35,
+      36,
+      37,
+      1295,
+      1296,
+      46655,
+      46656,
+      2 ** 31,
+      2 ** 32 + 7,
+      Number.MAX_SAFE_INTEGER,
+    ]
+    fc.assert(
+      fc.property(fc.oneof(fc.constantFrom(...samples), fc.maxSafeNat()), (n) => {
+        target.fill(0x2a)
+        const end = writeBase36(target, 3, n)
+        expect(target.toString('latin1', 3, end)).toBe(n.toString(36))
+        expect(target[2]).toBe(0x2a)
+        expect(target[end]).toBe(0x2a)
+      }),
+      { numRuns: 2000 },
+    )
   })
 })
 
