@@ -177,11 +177,17 @@ export function createAdditions(ctx: AdditionsContext): Additions {
   let receivedFor = ''
   let processedAtPiece = piece('')
   let receivedTimestampPiece = piece('')
+  // The usual entry's fields after a built-in id's digits, in one piece: the id's closing quote, the identity, the
+  // processing time and the request's time as timestamp (one copy instead of four, for every entry).
+  let afterBuiltInIdPiece = piece('')
   const setReceivedAt = (receivedAt: string) => {
     if (receivedAt === receivedFor) return
     receivedFor = receivedAt
     processedAtPiece = piece(`,"processed_at":"${receivedAt}"`)
     receivedTimestampPiece = piece(`,"timestamp":"${receivedAt}"`)
+    afterBuiltInIdPiece = piece(
+      QUOTE.text + identity.all.text + processedAtPiece.text + receivedTimestampPiece.text,
+    )
   }
   // Entries of one request often share their `time`: its ISO form is computed once per distinct value.
   let lastTime: unknown
@@ -203,8 +209,19 @@ export function createAdditions(ctx: AdditionsContext): Additions {
     `,"${TRACE_FIELD}":"${tracePrefix}${ids.traceId}"` +
     (ids.spanId === undefined || hasSpan ? '' : `,"${SPAN_FIELD}":"${ids.spanId}"`)
 
+  /** Whether the entry has none of the fields `afterBuiltInIdPiece` holds or decides on. */
+  const usual = (view: EntryView) =>
+    !view.has(F.service) &&
+    !view.has(F.revision) &&
+    !view.has(F.host) &&
+    !view.has(F.processed_at) &&
+    !view.has(F.timestamp) &&
+    !view.has(F.time)
+
   const add: Additions['add'] = (view, out, i, placeOf, request, givenId) => {
     let id = view.value(F.event_id)
+    // The usual entry, with a built-in id: its id, identity and times in three copies.
+    let written = false
     if (id === undefined) {
       if (givenId === undefined && !ctx.newId) {
         // The built-in ids stay numbers until asked for (EventRun, ChunkEvent). They are hex, a dash and base 36:
@@ -212,7 +229,8 @@ export function createAdditions(ctx: AdditionsContext): Additions {
         id = newEventId()
         out.piece(builtInIdHead)
         out.base36(id as number)
-        out.piece(QUOTE)
+        written = usual(view)
+        out.piece(written ? afterBuiltInIdPiece : QUOTE)
       } else {
         id = givenId ?? (ctx.newId as () => string)()
         out.piece(EVENT_ID_HEAD)
@@ -232,9 +250,11 @@ export function createAdditions(ctx: AdditionsContext): Additions {
         placeOf(i),
       )
     }
-    addMissing(view, out, identity)
-    if (!view.has(F.processed_at)) out.piece(processedAtPiece)
-    if (!view.has(F.timestamp)) out.piece(timestampPiece(view.value(F.time)))
+    if (!written) {
+      addMissing(view, out, identity)
+      if (!view.has(F.processed_at)) out.piece(processedAtPiece)
+      if (!view.has(F.timestamp)) out.piece(timestampPiece(view.value(F.time)))
+    }
     const severity = view.has(F.severity) ? undefined : levelPiece(view.value(F.level))
     if (severity !== undefined) out.piece(severity)
     // Cloud Logging shows `message`; pino, Go's slog and many others write `msg`. Only a string is copied, so this

@@ -4,7 +4,7 @@
 // arrays over several lines), and the byte path must take most of them, so the property cannot hold by giving up.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { SPAN_FIELD, TRACE_FIELD } from '../../src/event.js'
+import { type EventRun, SPAN_FIELD, TRACE_FIELD } from '../../src/event.js'
 import { parseJson, parseNdjson } from '../../src/ingest/parse-body.js'
 import { JsonScanner, MAX_DEPTH } from '../../src/ingest/scan-json.js'
 import { createEnricher, type EnrichContext, type RequestContext } from '../../src/pipeline/enrich.js'
@@ -234,6 +234,48 @@ describe('the byte path against the parsing path', () => {
       const events = (fast as NonNullable<typeof fast>).events()
       expect(new Set(events.map((e) => e.id)).size).toBe(events.length)
       for (const event of events) expect(JSON.parse(event.line).event_id).toBe(event.id)
+    }
+  })
+
+  // With built-in ids, the usual entry's id, identity and times are written as one piece (additions.ts): an entry with
+  // any of those fields of its own takes the long way, on both paths.
+  it('with built-in ids, keeps each identity or time field an entry has and adds the others, both ways', () => {
+    const ctx = { service: 's', revision: 'r', host: 'h', labels: {}, maxEntryBytes: 10_000 }
+    const own: Record<string, unknown>[] = [
+      {},
+      { service: 'mine' },
+      { revision: 'mine' },
+      { host: 'mine' },
+      { processed_at: 'mine' },
+      { timestamp: 'mine' },
+      { time: 1_700_000_000_000 },
+      { time: '2020-01-01T00:00:00Z', service: 'mine' },
+    ]
+    const bytes = Buffer.from(own.map((e) => JSON.stringify({ a: 1, ...e })).join('\n'))
+    const fast = createEnricher(ctx).body(bytes, 'ndjson', receivedAt, {}, undefined, 100)
+    const slow = parsingPath(createEnricher(ctx), bytes, 'ndjson', {}, undefined, 100).run
+    for (const run of [fast, slow]) {
+      const lines = (run as EventRun).chunk
+        .toString()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+      lines.forEach((line, i) => {
+        const entry = own[i] as Record<string, unknown>
+        const expected = {
+          a: 1,
+          ...entry,
+          event_id: expect.stringMatching(/^[0-9a-f]{20}-[0-9a-z]+$/),
+          service: entry.service ?? 's',
+          revision: entry.revision ?? 'r',
+          host: entry.host ?? 'h',
+          processed_at: entry.processed_at ?? receivedAt,
+          timestamp:
+            entry.timestamp ??
+            (entry.time === undefined ? receivedAt : new Date(entry.time as string | number).toISOString()),
+        }
+        expect(line, JSON.stringify(entry)).toEqual(expected)
+      })
     }
   })
 
