@@ -62,6 +62,11 @@ describe('POST /logs: accepted bodies', () => {
       'content-type': 'application/json; charset=utf-8',
     })
     expect(res.json()).toEqual({ accepted: 3 })
+    expect([res.statusCode, res.headers['content-type'], res.body]).toEqual([
+      202,
+      'application/json; charset=utf-8',
+      '{"accepted":3}',
+    ])
     await app.close()
     expect((await readJsonlTree(config.DATA_DIR)).map((r) => r.n)).toEqual([1, 2, 3])
   })
