@@ -10,14 +10,23 @@ import { errorCodes, type FastifyRequest } from 'fastify'
 
 type Done<T> = (err: Error | null, body?: T) => void
 
-/** What Fastify's raw body reader reads from a preParsing stream, as BodyMeter counts it (see body-meter.ts). */
+/** What the reader reads: the request itself, or the gzip meter after gunzip (see body-meter.ts). */
 interface Payload extends Pick<Readable, 'on' | 'removeListener' | 'resume'> {
   readonly receivedEncodedLength?: number
 }
 
-/** A content-type parser function: `as(bytes)` of the body, or Fastify's error for a body too large or cut short. */
+/**
+ * A content-type parser function: `as(bytes)` of the body, or Fastify's error for a body too large or cut short.
+ * `count`, when given, is told of each chunk as it arrives, and fails the body with the error it returns (see
+ * body-meter.ts); the payload is then left as it is, its rest for the error handler to read and discard.
+ */
 export function readBody<T>(limit: number, as: (bytes: Buffer) => T) {
-  return (request: FastifyRequest, payload: Payload, done: Done<T>): void => {
+  return (
+    request: FastifyRequest,
+    payload: Payload,
+    done: Done<T>,
+    count?: (bytes: number) => Error | undefined,
+  ): void => {
     const contentLength = Number(request.headers['content-length'])
     if (contentLength > limit) {
       done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE())
@@ -33,6 +42,12 @@ export function readBody<T>(limit: number, as: (bytes: Buffer) => T) {
     const onData = (chunk: Buffer | string) => {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
       received += bytes.length
+      const failure = count?.(bytes.length)
+      if (failure !== undefined) {
+        stop()
+        done(failure)
+        return
+      }
       if (received > limit || (payload.receivedEncodedLength ?? 0) > limit) {
         stop()
         done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE())
