@@ -135,6 +135,8 @@ export class JsonScanner {
    * Buffer scanned last: its bytes must not change between the calls that scan it.
    */
   object(b: Uint8Array, p: number): number {
+    // Outside the bytes, the module's memory holds whatever was there before (an earlier body): nothing to scan.
+    if (!(p >= 0 && p < b.length) || !Number.isInteger(p)) return -1
     if (b !== this.loaded && !this.load(b)) return -1
     const end = this.scan.object(this.bodyAt + p)
     return end < 0 ? -1 : end - this.bodyAt

@@ -31,6 +31,15 @@ describe('the scan in WebAssembly', () => {
     expect(scanner.has(0)).toBe(true)
   })
 
+  it('scans nothing from outside the bytes it was given, whatever an earlier body left in its memory', () => {
+    const scanner = new JsonScanner(['msg'])
+    expect(scanner.object(Buffer.from('{"a":1}          {"msg":"stale","level":1}'), 0)).toBe(7)
+    const small = Buffer.from('{"a":1}')
+    for (const p of [7, 17, 100, -1, -4096, 0.5, Number.NaN])
+      expect(scanner.object(small, p), `from ${p}`).toBe(-1)
+    expect(scanner.object(small, 0)).toBe(7)
+  })
+
   it('never reads past the bytes it was given: a body cut anywhere is refused, whatever lay beyond it before', () => {
     const scanner = new JsonScanner(['msg'])
     const whole = Buffer.from('{"msg":"a\\u00e9b","n":-1.5e+3,"t":true,"f":false,"z":null,"a":[1,{"b":[]}]}')
