@@ -18,7 +18,7 @@ WORKDIR /app
 # default) and a capped old space held peak RSS to 128 MiB at 40,000 events/s, where the defaults reached 265 MiB,
 # at the same throughput (README, Performance). sidelog refuses to start if BUFFER_MAX_BYTES cannot fit this heap.
 ENV NODE_ENV=production \
-    NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=128" \
+    NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=128" \
     DATA_DIR=/data \
     DEAD_LETTER_DIR=/data/dead-letter
 COPY --from=build /app/package.json ./package.json

@@ -3,7 +3,7 @@
 // batch; 100-entry NDJSON bodies are posted until sidelog answers 429, and memory is measured after a full GC,
 // before and after. config.ts's HEAP_PER_BUFFERED_BYTE is checked against it.
 // With the container image's flags (not through npm, whose own tools would get the small heap too):
-//   NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=128" node --expose-gc --import tsx bench/buffer-heap.ts
+//   NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=128" node --expose-gc --import tsx bench/buffer-heap.ts
 // RSS here includes tsx compiling src/ on the fly, about 30 MiB more than the built process.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'

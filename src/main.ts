@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2 --max-old-space-size=128
+#!/usr/bin/env -S node --max-semi-space-size=1 --max-old-space-size=128
 // The process edge: reads process.env and argv, installs signal handling, sets the exit code. Nothing else does.
 import closeWithGrace from 'close-with-grace'
 import { createApp } from './app.js'

@@ -92,7 +92,7 @@ export const coreSettings = {
   BUFFER_FULL_WAIT: Type.Number({
     // 0.1 s takes in every request a delivering sink makes room for (no 429 at saturation from file or gcs in the
     // bench); it costs 5 to 15 MiB of peak RSS with gcs and bigquery at saturation, which fits the budget with the
-    // 2 MiB semi-spaces (README, Performance).
+    // 1 MiB semi-spaces (README, Performance).
     default: 0.1,
     minimum: 0,
     maximum: 60,

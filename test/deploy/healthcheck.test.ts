@@ -47,7 +47,7 @@ describe('dist/healthcheck.js', () => {
       PATH: process.env.PATH,
       SIDELOG_PORT: port,
       // The image's heap flags reach the healthcheck too.
-      NODE_OPTIONS: '--max-semi-space-size=2 --max-old-space-size=128',
+      NODE_OPTIONS: '--max-semi-space-size=1 --max-old-space-size=128',
     }
     const startedAt = Date.now()
     const healthy = await run(process.execPath, ['-r', preload, 'dist/healthcheck.js'], { cwd: ROOT, env })

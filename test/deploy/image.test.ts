@@ -76,9 +76,9 @@ describe('Dockerfile', () => {
   })
 
   it('caps the heap for a 256 MiB container, with room for the default buffers', () => {
-    expect(imageNodeOptions()).toBe('--max-semi-space-size=2 --max-old-space-size=128')
+    expect(imageNodeOptions()).toBe('--max-semi-space-size=1 --max-old-space-size=128')
     // V8's limit is the old space plus three semi-spaces; the default 32 MiB buffer must fit in it.
-    const limit = (128 + 3 * 2) * 1024 ** 2
+    const limit = (128 + 3 * 1) * 1024 ** 2
     expect(heapProblem(loadConfig({}), limit)).toBeUndefined()
     expect(heapProblem(loadConfig({ BUFFER_MAX_BYTES: '64MiB' }), limit)).toContain(
       'BUFFER_MAX_BYTES (64 MiB)',

@@ -337,7 +337,7 @@ describe('deploy/cloudfoundry/manifest.yml', () => {
     const [sidecar] = app.sidecars
     expect(sidecar.name).toBe('sidelog')
     expect(sidecar.process_types).toEqual(['web'])
-    expect(sidecar.command).toBe('node --max-semi-space-size=2 --max-old-space-size=128 sidelog/dist/main.js')
+    expect(sidecar.command).toBe('node --max-semi-space-size=1 --max-old-space-size=128 sidelog/dist/main.js')
     expect(existsSync(join(ROOT, 'deploy/cloudfoundry', app.path))).toBe(true)
   })
 

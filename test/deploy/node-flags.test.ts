@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 
 const read = (path: string) => readFileSync(fileURLToPath(new URL(`../../${path}`, import.meta.url)), 'utf8')
-const FLAGS = '--max-semi-space-size=2 --max-old-space-size=128'
+const FLAGS = '--max-semi-space-size=1 --max-old-space-size=128'
 
 describe('heap flags', () => {
   it('are the same in npm start, the sidelog command, the image and the Cloud Foundry manifest', () => {

@@ -42,7 +42,7 @@ describe('fault: clients that hold connections and bodies', () => {
       FLUSH_INTERVAL: '0.1',
       MAX_CONNECTIONS: '50',
       REQUEST_TIMEOUT: String(REQUEST_TIMEOUT_S),
-      NODE_OPTIONS: '--max-semi-space-size=2 --max-old-space-size=128',
+      NODE_OPTIONS: '--max-semi-space-size=1 --max-old-space-size=128',
     })
     sidelog = await spawnSidelog(settings)
     const port = Number(new URL(sidelog.url).port)

@@ -8,7 +8,7 @@ import { readJsonlTree } from '../helpers.js'
 import { fileSinkSettings, getHealth, peakRssMiB } from './harness.js'
 
 // The image's heap: a request that builds every entry before counting them runs out of it.
-const IMAGE_HEAP = '--max-semi-space-size=2 --max-old-space-size=128'
+const IMAGE_HEAP = '--max-semi-space-size=1 --max-old-space-size=128'
 
 let sidelog: SidelogProcess | undefined
 afterEach(() => {
