@@ -21,3 +21,20 @@ export async function readJsonlTree(dir: string): Promise<Record<string, unknown
   }
   return rows
 }
+
+/**
+ * How many JSON lines the files below `dir` hold, and how many distinct `event_id` values: each line parsed (a cut
+ * or damaged one throws), only its id kept. For outputs too large to hold parsed: the bench's, millions of entries.
+ */
+export async function countJsonlTree(dir: string): Promise<{ entries: number; ids: number }> {
+  const ids = new Set<unknown>()
+  let entries = 0
+  for (const file of await listFiles(dir)) {
+    for (const line of (await readFile(file, 'utf8')).split('\n')) {
+      if (line === '') continue
+      entries++
+      ids.add((JSON.parse(line) as { event_id?: unknown }).event_id)
+    }
+  }
+  return { entries, ids: ids.size }
+}
