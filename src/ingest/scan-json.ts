@@ -41,11 +41,13 @@ const compiled = new WebAssembly.Module(Buffer.from(SCAN_JSON_WASM, 'base64'))
 
 interface ScanExports {
   readonly memory: WebAssembly.Memory
-  init(fields: number, results: number, state: number, stack: number): void
+  init(fields: number, heads: number, results: number, state: number, stack: number): void
   object(at: number): number
 }
 
 const align16 = (n: number) => Math.ceil(n / 16) * 16
+/** Name lengths with a chain of their own in HEADS; longer names share the last one. */
+const HEAD_LENGTHS = 64
 
 /**
  * Scans objects one at a time. `fields` are the top-level keys to report (plain ASCII or UTF-8 without quotes or
@@ -78,7 +80,8 @@ export class JsonScanner {
     const instance = new WebAssembly.Instance(compiled, {})
     this.scan = instance.exports as unknown as ScanExports
     const names = this.fields.map((name) => Buffer.from(name))
-    let at = this.fields.length * 8
+    const heads = this.fields.length * 12
+    let at = heads + HEAD_LENGTHS * 4
     const nameAt = names.map((name) => {
       const start = at
       at += name.length
@@ -90,12 +93,22 @@ export class JsonScanner {
     this.bodyAt = align16(stack + MAX_DEPTH + 1)
     this.free = align16(this.bodyAt + AFTER_BODY)
     this.reserve(this.free)
+    // Each name length's fields chained in order from its head (see scan-json.wat).
+    const { words } = this
+    words.fill(-1, heads >> 2, (heads >> 2) + HEAD_LENGTHS)
+    const last = new Map<number, number>()
     names.forEach((name, field) => {
       this.memory.set(name, nameAt[field] as number)
-      this.words[field * 2] = name.length
-      this.words[field * 2 + 1] = nameAt[field] as number
+      words[field * 3] = name.length
+      words[field * 3 + 1] = nameAt[field] as number
+      words[field * 3 + 2] = -1
+      const head = Math.min(name.length, HEAD_LENGTHS - 1)
+      const before = last.get(head)
+      if (before === undefined) words[(heads >> 2) + head] = field
+      else words[before * 3 + 2] = field
+      last.set(head, field)
     })
-    this.scan.init(this.fields.length, this.results, this.state, stack)
+    this.scan.init(this.fields.length, heads, this.results, this.state, stack)
     this.loaded = undefined
   }
 

@@ -3,7 +3,8 @@
 ;; time. Assembled into scan-json.wasm.ts by `npm run build:wasm` (wabt); a test checks that the two agree.
 ;;
 ;; Memory, laid out by scan-json.ts for its fields (`init` gives the offsets):
-;;   0         FIELDS   per field: [length i32, offset of its name i32]
+;;   0         FIELDS   per field: [length i32, offset of its name i32, next field of that length or -1 i32]
+;;   $heads    HEADS    per name length from 0 to 63 (63: any from 63 up), the first field of that length, or -1
 ;;             NAMES    the fields' names
 ;;   $results  RESULTS  per field: [number of the object it was last seen in i32, kind i32, value start i32, end i32]
 ;;   $state    STATE    [number of the last object i32, its top-level keys i32]
@@ -14,26 +15,35 @@
   (memory (export "memory") 1)
 
   (global $fields (mut i32) (i32.const 0))
+  (global $heads (mut i32) (i32.const 0))
   (global $results (mut i32) (i32.const 0))
   (global $state (mut i32) (i32.const 0))
   (global $stack (mut i32) (i32.const 0))
 
-  (func (export "init") (param $fields i32) (param $results i32) (param $state i32) (param $stack i32)
+  (func (export "init")
+    (param $fields i32) (param $heads i32) (param $results i32) (param $state i32) (param $stack i32)
     (global.set $fields (local.get $fields))
+    (global.set $heads (local.get $heads))
     (global.set $results (local.get $results))
     (global.set $state (local.get $state))
     (global.set $stack (local.get $stack)))
 
-  ;; The field (0 to $fields - 1) whose name is the `length` bytes at `at`, or -1. Fields are compared in order, so a
+  ;; The field whose name is the `length` bytes at `at`, or -1: the fields of that length are compared in order, so a
   ;; name given twice is reported under its first field.
   (func $fieldOf (param $at i32) (param $length i32) (result i32)
-    (local $f i32) (local $name i32) (local $k i32)
+    (local $f i32) (local $entry i32) (local $name i32) (local $k i32)
+    (local.set $f
+      (i32.load
+        (i32.add
+          (global.get $heads)
+          (i32.shl (select (local.get $length) (i32.const 63) (i32.lt_u (local.get $length) (i32.const 63))) (i32.const 2)))))
     (block $none
       (loop $next
-        (br_if $none (i32.ge_u (local.get $f) (global.get $fields)))
+        (br_if $none (i32.lt_s (local.get $f) (i32.const 0)))
+        (local.set $entry (i32.mul (local.get $f) (i32.const 12)))
         (block $differs
-          (br_if $differs (i32.ne (i32.load (i32.shl (local.get $f) (i32.const 3))) (local.get $length)))
-          (local.set $name (i32.load offset=4 (i32.shl (local.get $f) (i32.const 3))))
+          (br_if $differs (i32.ne (i32.load (local.get $entry)) (local.get $length)))
+          (local.set $name (i32.load offset=4 (local.get $entry)))
           (local.set $k (i32.const 0))
           (block $same
             (loop $byte
@@ -45,7 +55,7 @@
               (local.set $k (i32.add (local.get $k) (i32.const 1)))
               (br $byte)))
           (return (local.get $f)))
-        (local.set $f (i32.add (local.get $f) (i32.const 1)))
+        (local.set $f (i32.load offset=8 (local.get $entry)))
         (br $next)))
     (i32.const -1))
 
