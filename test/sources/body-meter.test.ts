@@ -37,17 +37,30 @@ function partialUpload(port: number, body: string, sent: number) {
   }
 }
 
+/** A sidelog listening on a port, with 4 KiB bodies at most and 6 KiB in flight. */
+async function startWithSmallBounds() {
+  const config = testConfig(await tempDir(), {
+    MAX_BODY_BYTES: '4KiB',
+    MAX_INFLIGHT_BYTES: '6KiB',
+    FLUSH_INTERVAL: '0.1',
+  })
+  const started = await createApp(config, {
+    logger: silentLogger,
+    stdout: new PassThrough(),
+    instanceId: 'test',
+  })
+  app = started
+  await started.server.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = started.server.server.address() as { port: number }
+  return { config, port, app: started }
+}
+
+/** A 4,000-byte body: all MAX_BODY_BYTES allows, and two thirds of MAX_INFLIGHT_BYTES. */
+const body = (name: string) => JSON.stringify({ event_id: name, pad: 'x'.repeat(4000 - 30) })
+
 describe('MAX_INFLIGHT_BYTES with plain bodies arriving in pieces', () => {
   it('refuses the body that passes the bound with a 429 answer, and releases what was held', async () => {
-    const config = testConfig(await tempDir(), {
-      MAX_BODY_BYTES: '4KiB',
-      MAX_INFLIGHT_BYTES: '6KiB',
-      FLUSH_INTERVAL: '0.1',
-    })
-    app = await createApp(config, { logger: silentLogger, stdout: new PassThrough(), instanceId: 'test' })
-    await app.server.listen({ host: '127.0.0.1', port: 0 })
-    const { port } = app.server.server.address() as { port: number }
-    const body = (name: string) => JSON.stringify({ event_id: name, pad: 'x'.repeat(4000 - 30) })
+    const { config, port, app: started } = await startWithSmallBounds()
     const a = partialUpload(port, body('a'), 3500)
     const b = partialUpload(port, body('b'), 3500)
     // Together they hold 7,000 bytes, over 6 KiB: whichever arrived second is refused, with an answer.
@@ -66,8 +79,8 @@ describe('MAX_INFLIGHT_BYTES with plain bodies arriving in pieces', () => {
       body: body('c'),
     })
     expect(res.status).toBe(202)
-    expect(app.server.refusedRequests).toMatchObject({ INFLIGHT_FULL: 1 })
-    await app.close()
+    expect(started.server.refusedRequests).toMatchObject({ INFLIGHT_FULL: 1 })
+    await started.close()
     app = undefined
     const ids = (await readJsonlTree(config.DATA_DIR)).map((row) => row.event_id).sort()
     expect(ids).toEqual([first[0] === 'a' ? 'b' : 'a', 'c'])
@@ -76,15 +89,7 @@ describe('MAX_INFLIGHT_BYTES with plain bodies arriving in pieces', () => {
 
 describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
   it('gives back what a client held when it closes the connection in the middle of its body', async () => {
-    const config = testConfig(await tempDir(), {
-      MAX_BODY_BYTES: '4KiB',
-      MAX_INFLIGHT_BYTES: '6KiB',
-      FLUSH_INTERVAL: '0.1',
-    })
-    app = await createApp(config, { logger: silentLogger, stdout: new PassThrough(), instanceId: 'test' })
-    await app.server.listen({ host: '127.0.0.1', port: 0 })
-    const { port } = app.server.server.address() as { port: number }
-    const body = (name: string) => JSON.stringify({ event_id: name, pad: 'x'.repeat(4000 - 30) })
+    const { config, port, app: started } = await startWithSmallBounds()
     const post = () =>
       fetch(`http://127.0.0.1:${port}/logs`, {
         method: 'POST',
@@ -108,7 +113,7 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
       status = await post()
     }
     expect(status).toBe(202)
-    await app.close()
+    await started.close()
     app = undefined
     expect((await readJsonlTree(config.DATA_DIR)).map((row) => row.event_id)).toEqual(['kept'])
   })
