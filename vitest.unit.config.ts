@@ -13,6 +13,7 @@ export default defineConfig({
       'test/storage/**/*.test.ts',
       'test/ingest/**/*.test.ts',
       'test/registry.test.ts',
+      'test/wasm-modules.test.ts',
       'test/event.test.ts',
       'test/config.test.ts',
       'test/logger.test.ts',
