@@ -302,8 +302,9 @@ export function createBodyEnricher(
       const { buffer, start, at } = out
       return writeRun(slabs, at - start, ids, (chunk) => buffer.copy(chunk, 0, start, at))
     } catch (err) {
-      // An event_id the parsing path refuses, with the line or index it names.
-      if (err instanceof InputError) return undefined
+      // An event_id the parsing path refuses, with the line or index it names; or the scan's memory could not grow
+      // for a very large request's lines (RangeError): the parsing path takes it.
+      if (err instanceof InputError || err instanceof RangeError) return undefined
       throw err
     } finally {
       // Nothing of the request is kept past it: not its body, nor its keyed ids' closure (and the ticket it holds),

@@ -12,6 +12,8 @@ export interface Inflight {
 /** What one request counts in `Inflight` until it is answered. */
 export interface InflightHold {
   held: number
+  /** Given back (the request was answered, or its connection is gone): it counts nothing more. */
+  released: boolean
 }
 
 export interface MeterLimits {
@@ -37,6 +39,8 @@ export function count(
   length: number,
   limits: MeterLimits,
 ): Error | undefined {
+  // A request already answered or gone (a gzip body still coming out of gunzip): nothing to count, nothing to refuse.
+  if (hold.released) return undefined
   hold.seen += length
   if (hold.seen > hold.held) {
     limits.inflight.bytes += hold.seen - hold.held
@@ -55,6 +59,7 @@ export function count(
 export class BodyMeter extends Transform implements InflightHold {
   held = 0
   seen = 0
+  released = false
   /** Bytes read from the client (compressed): Fastify compares them with Content-Length. */
   receivedEncodedLength = 0
 

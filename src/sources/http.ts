@@ -84,6 +84,13 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
 
   const limits: MeterLimits = { limit: maxBodyBytes, inflight, maxInflight: maxInflightBytes, retryAfterMs }
 
+  const release = (hold: InflightHold | null) => {
+    if (hold === null || hold.released) return
+    // Once released, the hold counts nothing more: a gzip body's decompressed bytes may still come out of gunzip.
+    hold.released = true
+    inflight.bytes -= hold.held
+  }
+
   // Only bytes that have arrived count: a client that announces a large body and sends nothing holds nothing
   // (reserving the announced size let 16 idle connections shut everyone out until REQUEST_TIMEOUT).
   const admit = (done: (err?: Error) => void) => {
@@ -117,7 +124,7 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
           )
         }
         if (!encoded) {
-          const hold = { held: 0, seen: 0 }
+          const hold = { held: 0, seen: 0, released: false }
           request.inflightHold = hold
           return read(request, payload, done, (bytes) => count(hold, bytes, limits))
         }
@@ -144,8 +151,13 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
 
     // Before the body is read: a draining sidecar refuses at once, a saturated one at once or after waiting for room
     // (BUFFER_FULL_WAIT), at the cost of a header parse.
-    scope.addHook('onRequest', (_request, _reply, done) => {
+    scope.addHook('onRequest', (request, reply, done) => {
       if (!pipeline.isAccepting) return done(new ShuttingDownError())
+      // The body's bytes count against MAX_INFLIGHT_BYTES until the answer is sent or the connection is gone: the
+      // response's close is the one event every way out of a request has. (onResponse and onRequestAbort were
+      // not: a client that went away after its whole body, before its answer, held its bytes for good, and every
+      // request got 429 INFLIGHT_FULL once such clients held MAX_INFLIGHT_BYTES.)
+      reply.raw.once('close', () => release(request.inflightHold))
       try {
         pipeline.assertNotSaturated()
       } catch (err) {
@@ -169,22 +181,6 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
         return
       }
       admit(done)
-    })
-
-    // The body's bytes count against MAX_INFLIGHT_BYTES until the request is answered or abandoned.
-    const release = (request: FastifyRequest) => {
-      const hold = request.inflightHold
-      if (!hold) return
-      request.inflightHold = null
-      inflight.bytes -= hold.held
-    }
-    scope.addHook('onResponse', (request, _reply, done) => {
-      release(request)
-      done()
-    })
-    scope.addHook('onRequestAbort', (request, done) => {
-      release(request)
-      done()
     })
 
     if (idempotency) registerIdempotency(scope, idempotency)
