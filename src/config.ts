@@ -78,6 +78,22 @@ export function heapProblem(
   )
 }
 
+/**
+ * The fields sidelog writes into an entry itself (see additions.ts), with where their value comes from: a label of
+ * the same name would put the key in the line twice. Labels named like fields it only reads (msg, level, time, ...)
+ * are those fields: an entry that lacks one gets the label.
+ */
+const WRITTEN_FIELDS: Record<string, string> = {
+  event_id: ' (each entry has its own)',
+  service: ' (K_SERVICE sets the service)',
+  revision: ' (K_REVISION sets the revision)',
+  host: ' (the host is the machine name)',
+  processed_at: '',
+  timestamp: '',
+  severity: '',
+  message: " (copied from an entry's msg)",
+}
+
 /** Relations between settings that no single field can express. */
 function crossCheck(c: Config): string[] {
   const problems: string[] = []
@@ -93,6 +109,12 @@ function crossCheck(c: Config): string[] {
     problems.push(
       `BUFFER_FULL_WAIT (${c.BUFFER_FULL_WAIT}) must be less than REQUEST_TIMEOUT (${c.REQUEST_TIMEOUT}): a request still waiting for room when its time runs out would be closed (408) instead of answered 429`,
     )
+  }
+  for (const name of Object.keys(c.LABELS)) {
+    const instead = WRITTEN_FIELDS[name]
+    if (instead !== undefined) {
+      problems.push(`LABELS names ${name}, a field sidelog writes itself; choose another name${instead}`)
+    }
   }
   if (c.ADMIN_PORT !== undefined && c.ADMIN_PORT !== 0 && c.ADMIN_PORT === c.SIDELOG_PORT) {
     problems.push(

@@ -107,6 +107,26 @@ describe('loadConfig', () => {
       /LABELS="novalue" is not valid: expected a comma-separated list of name=value/,
     )
   })
+
+  // A label named like a field sidelog writes itself put the key in every line twice (JSON.parse keeps the last:
+  // an event_id label made the stored id differ from the one sidelog delivers and dedupes by).
+  it.each(['event_id', 'service', 'revision', 'host', 'processed_at', 'timestamp', 'severity', 'message'])(
+    'refuses a label named %s, a field sidelog writes itself',
+    (name) => {
+      expect(() => loadConfig({ LABELS: `env=prod,${name}=x` })).toThrow(
+        `LABELS names ${name}, a field sidelog writes itself; choose another name`,
+      )
+    },
+  )
+
+  it('takes labels named like fields sidelog only reads', () => {
+    expect(loadConfig({ LABELS: 'msg=x,level=info,time=t,team=pay' }).LABELS).toEqual({
+      msg: 'x',
+      level: 'info',
+      time: 't',
+      team: 'pay',
+    })
+  })
 })
 
 describe('parseBytes', () => {

@@ -198,7 +198,8 @@ export const coreSettings = {
       default: '',
       pattern: LABEL_PATTERN,
       description: 'Static fields added to every entry that lacks them, e.g. env=prod,team=payments.',
-      accepts: 'a comma-separated list of name=value pairs (names start with a letter or _)',
+      accepts:
+        'a comma-separated list of name=value pairs (names start with a letter or _, and are none of the fields sidelog writes itself: event_id, service, revision, host, processed_at, timestamp, severity, message)',
     }),
   )
     .Decode((list) => {
