@@ -131,8 +131,8 @@ export function createAdditions(ctx: AdditionsContext): Additions {
     { field: F.revision, value: ctx.revision },
     { field: F.host, value: ctx.host },
   ])
-  // A label named like a field sidelog reads (`msg`, `service`, ...) is that field: an entry has it or not, whichever
-  // way it is read.
+  // A label named like a field sidelog reads (`msg`, `level`, ...) is that field: an entry has it or not, whichever
+  // way it is read. (Names of fields sidelog writes itself are refused at start-up: see WRITTEN_FIELDS in config.ts.)
   const labels = fieldsOf(
     labelNames.map((name) => ({ field: names.indexOf(name), value: ctx.labels[name] ?? '' })),
   )
