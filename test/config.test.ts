@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { ConfigSchema, heapProblem, helpText, loadConfig, parseBytes } from '../src/config.js'
 import { ConfigError } from '../src/errors.js'
+import { createAdditions } from '../src/pipeline/additions.js'
+import { createEnricher } from '../src/pipeline/enrich.js'
 
 describe('loadConfig', () => {
   it('gives the documented defaults with an empty environment', () => {
@@ -118,6 +120,32 @@ describe('loadConfig', () => {
       )
     },
   )
+
+  // The refused names are config.ts's list; what sidelog writes is additions.ts's code. Every field enrichment knows
+  // is tried as a label on an entry that lets sidelog write all it can (a msg, a level, a traceparent): the names
+  // whose key then appears twice must be exactly the ones start-up refuses.
+  it('refuses exactly the label names that enrichment would write twice', () => {
+    const known = createAdditions({ service: 's', revision: 'r', host: 'h', labels: {} }).names
+    const entry = Buffer.from(
+      '{"level":"info","msg":"m","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}',
+    )
+    const written = known.filter((name) => {
+      const ctx = { service: 's', revision: 'r', host: 'h', labels: { [name]: 'x' }, maxEntryBytes: 10_000 }
+      const run = createEnricher(ctx).body(entry, 'ndjson', '2026-01-01T00:00:00.000Z', {}, undefined, 10)
+      const line = (run as NonNullable<typeof run>).chunk.toString()
+      return line.split(`${JSON.stringify(name)}:`).length - 1 > 1
+    })
+    expect(written.length).toBeGreaterThan(5)
+    const refused = known.filter((name) => {
+      try {
+        loadConfig({ LABELS: `${name}=x` })
+        return false
+      } catch (err) {
+        return String(err).includes(`LABELS names ${name}, a field sidelog writes itself`)
+      }
+    })
+    expect(refused).toEqual(written.filter((name) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(name)))
+  })
 
   it('takes labels named like fields sidelog only reads', () => {
     expect(loadConfig({ LABELS: 'msg=x,level=info,time=t,team=pay' }).LABELS).toEqual({
