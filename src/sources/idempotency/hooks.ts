@@ -6,7 +6,7 @@ import type { RawBody } from '../raw-body.js'
 import { fingerprintOf, idempotencyKeyOf } from './keys.js'
 import type { Answer, IdempotencyStore, Ticket } from './store.js'
 
-const IDEMPOTENCY_KEY_HEADER = 'idempotency-key'
+export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key'
 /** Set on an answer that repeats the one a request with the same key got before. */
 const REPLAYED_HEADER = 'idempotent-replayed'
 
