@@ -163,9 +163,27 @@ class BytesOut implements LineOut<ScannedView> {
     this.at = at
   }
 
+  /**
+   * The digits of the last built-in id but its last one: consecutive ids share them 35 times in 36, and are written
+   * by copying them and one digit (the divisions were 3% of the main thread at 100 entries per request).
+   */
+  private readonly high = new Uint8Array(MAX_BASE36_DIGITS)
+  private highOf = -1
+  private highLength = 0
+
   base36(n: number): void {
     this.room(MAX_BASE36_DIGITS)
-    this.at = writeBase36(this.buffer, this.at, n)
+    const high = Math.floor(n / 36)
+    if (high !== this.highOf) {
+      this.highOf = high
+      this.highLength = high === 0 ? 0 : writeBase36(this.high, 0, high)
+    }
+    const { buffer, high: digits, highLength } = this
+    let at = this.at
+    for (let k = 0; k < highLength; k++) buffer[at++] = digits[k] as number
+    const digit = n - high * 36
+    buffer[at++] = digit < 10 ? 0x30 + digit : 0x61 - 10 + digit
+    this.at = at
   }
 
   json(view: ScannedView, field: number): void {

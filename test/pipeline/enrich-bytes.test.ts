@@ -355,6 +355,27 @@ describe('writeBase36', () => {
   })
 })
 
+describe('built-in ids on the byte path', () => {
+  it('writes each line the id its run reports, across digits that carry (a shared prefix of consecutive ids)', () => {
+    const { newId: _, ...context } = contextWithIds()
+    const enrich = createEnricher(context)
+    // Past 36 * 36 entries, the id's last two digits carry at least once.
+    for (const entries of [1, 40, 1400]) {
+      const body = Buffer.from('{"n":1}\n'.repeat(entries))
+      const run = enrich.body(body, 'ndjson', receivedAt, {}, undefined, 2000)
+      if (run === undefined) throw new Error('the byte path gave up')
+      const written = run.chunk
+        .toString('latin1')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).event_id)
+      const reported = run.events().map((e) => e.id)
+      expect(written).toEqual(reported)
+      expect(new Set(written).size).toBe(entries)
+    }
+  })
+})
+
 describe('JsonScanner', () => {
   const scanner = new JsonScanner(['level', 'msg'])
   const accepts = (text: string) => {
