@@ -1,12 +1,7 @@
 // createServer(): the Fastify instance with /health and one error handler that turns every failure into a clear
 // JSON answer. It never listens by itself: tests use inject(), app.ts calls listen().
 
-import {
-  createServer as createHttpServer,
-  type ServerOptions as HttpServerOptions,
-  type IncomingMessage,
-  type ServerResponse,
-} from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -171,31 +166,24 @@ async function discardUnread(raw: IncomingMessage, maxBytes: number): Promise<bo
   })
 }
 
+/**
+ * For a request answered outside Fastify (the front door): a failure while answering, which nothing else would
+ * catch, is logged and the connection closed (Fastify would answer 500; the client sees a broken connection and
+ * resends, and nothing of the request was taken unless it was answered 202).
+ */
+export function destroyOnFailure(response: ServerResponse, logger: Pick<Logger, 'error'>) {
+  return (err: unknown) => {
+    logger.error({ err }, 'request failed while it was answered')
+    response.destroy()
+  }
+}
+
 /** The Content-Type Fastify gives a serialised answer. */
 export const JSON_TYPE = 'application/json; charset=utf-8'
 
 export function createServer(options: ServerOptions): FastifyInstance {
   let frontDoor: FrontDoor | undefined
   const app = Fastify({
-    // Node's server as Fastify makes it, with the front door before Fastify's handler.
-    // (Fastify hands the factory its options with its defaults filled in.)
-    serverFactory: (handler, fastifyOptions) => {
-      const settings = fastifyOptions as {
-        http?: HttpServerOptions
-        keepAliveTimeout: number
-        requestTimeout: number
-        connectionTimeout: number
-        maxRequestsPerSocket: number
-      }
-      const server = createHttpServer(settings.http ?? {}, (request, response) => {
-        if (frontDoor?.(request, response) !== true) handler(request, response)
-      })
-      server.keepAliveTimeout = settings.keepAliveTimeout
-      server.requestTimeout = settings.requestTimeout
-      server.setTimeout(settings.connectionTimeout)
-      if (settings.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = settings.maxRequestsPerSocket
-      return server
-    },
     loggerInstance: options.logger as FastifyBaseLogger,
     // One line per request would cost more than the work it logs; counters are in /health instead.
     logController: new LogController({ disableRequestLogging: true }),
@@ -207,6 +195,18 @@ export function createServer(options: ServerOptions): FastifyInstance {
     // Every wait on a client has a time-out: a body that stalls is closed (Node checks every second here).
     requestTimeout: options.requestTimeoutMs,
     http: { connectionsCheckingInterval: 1000, headersTimeout: options.requestTimeoutMs },
+  })
+  // The front door goes before Fastify's own handler, on the server Fastify made. (Not through `serverFactory`: with
+  // one, Fastify leaves the server to its maker, and listens on one address of "localhost" only.) Other servers
+  // Fastify opens for a name's other addresses go to Fastify's handler alone, whose route answers the same.
+  const [fastifyHandler] = app.server.listeners('request') as ((
+    request: IncomingMessage,
+    response: ServerResponse,
+  ) => void)[]
+  if (fastifyHandler === undefined) throw new Error("Fastify's server has no request handler")
+  app.server.removeListener('request', fastifyHandler)
+  app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    if (frontDoor?.(request, response) !== true) fastifyHandler(request, response)
   })
   app.server.maxConnections = options.maxConnections
   let droppedConnections = 0
@@ -238,17 +238,20 @@ export function createServer(options: ServerOptions): FastifyInstance {
   app.decorate(
     'answerError',
     (request: IncomingMessage, response: ServerResponse, err: unknown, whileReading = false) => {
-      void errorAnswer(err, request).then(({ status, body, headers }) => {
-        if (response.headersSent || response.destroyed) return
-        const text = JSON.stringify(body)
-        response.writeHead(status, {
-          ...headers,
-          ...(whileReading ? { connection: 'close' } : {}),
-          'content-type': JSON_TYPE,
-          'content-length': String(Buffer.byteLength(text)),
-        })
-        response.end(text)
-      })
+      errorAnswer(err, request).then(
+        ({ status, body, headers }) => {
+          if (response.headersSent || response.destroyed) return
+          const text = JSON.stringify(body)
+          response.writeHead(status, {
+            ...headers,
+            ...(whileReading ? { connection: 'close' } : {}),
+            'content-type': JSON_TYPE,
+            'content-length': String(Buffer.byteLength(text)),
+          })
+          response.end(text)
+        },
+        destroyOnFailure(response, options.logger),
+      )
     },
   )
 

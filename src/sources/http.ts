@@ -10,7 +10,7 @@ import type { EventRun } from '../event.js'
 import { type ParsedBody, parseJson, parseNdjson } from '../ingest/parse-body.js'
 import { type Enricher, type RequestContext, requestContextOf } from '../pipeline/enrich.js'
 import type { Pipeline } from '../pipeline/index.js'
-import { JSON_TYPE } from '../server.js'
+import { destroyOnFailure, JSON_TYPE } from '../server.js'
 import {
   BodyMeter,
   count,
@@ -117,6 +117,27 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     inflight.bytes -= hold.held
   }
 
+  /**
+   * Releases a request's hold once its response closes, or its socket does, whichever comes first. The response's
+   * close alone was not enough: a pipelined request's response waits in Node's queue, not yet on the socket, and
+   * never closes if the socket goes first, so a client that sent two requests on one connection and went away
+   * kept the second one's bytes counted for good.
+   */
+  const releaseWhenGone = (
+    request: IncomingMessage,
+    response: ServerResponse,
+    holdOf: () => InflightHold | null,
+  ) => {
+    const { socket } = request
+    const gone = () => {
+      response.removeListener('close', gone)
+      socket.removeListener('close', gone)
+      release(holdOf())
+    }
+    response.on('close', gone)
+    socket.on('close', gone)
+  }
+
   // Only bytes that have arrived count: a client that announces a large body and sends nothing holds nothing
   // (reserving the announced size let 16 idle connections shut everyone out until REQUEST_TIMEOUT).
   const admit = (done: (err?: Error) => void) => {
@@ -208,8 +229,8 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       return false
     }
     const hold = { held: 0, seen: 0, released: false }
-    // As the onRequest hook does: the bytes count until the response closes, whichever way it ends.
-    response.once('close', () => release(hold))
+    // As the onRequest hook does: the bytes count until the response or its socket closes.
+    releaseWhenGone(request, response, () => hold)
     const refuse = (err: unknown) => app.answerError(request, response, err)
     const answer = (count: number) => {
       const text = acceptedAnswer(count)
@@ -225,7 +246,7 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
         try {
           const taken = take(body, headers, undefined)
           if (typeof taken === 'number') answer(taken)
-          else taken.then(answer, refuse)
+          else taken.then(answer, refuse).catch(destroyOnFailure(response, app.log))
         } catch (failure) {
           refuse(failure)
         }
@@ -292,10 +313,10 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     scope.addHook('onRequest', (request, reply, done) => {
       if (!pipeline.isAccepting) return done(new ShuttingDownError())
       // The body's bytes count against MAX_INFLIGHT_BYTES until the answer is sent or the connection is gone: the
-      // response's close is the one event every way out of a request has. (onResponse and onRequestAbort were
-      // not: a client that went away after its whole body, before its answer, held its bytes for good, and every
-      // request got 429 INFLIGHT_FULL once such clients held MAX_INFLIGHT_BYTES.)
-      reply.raw.once('close', () => release(request.inflightHold))
+      // response's close, or its socket's, is what every way out of a request has (see releaseWhenGone).
+      // (onResponse and onRequestAbort were not: a client that went away after its whole body, before its answer,
+      // held its bytes for good, and every request got 429 INFLIGHT_FULL once such clients held MAX_INFLIGHT_BYTES.)
+      releaseWhenGone(request.raw, reply.raw, () => request.inflightHold)
       try {
         pipeline.assertNotSaturated()
       } catch (err) {

@@ -173,6 +173,55 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
     expect(await takenOnceReleased(port)).toBe(202)
   })
 
+  // Review finding (from before the front door, which had copied it): a pipelined request's response waits in Node's
+  // queue, off the socket, and never closes if the socket goes first; its bytes stayed counted for good.
+  it.each([
+    ['the front door', false],
+    ['the Fastify route', true],
+  ])(
+    'gives back what the second of two pipelined requests held when the client goes away before either is answered (%s)',
+    async (_way, shut) => {
+      const { port, app: started } = await startWithSmallBounds()
+      if (shut) started.server.setFrontDoor(() => false)
+      const pipeline = started.pipeline as unknown as { accept: (...args: unknown[]) => Promise<void> }
+      const accept = pipeline.accept.bind(pipeline)
+      let open = () => {}
+      const gate = new Promise<void>((resolve) => {
+        open = resolve
+      })
+      let calls = 0
+      let bothRead = () => {}
+      const bothTaken = new Promise<void>((resolve) => {
+        bothRead = resolve
+      })
+      // Both requests' entries are handed over (each body read whole and counted) and wait until the client is gone.
+      pipeline.accept = async (...args: unknown[]) => {
+        if (++calls === 2) bothRead()
+        await gate
+        return accept(...args)
+      }
+      const serverSide = new Promise<import('node:net').Socket>((resolve) =>
+        started.server.server.once('connection', resolve),
+      )
+      const first = Buffer.from('{"event_id":"first"}')
+      const second = Buffer.from(body('second'))
+      const gone = await rawUpload(
+        port,
+        head('application/json', first.length) + first.toString() + head('application/json', second.length),
+        second,
+      )
+      await bothTaken
+      const socket = await serverSide
+      const serverClosed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+      gone.reset()
+      await gone.closed
+      await serverClosed
+      open()
+      pipeline.accept = accept
+      expect(await takenOnceReleased(port)).toBe(202)
+    },
+  )
+
   // Review finding: released at the abort while gunzip still had its bytes, which it then counted again, for good.
   it('gives back what a gzip client held when it goes away while its body is being decompressed', async () => {
     const { port } = await startWithSmallBounds()
