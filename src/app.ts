@@ -17,7 +17,7 @@ import { createEnricher } from './pipeline/enrich.js'
 import { type DrainSummary, Pipeline } from './pipeline/index.js'
 import { createServer } from './server.js'
 import { sinkModule, startSinks } from './sinks/index.js'
-import { registerHttpSource } from './sources/http.js'
+import { type HttpSource, registerHttpSource } from './sources/http.js'
 import { derivedIdsInSpool, IdempotencyStore } from './sources/idempotency/index.js'
 import { createSources } from './sources/index.js'
 import { Spool } from './spool/index.js'
@@ -109,6 +109,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   // Before listening: what the last run accepted and did not finish goes out first.
   if (spool) pipeline.replay(await spool.recover())
 
+  // Set once the http source is registered (below); /health and /metrics read it only when asked.
+  let http: HttpSource | undefined
   const server = createServer({
     logger,
     bodyLimit: config.MAX_BODY_BYTES,
@@ -130,6 +132,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
             }
           : {}),
         buffer_size: pipeline.bufferedEvents,
+        inflight_bytes: http?.inflightBytes ?? 0,
         lines_processed: pipeline.acceptedEvents,
         uptime_s: Math.round((Date.now() - startedAt) / 1000),
         instance: instanceId,
@@ -139,7 +142,12 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       }
     },
   })
-  metrics.bind({ pipeline, refused: server.refusedRequests, ...(spool ? { spool } : {}) })
+  metrics.bind({
+    pipeline,
+    refused: server.refusedRequests,
+    inflightBytes: () => http?.inflightBytes ?? 0,
+    ...(spool ? { spool } : {}),
+  })
   const monitoring = createMonitoring({ config, logger, metrics, pipeline, health: server.healthDocument })
   monitoring.register(server)
   const enrich = createEnricher({
@@ -150,7 +158,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     maxEntryBytes: config.MAX_ENTRY_BYTES,
     project: config.GOOGLE_CLOUD_PROJECT || config.BQ_PROJECT,
   })
-  registerHttpSource(server, {
+  http = registerHttpSource(server, {
     pipeline,
     maxBodyBytes: config.MAX_BODY_BYTES,
     maxInflightBytes: config.MAX_INFLIGHT_BYTES,

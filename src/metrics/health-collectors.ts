@@ -11,6 +11,8 @@ export interface MetricsSources {
   readonly pipeline: Pipeline
   /** Requests refused by error code: the same record /health shows as `refused_requests`. */
   readonly refused: Readonly<Record<string, number>>
+  /** Bytes of /logs bodies held by requests in flight: /health's `inflight_bytes`. */
+  readonly inflightBytes?: () => number
   readonly spool?: Spool
 }
 
@@ -97,6 +99,16 @@ export function registerHealthCollectors(
       for (const [code, n] of Object.entries(scrape.sources()?.refused ?? {})) {
         this.inc({ ...HTTP_SOURCE, error_code: code }, n)
       }
+    },
+  })
+  new Gauge({
+    name: 'sidelog_component_inflight_bytes',
+    help: 'Bytes of /logs bodies being read, or read and waiting for their answer; MAX_INFLIGHT_BYTES bounds them, and past it requests get 429 INFLIGHT_FULL (/health inflight_bytes).',
+    labelNames: COMPONENT,
+    registers,
+    collect() {
+      const inflight = scrape.sources()?.inflightBytes
+      if (inflight) this.set(HTTP_SOURCE, inflight())
     },
   })
   new Gauge({

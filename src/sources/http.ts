@@ -104,7 +104,13 @@ function enrichBody(
   return enrich.request(entries, texts, receivedAt, place, context, keyedId)
 }
 
-export function registerHttpSource(app: FastifyInstance, options: HttpSourceOptions): void {
+/** What the http source shows in /health and /metrics. */
+export interface HttpSource {
+  /** Bytes of /logs bodies being read, or read and waiting for their answer (bounded by MAX_INFLIGHT_BYTES). */
+  readonly inflightBytes: number
+}
+
+export function registerHttpSource(app: FastifyInstance, options: HttpSourceOptions): HttpSource {
   const { pipeline, enrich, maxBodyBytes, maxInflightBytes, retryAfterMs, fullWaitMs, idempotency } = options
   const inflight: Inflight = { bytes: 0 }
 
@@ -349,4 +355,9 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       return reply.code(202).type(JSON_TYPE).send(acceptedAnswer(count))
     })
   })
+  return {
+    get inflightBytes() {
+      return inflight.bytes
+    },
+  }
 }

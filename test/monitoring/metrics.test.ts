@@ -208,6 +208,9 @@ describe('GET /metrics and /ready on the app', () => {
         health.sinks.file.delivered_events,
       )
       expect(health.sinks.file.delivered_events).toBe(10)
+      // Every request answered: no body in flight, in both.
+      expect(health.inflight_bytes).toBe(0)
+      expect(sampleValue(samples, 'sidelog_component_inflight_bytes', { component_id: 'http' })).toBe(0)
       expect(sampleValue(samples, 'sidelog_buffer_events', sink('file'))).toBe(2)
       expect(
         sampleValue(samples, 'sidelog_component_refused_requests_total', { error_code: 'INVALID_JSON' }),

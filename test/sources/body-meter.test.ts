@@ -132,6 +132,8 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
       await closed
     }
     expect(await takenOnceReleased(port)).toBe(202)
+    // /health shows nothing held once every request is answered or gone.
+    expect(started.server.healthDocument().inflight_bytes).toBe(0)
     await started.close()
     app = undefined
     expect((await readJsonlTree(config.DATA_DIR)).map((row) => row.event_id)).toEqual(['kept'])

@@ -10,7 +10,7 @@ import { PassThrough } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type App, createApp } from '../../src/app.js'
-import { readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
+import { readJsonlTree, silentLogger, tempDir, testConfig, until } from '../helpers.js'
 
 interface Answer {
   status: number
@@ -270,6 +270,40 @@ describe('the front door answers as the Fastify route does', () => {
     expect((await overSocket(port, 'POST', '/logs', Buffer.from('{"n":2}'), json)).status).toBe(202)
     expect(taken.count).toBe(1)
     expect(app.pipeline.stats().file).toMatchObject({ delivered_events: 10, buffered_events: 1 })
+  })
+
+  it('leaves a request to the route once the bodies in flight reach MAX_INFLIGHT_BYTES: 429 before its body is read', async () => {
+    const { app, port, taken } = await start(false, {
+      ...SETTINGS,
+      MAX_BODY_BYTES: '2000',
+      MAX_INFLIGHT_BYTES: '3000',
+    })
+    // Two clients that send 1,500 bytes of a 2,000-byte body each and wait: exactly the bound, counted.
+    const holders = [0, 1].map(() => {
+      const holder = connect(port, '127.0.0.1')
+      holder.on('error', () => {})
+      holder.write(
+        `POST /logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n${'x'.repeat(1500)}`,
+      )
+      return holder
+    })
+    await until(
+      async () => app.server.healthDocument().inflight_bytes,
+      (bytes) => bytes === 3000,
+      'the held bytes counted',
+    )
+    const answer = await overSocket(port, 'POST', '/logs', Buffer.from('{"n":1}'), {
+      'content-type': 'application/json',
+    })
+    // The route refuses at once and keeps the connection; the door would have read the body, then closed it.
+    expect(answer).toMatchObject({ status: 429, body: { error: 'INFLIGHT_FULL' }, connection: undefined })
+    expect(taken.count).toBe(2)
+    for (const holder of holders) holder.destroy()
+    await until(
+      async () => app.server.healthDocument().inflight_bytes,
+      (bytes) => bytes === 0,
+      'the held bytes given back',
+    )
   })
 
   it('leaves a request to a sidecar that has stopped accepting to the route: 503', async () => {
