@@ -117,6 +117,42 @@ async function rawUpload(port: number, head: string, payload: Buffer) {
   return { reset: () => socket.resetAndDestroy(), closed }
 }
 
+/**
+ * Sends `head` and `payload` on one connection while the pipeline's hand-over of entries (a spool's write) is held
+ * back. Once it has been called `calls` times (each of those bodies read whole and counted), the client resets, and
+ * the hand-over goes on only after the server has seen the connection close.
+ */
+async function goneBeforeAnswered(started: App, port: number, head: string, payload: Buffer, calls: number) {
+  const pipeline = started.pipeline as unknown as { accept: (...args: unknown[]) => Promise<void> }
+  const accept = pipeline.accept.bind(pipeline)
+  let open = () => {}
+  const gate = new Promise<void>((resolve) => {
+    open = resolve
+  })
+  let seen = 0
+  let allCalled = () => {}
+  const called = new Promise<void>((resolve) => {
+    allCalled = resolve
+  })
+  pipeline.accept = async (...args: unknown[]) => {
+    if (++seen === calls) allCalled()
+    await gate
+    return accept(...args)
+  }
+  const serverSide = new Promise<import('node:net').Socket>((resolve) =>
+    started.server.server.once('connection', resolve),
+  )
+  const gone = await rawUpload(port, head, payload)
+  await called
+  const socket = await serverSide
+  const serverClosed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  gone.reset()
+  await gone.closed
+  await serverClosed
+  open()
+  pipeline.accept = accept
+}
+
 const head = (type: string, length: number, encoding?: string) =>
   `POST /logs HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\n${encoding ? `Content-Encoding: ${encoding}\r\n` : ''}Content-Length: ${length}\r\n\r\n`
 
@@ -143,35 +179,8 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
   // bytes stayed counted for good: with a spool, a client that timed out while its entries were written.
   it('gives back what a client held when it goes away after its whole body, before its answer', async () => {
     const { port, app: started } = await startWithSmallBounds()
-    const pipeline = started.pipeline as unknown as { accept: (...args: unknown[]) => Promise<void> }
-    const accept = pipeline.accept.bind(pipeline)
-    let open = () => {}
-    const gate = new Promise<void>((resolve) => {
-      open = resolve
-    })
-    let accepting = () => {}
-    const accepted = new Promise<void>((resolve) => {
-      accepting = resolve
-    })
-    // The entries' hand-over (a spool's write) waits until the client is gone.
-    pipeline.accept = async (...args: unknown[]) => {
-      accepting()
-      await gate
-      return accept(...args)
-    }
-    const serverSide = new Promise<import('node:net').Socket>((resolve) =>
-      started.server.server.once('connection', resolve),
-    )
     const payload = Buffer.from(body('gone'))
-    const gone = await rawUpload(port, head('application/json', payload.length), payload)
-    await accepted
-    const socket = await serverSide
-    const serverClosed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
-    gone.reset()
-    await gone.closed
-    await serverClosed
-    open()
-    pipeline.accept = accept
+    await goneBeforeAnswered(started, port, head('application/json', payload.length), payload, 1)
     expect(await takenOnceReleased(port)).toBe(202)
   })
 
@@ -185,41 +194,11 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
     async (_way, shut) => {
       const { port, app: started } = await startWithSmallBounds()
       if (shut) started.server.setFrontDoor(() => false)
-      const pipeline = started.pipeline as unknown as { accept: (...args: unknown[]) => Promise<void> }
-      const accept = pipeline.accept.bind(pipeline)
-      let open = () => {}
-      const gate = new Promise<void>((resolve) => {
-        open = resolve
-      })
-      let calls = 0
-      let bothRead = () => {}
-      const bothTaken = new Promise<void>((resolve) => {
-        bothRead = resolve
-      })
-      // Both requests' entries are handed over (each body read whole and counted) and wait until the client is gone.
-      pipeline.accept = async (...args: unknown[]) => {
-        if (++calls === 2) bothRead()
-        await gate
-        return accept(...args)
-      }
-      const serverSide = new Promise<import('node:net').Socket>((resolve) =>
-        started.server.server.once('connection', resolve),
-      )
       const first = Buffer.from('{"event_id":"first"}')
       const second = Buffer.from(body('second'))
-      const gone = await rawUpload(
-        port,
-        head('application/json', first.length) + first.toString() + head('application/json', second.length),
-        second,
-      )
-      await bothTaken
-      const socket = await serverSide
-      const serverClosed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
-      gone.reset()
-      await gone.closed
-      await serverClosed
-      open()
-      pipeline.accept = accept
+      const heads =
+        head('application/json', first.length) + first.toString() + head('application/json', second.length)
+      await goneBeforeAnswered(started, port, heads, second, 2)
       expect(await takenOnceReleased(port)).toBe(202)
     },
   )
