@@ -2,6 +2,7 @@
 // is in the usual form, see enrich-bytes.ts; else parsed), then hands it to the pipeline in one call: 202 when every
 // entry is buffered, an error naming the line or index otherwise.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
@@ -129,19 +130,35 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
    * never closes if the socket goes first, so a client that sent two requests on one connection and went away
    * kept the second one's bytes counted for good.
    */
+  /**
+   * Per connection, the releases of its requests not answered yet: one 'close' listener per socket. (One per request
+   * piled up on a connection of pipelined requests waiting for their answers, and Node warned of a listener leak
+   * past ten.)
+   */
+  const pendingOn = new WeakMap<Socket, Set<() => void>>()
   const releaseWhenGone = (
     request: IncomingMessage,
     response: ServerResponse,
     holdOf: () => InflightHold | null,
   ) => {
     const { socket } = request
+    let pending = pendingOn.get(socket)
+    if (pending === undefined) {
+      const releases = new Set<() => void>()
+      pending = releases
+      pendingOn.set(socket, releases)
+      socket.once('close', () => {
+        for (const gone of releases) gone()
+      })
+    }
+    const waiting = pending
     const gone = () => {
       response.removeListener('close', gone)
-      socket.removeListener('close', gone)
+      waiting.delete(gone)
       release(holdOf())
     }
     response.on('close', gone)
-    socket.on('close', gone)
+    waiting.add(gone)
   }
 
   // Only bytes that have arrived count: a client that announces a large body and sends nothing holds nothing
@@ -249,13 +266,15 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       (err, body) => {
         // As Fastify does after a body parser's error: the connection is closed after the answer.
         if (err !== null) return app.answerError(request, response, err, true)
+        let taken: number | Promise<number>
         try {
-          const taken = take(body, headers, undefined)
-          if (typeof taken === 'number') answer(taken)
-          else taken.then(answer, refuse).catch(destroyOnFailure(response, app.log))
+          taken = take(body, headers, undefined)
         } catch (failure) {
-          refuse(failure)
+          return refuse(failure)
         }
+        // Outside the try: once the entries are taken, a failure to answer must not be told as "nothing was kept".
+        if (typeof taken === 'number') answer(taken)
+        else taken.then(answer, refuse).catch(destroyOnFailure(response, app.log))
       },
       (bytes) => count(hold, bytes, limits),
     )

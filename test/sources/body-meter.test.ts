@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type App, createApp } from '../../src/app.js'
-import { readJsonlTree, silentLogger, tempDir, testConfig } from '../helpers.js'
+import { readJsonlTree, silentLogger, tempDir, testConfig, until } from '../helpers.js'
 
 let app: App | undefined
 afterEach(async () => {
@@ -202,6 +202,47 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
       expect(await takenOnceReleased(port)).toBe(202)
     },
   )
+
+  // Review finding: one socket listener per request piled up while pipelined requests waited for their answers, and
+  // Node warned of a listener leak past ten.
+  it('keeps one close listener on a connection of 30 pipelined requests waiting for their answers, and answers each', async () => {
+    const { port, app: started } = await startWithSmallBounds()
+    const pipeline = started.pipeline as unknown as { accept: (...args: unknown[]) => Promise<void> }
+    const accept = pipeline.accept.bind(pipeline)
+    const waiting: (() => void)[] = []
+    pipeline.accept = (...args: unknown[]) =>
+      new Promise<void>((resolve) => waiting.push(() => resolve(accept(...args))))
+    const serverSide = new Promise<import('node:net').Socket>((resolve) =>
+      started.server.server.once('connection', resolve),
+    )
+    const requests = Array.from({ length: 30 }, (_, n) => {
+      const entry = `{"event_id":"p${n}"}`
+      return head('application/json', entry.length) + entry
+    }).join('')
+    const client = connect(port, '127.0.0.1')
+    let received = ''
+    client.on('data', (chunk) => {
+      received += chunk.toString('latin1')
+    })
+    client.write(requests)
+    const socket = await serverSide
+    // Every request read and handed over, none answered yet.
+    await until(
+      async () => waiting.length,
+      (n) => n === 30,
+      'all 30 requests handed over',
+    )
+    expect(socket.listenerCount('close')).toBeLessThanOrEqual(3)
+    for (const go of waiting) go()
+    await until(
+      async () => received.match(/HTTP\/1\.1 202/g)?.length ?? 0,
+      (n) => n === 30,
+      '30 answers',
+    )
+    expect(started.server.healthDocument().inflight_bytes).toBe(0)
+    client.destroy()
+    pipeline.accept = accept
+  })
 
   // Review finding: released at the abort while gunzip still had its bytes, which it then counted again, for good.
   it('gives back what a gzip client held when it goes away while its body is being decompressed', async () => {
