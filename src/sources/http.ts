@@ -124,18 +124,15 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     inflight.bytes -= hold.held
   }
 
+  /** Per connection, the releases of its requests not answered yet (see releaseWhenGone). */
+  const pendingOn = new WeakMap<Socket, Set<() => void>>()
   /**
    * Releases a request's hold once its response closes, or its socket does, whichever comes first. The response's
    * close alone was not enough: a pipelined request's response waits in Node's queue, not yet on the socket, and
    * never closes if the socket goes first, so a client that sent two requests on one connection and went away
-   * kept the second one's bytes counted for good.
+   * kept the second one's bytes counted for good. One 'close' listener per socket: one per request piled up on a
+   * connection of pipelined requests waiting for their answers, and Node warned of a listener leak past ten.
    */
-  /**
-   * Per connection, the releases of its requests not answered yet: one 'close' listener per socket. (One per request
-   * piled up on a connection of pipelined requests waiting for their answers, and Node warned of a listener leak
-   * past ten.)
-   */
-  const pendingOn = new WeakMap<Socket, Set<() => void>>()
   const releaseWhenGone = (
     request: IncomingMessage,
     response: ServerResponse,
