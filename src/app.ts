@@ -211,7 +211,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       const serverClosed = server.close()
       const summary = await pipeline.drain(budgetMs)
       // Whatever connection is still open (a slow upload) holds nothing accepted: do not wait for it.
-      server.server.closeAllConnections()
+      server.closeEveryConnection()
       await serverClosed
       await monitoring.close()
       await spool?.close()

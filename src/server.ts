@@ -1,7 +1,8 @@
 // createServer(): the Fastify instance with /health and one error handler that turns every failure into a clear
 // JSON answer. It never listens by itself: tests use inject(), app.ts calls listen().
 
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http'
+import { createRequire } from 'node:module'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -54,6 +55,8 @@ declare module 'fastify' {
       err: unknown,
       whileReading?: boolean,
     ): void
+    /** Closes every connection of every server listening (shutdown: what is still open holds nothing accepted). */
+    closeEveryConnection(): void
     /** The /health document, for other listeners (the admin listener) to serve as it is. */
     healthDocument(): Record<string, unknown>
     /** Requests answered with an error, by the error code they were given (read by /metrics). */
@@ -178,6 +181,14 @@ export function destroyOnFailure(response: ServerResponse, logger: Pick<Logger, 
   }
 }
 
+/**
+ * Fastify's key for the servers it opens beside its main one (for "localhost", one per other address). Internal to
+ * Fastify: test/sources/front-door.test.ts fails if it stops finding them.
+ */
+const { kServerBindings } = createRequire(import.meta.url)('fastify/lib/symbols.js') as {
+  kServerBindings: symbol
+}
+
 /** The Content-Type Fastify gives a serialised answer. */
 export const JSON_TYPE = 'application/json; charset=utf-8'
 
@@ -196,22 +207,38 @@ export function createServer(options: ServerOptions): FastifyInstance {
     requestTimeout: options.requestTimeoutMs,
     http: { connectionsCheckingInterval: 1000, headersTimeout: options.requestTimeoutMs },
   })
-  // The front door goes before Fastify's own handler, on the server Fastify made. (Not through `serverFactory`: with
-  // one, Fastify leaves the server to its maker, and listens on one address of "localhost" only.) Other servers
-  // Fastify opens for a name's other addresses go to Fastify's handler alone, whose route answers the same.
-  const [fastifyHandler] = app.server.listeners('request') as ((
-    request: IncomingMessage,
-    response: ServerResponse,
-  ) => void)[]
-  if (fastifyHandler === undefined) throw new Error("Fastify's server has no request handler")
-  app.server.removeListener('request', fastifyHandler)
-  app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    if (frontDoor?.(request, response) !== true) fastifyHandler(request, response)
-  })
-  app.server.maxConnections = options.maxConnections
   let droppedConnections = 0
-  app.server.on('drop', () => {
-    droppedConnections++
+  /**
+   * What sidelog sets on each server Fastify makes: the front door before Fastify's own handler, and
+   * MAX_CONNECTIONS with its count of refused connections. (The door is not installed through `serverFactory`: with
+   * one, Fastify leaves the server to its maker, and listens on one address of "localhost" only.)
+   */
+  const equip = (server: HttpServer) => {
+    const [fastifyHandler] = server.listeners('request') as ((
+      request: IncomingMessage,
+      response: ServerResponse,
+    ) => void)[]
+    if (fastifyHandler === undefined) throw new Error("Fastify's server has no request handler")
+    server.removeListener('request', fastifyHandler)
+    server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+      if (frontDoor?.(request, response) !== true) fastifyHandler(request, response)
+    })
+    server.maxConnections = options.maxConnections
+    server.on('drop', () => {
+      droppedConnections++
+    })
+  }
+  equip(app.server)
+  // For SIDELOG_HOST=localhost Fastify opens one more server per other address of the name (::1 beside 127.0.0.1)
+  // while it listens: each gets the same, before it is announced as listening.
+  const bindings = () =>
+    ((app as unknown as Record<symbol, HttpServer[]>)[kServerBindings] ?? []) as HttpServer[]
+  app.addHook('onListen', (done) => {
+    for (const server of bindings()) equip(server)
+    done()
+  })
+  app.decorate('closeEveryConnection', () => {
+    for (const server of [app.server, ...bindings()]) server.closeAllConnections()
   })
 
   // Refused requests by error code (BUFFER_FULL, INVALID_JSON, ...): what clients were told, shown in /health.

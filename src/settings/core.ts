@@ -122,7 +122,7 @@ export const coreSettings = {
     256,
     1,
     1_000_000,
-    'Open connections at most; more are closed at once (counted as refused_connections in /health).',
+    'Open connections at most, per address listened on (SIDELOG_HOST=localhost listens on each of its addresses); more are closed at once (counted as refused_connections in /health).',
   ),
   REQUEST_TIMEOUT: seconds(
     30,

@@ -434,7 +434,7 @@ describe('the front door answers as the Fastify route does, over a raw connectio
 // Review finding: built through Fastify's serverFactory, the server listened on one address of "localhost" only
 // (Fastify leaves a server it did not make to its maker). This machine's localhost is 127.0.0.1 alone: the lookup is
 // made to give ::1 too.
-it('listens on every address of SIDELOG_HOST=localhost', async () => {
+it('listens on every address of SIDELOG_HOST=localhost, each with the front door and MAX_CONNECTIONS', async () => {
   const lookup = dns.lookup
   const spy = vi.spyOn(dns, 'lookup').mockImplementation(((
     host: string,
@@ -451,13 +451,24 @@ it('listens on every address of SIDELOG_HOST=localhost', async () => {
     return (lookup as (...args: unknown[]) => void)(host, options, callback)
   }) as unknown as typeof dns.lookup)
   try {
-    const config = testConfig(await tempDir(), { SIDELOG_HOST: 'localhost', SIDELOG_PORT: '0' })
+    const config = testConfig(await tempDir(), {
+      SIDELOG_HOST: 'localhost',
+      SIDELOG_PORT: '0',
+      MAX_CONNECTIONS: '2',
+    })
     const app = await createApp(config, {
       logger: silentLogger,
       stdout: new PassThrough(),
       instanceId: 'test',
     })
     apps.push(app)
+    const door = app.server.frontDoor
+    let taken = 0
+    app.server.setFrontDoor((request, response) => {
+      const took = door?.(request, response) === true
+      if (took) taken++
+      return took
+    })
     const { port } = await app.start()
     const reach = (host: string) =>
       new Promise<string>((resolve) => {
@@ -471,6 +482,28 @@ it('listens on every address of SIDELOG_HOST=localhost', async () => {
       v4: 'connects',
       v6: 'connects',
     })
+    // The other address's server is sidelog's too: its /logs goes through the front door, and MAX_CONNECTIONS holds.
+    const answer = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        { host: '::1', port, method: 'POST', path: '/logs', headers: { 'content-type': 'application/json' } },
+        (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        },
+      )
+      req.on('error', reject)
+      req.end('{"n":1}')
+    })
+    expect({ answer, taken }).toEqual({ answer: 202, taken: 1 })
+    const open = [connect(port, '::1'), connect(port, '::1'), connect(port, '::1')]
+    for (const socket of open) socket.on('error', () => {})
+    await until(
+      async () => app.server.healthDocument().refused_connections,
+      // At least the third: the POST's connection may still be open on the server's side.
+      (refused) => typeof refused === 'number' && refused >= 1,
+      'a connection to ::1 over MAX_CONNECTIONS refused',
+    )
+    for (const socket of open) socket.destroy()
   } finally {
     spy.mockRestore()
   }
