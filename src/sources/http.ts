@@ -269,9 +269,16 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
         } catch (failure) {
           return refuse(failure)
         }
-        // Outside the try: once the entries are taken, a failure to answer must not be told as "nothing was kept".
-        if (typeof taken === 'number') answer(taken)
-        else taken.then(answer, refuse).catch(destroyOnFailure(response, app.log))
+        // Once the entries are taken, a failure to answer must not be told as "nothing was kept" (refuse): the
+        // connection is closed instead.
+        if (typeof taken !== 'number') {
+          return void taken.then(answer, refuse).catch(destroyOnFailure(response, app.log))
+        }
+        try {
+          answer(taken)
+        } catch (failure) {
+          destroyOnFailure(response, app.log)(failure)
+        }
       },
       (bytes) => count(hold, bytes, limits),
     )
