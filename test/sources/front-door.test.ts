@@ -4,7 +4,7 @@
 // it should. The answers must be the same (status, body, the headers a client acts on), and so must what the file
 // sink holds, but for the ids and times each process writes.
 import dns from 'node:dns'
-import { request as httpRequest } from 'node:http'
+import { request as httpRequest, ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import { PassThrough } from 'node:stream'
 import { gzipSync } from 'node:zlib'
@@ -304,6 +304,26 @@ describe('the front door answers as the Fastify route does', () => {
       (bytes) => bytes === 0,
       'the held bytes given back',
     )
+  })
+
+  // Second review: a failure to answer entries already taken must not be answered "nothing was kept" (500).
+  it('closes the connection when it cannot answer entries it has taken, which stay taken', async () => {
+    const { app, config, port, taken } = await start()
+    const writeHead = vi.spyOn(ServerResponse.prototype, 'writeHead').mockImplementationOnce(() => {
+      throw new Error('the answer could not be written')
+    })
+    const outcome = await overSocket(port, 'POST', '/logs', Buffer.from('{"n":1}'), {
+      'content-type': 'application/json',
+    }).then(
+      (answer) => answer.status,
+      (err: NodeJS.ErrnoException) => err.code,
+    )
+    writeHead.mockRestore()
+    expect(outcome).toBe('ECONNRESET')
+    expect(taken.count).toBe(1)
+    expect(app.server.refusedRequests).toEqual({})
+    await app.close()
+    expect((await readJsonlTree(config.DATA_DIR)).map((row) => row.n)).toEqual([1])
   })
 
   it('leaves a request to a sidecar that has stopped accepting to the route: 503', async () => {
