@@ -185,9 +185,14 @@ export function destroyOnFailure(response: ServerResponse, logger: Pick<Logger, 
  * Fastify's key for the servers it opens beside its main one (for "localhost", one per other address). Internal to
  * Fastify: test/sources/front-door.test.ts fails if it stops finding them.
  */
-const { kServerBindings } = createRequire(import.meta.url)('fastify/lib/symbols.js') as {
-  kServerBindings: symbol
+const fastifySymbols = createRequire(import.meta.url)('fastify/lib/symbols.js') as {
+  kServerBindings?: unknown
 }
+// Loudly, at start-up, rather than a server for ::1 left without the front door and MAX_CONNECTIONS after an upgrade.
+if (typeof fastifySymbols.kServerBindings !== 'symbol') {
+  throw new Error("this Fastify has no 'fastify.serverBindings' symbol")
+}
+const kServerBindings: symbol = fastifySymbols.kServerBindings
 
 /** The Content-Type Fastify gives a serialised answer. */
 export const JSON_TYPE = 'application/json; charset=utf-8'
@@ -231,8 +236,9 @@ export function createServer(options: ServerOptions): FastifyInstance {
   equip(app.server)
   // For SIDELOG_HOST=localhost Fastify opens one more server per other address of the name (::1 beside 127.0.0.1)
   // while it listens: each gets the same, before it is announced as listening.
-  const bindings = () =>
-    ((app as unknown as Record<symbol, HttpServer[]>)[kServerBindings] ?? []) as HttpServer[]
+  const serverBindings = (app as unknown as Record<symbol, unknown>)[kServerBindings]
+  if (!Array.isArray(serverBindings)) throw new Error('this Fastify keeps no list of the servers it opens')
+  const bindings = () => serverBindings as HttpServer[]
   app.addHook('onListen', (done) => {
     for (const server of bindings()) equip(server)
     done()
