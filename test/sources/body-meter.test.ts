@@ -6,6 +6,7 @@ import { PassThrough } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type App, createApp } from '../../src/app.js'
+import { QueueFullError } from '../../src/errors.js'
 import { readJsonlTree, silentLogger, tempDir, testConfig, until } from '../helpers.js'
 
 let app: App | undefined
@@ -242,6 +243,60 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
     expect(started.server.healthDocument().inflight_bytes).toBe(0)
     client.destroy()
     pipeline.accept = accept
+  })
+
+  // A request waiting for room (BUFFER_FULL_WAIT) has no hold yet, and the server reads no more of its socket: if its
+  // client goes away meanwhile, the hold made once the wait ends must not keep what Node had read of the body.
+  it('gives back what a client held when it went away while its request waited for room', async () => {
+    const config = testConfig(await tempDir(), {
+      MAX_BODY_BYTES: '64KiB',
+      MAX_INFLIGHT_BYTES: '200KiB',
+      BUFFER_FULL_WAIT: '20',
+    })
+    const started = await createApp(config, {
+      logger: silentLogger,
+      stdout: new PassThrough(),
+      instanceId: 'test',
+    })
+    app = started
+    await started.server.listen({ host: '127.0.0.1', port: 0 })
+    const { port } = started.server.server.address() as { port: number }
+    let full = true
+    let makeRoom = () => {}
+    const pipeline = started.pipeline as unknown as {
+      assertNotSaturated: () => void
+      whenNotSaturated: (ms: number) => Promise<void>
+    }
+    const { assertNotSaturated, whenNotSaturated } = pipeline
+    pipeline.assertNotSaturated = () => {
+      if (full) throw new QueueFullError('the buffer of sink "file" is full', 1000)
+    }
+    let waiting = () => {}
+    const waited = new Promise<void>((resolve) => {
+      waiting = resolve
+    })
+    pipeline.whenNotSaturated = () =>
+      new Promise<void>((resolve) => {
+        waiting()
+        makeRoom = () => {
+          full = false
+          resolve()
+        }
+      })
+    const payload = Buffer.from('x'.repeat(30_000))
+    const gone = await rawUpload(port, head('application/json', 40_000), payload)
+    await waited
+    gone.reset()
+    await gone.closed
+    // The server reads no more of a waiting request's socket: it learns of the reset once the wait ends.
+    makeRoom()
+    pipeline.assertNotSaturated = assertNotSaturated
+    pipeline.whenNotSaturated = whenNotSaturated
+    await until(
+      async () => started.server.healthDocument().inflight_bytes,
+      (bytes) => bytes === 0,
+      'every byte given back',
+    )
   })
 
   // Review finding: released at the abort while gunzip still had its bytes, which it then counted again, for good.
