@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
 import { basename, dirname, join, parse, relative, resolve, sep } from 'node:path'
 import { PermanentError } from '../errors.js'
+import { ReusedBuffers } from '../reused-buffers.js'
 import { FileWorker } from './file-worker.js'
 import { fsyncDir } from './fsync.js'
 
@@ -13,6 +14,9 @@ const PERMANENT_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR'
 
 /** Where a root keeps its temp files: one place to clean at start-up, outside the tree readers list. */
 export const TEMP_DIR = '.tmp'
+
+/** Buffers a root with a writer thread keeps to lend it (see writeFrom). */
+const LENT_BUFFERS_KEPT = 4
 
 export function classifyFsError(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code
@@ -124,6 +128,17 @@ export async function writeFileAtomic(
 export interface AtomicRoot {
   readonly root: string
   write(path: string, data: string | Buffer, options?: { signal?: AbortSignal }): Promise<void>
+  /**
+   * Writes what `fill` puts into a Buffer of at least `bytes` (it returns the part it filled from the start, or a
+   * Buffer of its own), called before the first await. With a writer thread the Buffer is one of the root's, lent to
+   * the thread and reused once it is back, instead of a new one per file.
+   */
+  writeFrom(
+    path: string,
+    bytes: number,
+    fill: (target: Buffer) => Buffer,
+    options?: { signal?: AbortSignal },
+  ): Promise<void>
   /** Lets go of the writer thread, if it has one. */
   close(): Promise<void>
 }
@@ -147,30 +162,72 @@ export async function openAtomicRoot(root: string, rootOptions: AtomicRootOption
   await removeStaleTemp(tempDir)
   const dirs = createDirCache()
   const worker = rootOptions.offThread ? new FileWorker() : undefined
-  const writeOffThread = async (path: string, data: Buffer, signal?: AbortSignal) => {
+  // As many as a sink writes at once by default (SINK_CONCURRENCY): the thread writes them one after another.
+  const lendable = worker ? new ReusedBuffers(LENT_BUFFERS_KEPT) : undefined
+  /** `send` hands the file to the thread, given its temp path and directory. */
+  const writeOffThread = async (path: string, send: (temp: string, dir: string) => Promise<void>) => {
     const dir = dirname(path)
     await dirs.ensure(dir)
-    const temp = tempPathFor(path, tempDir)
     try {
-      await worker?.write(temp, path, dir, data, signal)
+      await send(tempPathFor(path, tempDir), dir)
     } catch (err) {
       // The directory may have been removed behind our back: make it again on the next attempt.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') dirs.forget(dir)
       throw err
     }
   }
+  const write = async (
+    path: string,
+    data: string | Buffer,
+    options: { signal?: AbortSignal },
+    lent?: Buffer,
+  ) => {
+    try {
+      if (worker && lent) {
+        let handed = false
+        try {
+          await writeOffThread(path, (temp, dir) => {
+            const sent = worker.writeLent(
+              temp,
+              path,
+              dir,
+              lent.buffer as ArrayBuffer,
+              data.length,
+              (back) => lendable?.giveBack(Buffer.from(back)),
+              options.signal,
+            )
+            handed = true
+            return sent
+          })
+        } finally {
+          if (!handed) lendable?.giveBack(lent)
+        }
+      } else if (worker && typeof data !== 'string') {
+        await writeOffThread(path, (temp, dir) => worker.write(temp, path, dir, data, options.signal))
+      } else await writeFileAtomic(path, data, { ...options, dirs, tempDir })
+    } catch (err) {
+      // The temp directory itself may be gone (removed by hand): make it again for the next attempt.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') await makeDir(tempDir).catch(() => {})
+      throw err
+    }
+  }
   return {
     root: absolute,
     close: async () => worker?.close(),
-    async write(path, data, options = {}) {
+    write: (path, data, options = {}) => write(path, data, options),
+    async writeFrom(path, bytes, fill, options = {}) {
+      if (!lendable) return write(path, fill(Buffer.allocUnsafe(bytes)), options)
+      const target = lendable.take(bytes)
+      let data: Buffer
       try {
-        if (worker && typeof data !== 'string') await writeOffThread(path, data, options.signal)
-        else await writeFileAtomic(path, data, { ...options, dirs, tempDir })
+        data = fill(target)
       } catch (err) {
-        // The temp directory itself may be gone (removed by hand): make it again for the next attempt.
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') await makeDir(tempDir).catch(() => {})
+        lendable.giveBack(target)
         throw err
       }
+      if (data.buffer === target.buffer && data.byteOffset === 0) return write(path, data, options, target)
+      lendable.giveBack(target)
+      return write(path, data, options)
     },
   }
 }

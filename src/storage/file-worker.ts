@@ -14,14 +14,14 @@ parentPort.on('message', (m) => {
   let fd
   try {
     fd = fs.openSync(m.temp, 'wx')
-    const data = new Uint8Array(m.data)
+    const data = new Uint8Array(m.data, 0, m.length)
     for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at, data.length - at)
     fs.fsyncSync(fd)
     fs.closeSync(fd)
     fd = undefined
     if (Atomics.load(m.abort, 0) !== 0) {
       fs.unlinkSync(m.temp)
-      parentPort.postMessage({ id: m.id, aborted: true }, [m.data])
+      parentPort.postMessage({ id: m.id, aborted: true, data: m.data }, [m.data])
       return
     }
     fs.renameSync(m.temp, m.path)
@@ -31,22 +31,24 @@ parentPort.on('message', (m) => {
     } finally {
       fs.closeSync(dir)
     }
-    // The bytes go back to the main thread, whose frequent collections free them at once: this thread allocates
-    // almost nothing, collects seldom, and would hold every batch it was handed until it did.
-    parentPort.postMessage({ id: m.id }, [m.data])
+    // The bytes go back to the main thread, to be reused if they were lent, or freed at once by its frequent
+    // collections: this thread allocates almost nothing, collects seldom, and would hold every batch until it did.
+    parentPort.postMessage({ id: m.id, data: m.data }, [m.data])
   } catch (err) {
     if (fd !== undefined) {
       try { fs.closeSync(fd) } catch {}
     }
     try { fs.unlinkSync(m.temp) } catch {}
     const back = m.data.byteLength > 0 ? [m.data] : []
-    parentPort.postMessage({ id: m.id, error: { code: err.code, message: err.message } }, back)
+    parentPort.postMessage({ id: m.id, error: { code: err.code, message: err.message }, data: m.data }, back)
   }
 })
 `
 
 interface Reply {
   readonly id: number
+  /** The bytes handed over, back (detached on the thread's side). */
+  readonly data?: ArrayBuffer
   readonly aborted?: true
   readonly error?: { readonly code?: string; readonly message: string }
 }
@@ -55,6 +57,8 @@ interface Waiting {
   resolve(): void
   reject(err: unknown): void
   readonly signal: AbortSignal | undefined
+  /** Who lent the bytes, to have them back. */
+  readonly back: ((bytes: ArrayBuffer) => void) | undefined
 }
 
 export class FileWorker {
@@ -69,23 +73,53 @@ export class FileWorker {
    */
   write(temp: string, path: string, dir: string, data: Buffer, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted()
-    const worker = this.started()
-    const id = this.nextId++
-    const abort = new Int32Array(new SharedArrayBuffer(4))
-    const onAbort = () => Atomics.store(abort, 0, 1)
-    signal?.addEventListener('abort', onAbort, { once: true })
     // A batch's Buffer owns its memory (allocUnsafe of more than 4 KiB): hand it over. A small one is a slice of
     // Node's shared pool, which must not be detached: copy it.
     const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
     const payload = owned
       ? (data.buffer as ArrayBuffer)
       : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)
+    return this.send(temp, path, dir, payload as ArrayBuffer, data.byteLength, undefined, signal)
+  }
+
+  /**
+   * As write, for the first `length` bytes of `lent`, memory the caller owns whole and lends: detached here, and given
+   * to `back` once the thread is done with it (written, failed or aborted). Lost with a thread that dies. Nothing is
+   * lent when `signal` has already aborted (it throws first).
+   */
+  writeLent(
+    temp: string,
+    path: string,
+    dir: string,
+    lent: ArrayBuffer,
+    length: number,
+    back: (bytes: ArrayBuffer) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    signal?.throwIfAborted()
+    return this.send(temp, path, dir, lent, length, back, signal)
+  }
+
+  private send(
+    temp: string,
+    path: string,
+    dir: string,
+    payload: ArrayBuffer,
+    length: number,
+    back: ((bytes: ArrayBuffer) => void) | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const worker = this.started()
+    const id = this.nextId++
+    const abort = new Int32Array(new SharedArrayBuffer(4))
+    const onAbort = () => Atomics.store(abort, 0, 1)
+    signal?.addEventListener('abort', onAbort, { once: true })
     const done = new Promise<void>((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject, signal })
+      this.waiting.set(id, { resolve, reject, signal, back })
     }).finally(() => signal?.removeEventListener('abort', onAbort))
     // While a write is in flight the thread keeps the process alive (a drain may be waiting on nothing else).
     if (this.waiting.size === 1) worker.ref()
-    worker.postMessage({ id, temp, path, dir, data: payload, abort }, [payload as ArrayBuffer])
+    worker.postMessage({ id, temp, path, dir, data: payload, length, abort }, [payload])
     return done
   }
 
@@ -118,6 +152,7 @@ export class FileWorker {
     if (!waiting) return
     this.waiting.delete(reply.id)
     if (this.waiting.size === 0) this.worker?.unref()
+    if (reply.data !== undefined && reply.data.byteLength > 0) waiting.back?.(reply.data)
     if (reply.aborted) waiting.reject(waiting.signal?.reason ?? new Error('aborted'))
     else if (reply.error)
       waiting.reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }))

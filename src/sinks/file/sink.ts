@@ -1,7 +1,7 @@
 // File sink: each batch becomes one JSONL file under DATA_DIR, laid out as the Cloud Storage sink lays out objects.
 import { join, resolve } from 'node:path'
 import { ConfigError, errorMessage } from '../../errors.js'
-import { batchJsonl, objectName } from '../../jsonl.js'
+import { batchJsonlInto, objectName } from '../../jsonl.js'
 import { type AtomicRoot, classifyFsError, makeDir, openAtomicRoot } from '../../storage/atomic-file.js'
 import type { Sink, SinkContext } from '../sink.js'
 
@@ -22,9 +22,13 @@ export async function createFileSink({ shared }: SinkContext<unknown>): Promise<
     name: 'file',
     async write(batch, { signal }) {
       try {
-        await files.write(join(root, objectName(batch, LOGS_PREFIX)), batchJsonl(batch), {
-          signal,
-        })
+        // Filled before the first await: the batch's memory may be reused once the batch is done (see Sink).
+        await files.writeFrom(
+          join(root, objectName(batch, LOGS_PREFIX)),
+          batch.bytes,
+          (target) => batchJsonlInto(batch, target),
+          { signal },
+        )
       } catch (err) {
         throw classifyFsError(err)
       }

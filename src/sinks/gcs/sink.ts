@@ -4,9 +4,9 @@ import { promisify } from 'node:util'
 import { gzip } from 'node:zlib'
 import { bucketOf, checkBucket, createObject } from '../../google/storage.js'
 import { batchJsonlInto, objectName } from '../../jsonl.js'
+import { ReusedBuffers } from '../../reused-buffers.js'
 import type { Sink, SinkContext } from '../sink.js'
 import type { GcsSettings } from './settings.js'
-import { UploadBuffers } from './upload-buffers.js'
 
 const gzipAsync = promisify(gzip)
 
@@ -17,7 +17,7 @@ export async function createGcsSink({ settings, shared }: SinkContext<GcsSetting
   const bucket = bucketOf(shared.google)
   const compress = settings.GCS_COMPRESSION === 'gzip'
   const extension = compress ? '.jsonl.gz' : '.jsonl'
-  const uploads = new UploadBuffers(UPLOAD_BUFFERS_KEPT)
+  const uploads = new ReusedBuffers(UPLOAD_BUFFERS_KEPT)
   return {
     name: 'gcs',
     check: () => checkBucket(bucket),

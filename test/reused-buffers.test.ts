@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { UploadBuffers } from '../../src/sinks/gcs/upload-buffers.js'
+import { ReusedBuffers } from '../src/reused-buffers.js'
 
-describe('UploadBuffers', () => {
+describe('ReusedBuffers', () => {
   it('never hands out a Buffer that another upload holds, and reuses one once it is given back', () => {
-    const pool = new UploadBuffers(2, 64)
+    const pool = new ReusedBuffers(2, 64)
     const a = pool.take(10)
     const b = pool.take(10)
     expect(b).not.toBe(a)
@@ -19,7 +19,7 @@ describe('UploadBuffers', () => {
   })
 
   it('keeps at most maxFree, the largest ones, and refuses a Buffer given back twice', () => {
-    const pool = new UploadBuffers(1, 16)
+    const pool = new ReusedBuffers(1, 16)
     const small = pool.take(16)
     const large = pool.take(32)
     pool.giveBack(small)

@@ -1,13 +1,15 @@
-// Buffers for the gcs sink's uploads, reused once an upload has settled. A new Buffer per batch (1.6 MiB by default)
-// lived as long as its upload, long enough to be freed only by a full collection, and V8 counts new Buffers' bytes
-// against the old generation's limit until then (see slabs.ts): reused, they cost no new memory in the steady state.
-// A Buffer comes back only when the upload that used it has settled, so no two uploads ever share one.
+// Batch-sized Buffers reused once the write that used them has settled: the gcs sink's uploads, the file sink's files
+// (lent to the writer thread and handed back, see atomic-file.ts). A new Buffer per batch (1 to 1.6 MiB by default)
+// lived as long as its write, long enough to be freed only by a full collection, and V8 counts new Buffers' bytes
+// against the old generation's limit until then (see slabs.ts); each also cost the kernel a fresh page per 4 KiB.
+// Reused, they cost no new memory in the steady state. A Buffer comes back only when the write that used it has
+// settled, so no two writes ever share one.
 
-export class UploadBuffers {
+export class ReusedBuffers {
   private readonly free: Buffer[] = []
 
   constructor(
-    /** Buffers kept for reuse at most (SINK_CONCURRENCY is how many uploads run at once). */
+    /** Buffers kept for reuse at most (SINK_CONCURRENCY is how many writes of a sink run at once). */
     private readonly maxFree: number,
     /** The smallest Buffer made: batches of a sink vary in size, and a bigger one serves the smaller ones too. */
     private readonly minBytes = 1024 * 1024,
@@ -25,9 +27,9 @@ export class UploadBuffers {
     return Buffer.allocUnsafeSlow(Math.max(bytes, this.minBytes))
   }
 
-  /** Only once nothing reads `buffer` any more: the upload (or the compression) that used it has settled. */
+  /** Only once nothing reads `buffer` any more: the write (or the compression) that used it has settled. */
   giveBack(buffer: Buffer): void {
-    if (this.free.includes(buffer)) throw new Error('an upload buffer was given back twice')
+    if (this.free.includes(buffer)) throw new Error('a reused buffer was given back twice')
     if (this.free.length < this.maxFree) {
       this.free.push(buffer)
       return
