@@ -15,6 +15,8 @@ export interface LaneInput {
   accept(events: readonly LogEvent[] | EventRun, count: number, bytes: number): Promise<void> | undefined
   /** Throws QueueFullError when a request would be refused anyway: lets a source refuse before reading a body. */
   assertNotSaturated(): void
+  /** Whether assertNotSaturated would throw, without making the error: a request that waits, or goes another way. */
+  isSaturated(): boolean
   /** Throws QueueFullError unless `entries` more could be taken now (bytes are checked again by accept). */
   assertRoomFor(entries: number): void
   /** What the input records of a lane's batches, if it records anything. */
@@ -63,6 +65,11 @@ export class MemoryInput implements LaneInput {
 
   assertNotSaturated(): void {
     for (const lane of this.lanes) if (lane.batcher.isSaturated) throw fullError(lane, this.retryAfterMs)
+  }
+
+  isSaturated(): boolean {
+    for (const lane of this.lanes) if (lane.batcher.isSaturated) return true
+    return false
   }
 
   assertRoomFor(entries: number): void {

@@ -154,9 +154,13 @@ export class SpoolInput implements LaneInput {
     )
   }
 
-  assertNotSaturated(): void {
+  isSaturated(): boolean {
     // The lanes' buffers fill from disk as they have room: only the spool itself can be full.
-    if (this.spool.isSaturated) {
+    return this.spool.isSaturated
+  }
+
+  assertNotSaturated(): void {
+    if (this.isSaturated()) {
       throw new QueueFullError(
         `the spool is nearly full (${this.spool.bytes} bytes of SPOOL_MAX_BYTES); retry later`,
         this.options.retryAfterMs,

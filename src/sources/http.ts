@@ -242,12 +242,7 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
     if (format === undefined) return false
     if (headers['content-encoding'] !== undefined || headers[IDEMPOTENCY_KEY_HEADER] !== undefined)
       return false
-    if (!pipeline.isAccepting || inflight.bytes >= maxInflightBytes) return false
-    try {
-      pipeline.assertNotSaturated()
-    } catch {
-      return false
-    }
+    if (!pipeline.isAccepting || inflight.bytes >= maxInflightBytes || pipeline.isSaturated()) return false
     const hold = { held: 0, seen: 0, released: false }
     // As the onRequest hook does: the bytes count until the response or its socket closes.
     releaseWhenGone(request, response, () => hold)
@@ -346,14 +341,17 @@ export function registerHttpSource(app: FastifyInstance, options: HttpSourceOpti
       // (onResponse and onRequestAbort were not: a client that went away after its whole body, before its answer,
       // held its bytes for good, and every request got 429 INFLIGHT_FULL once such clients held MAX_INFLIGHT_BYTES.)
       releaseWhenGone(request.raw, reply.raw, () => request.inflightHold)
-      try {
-        pipeline.assertNotSaturated()
-      } catch (err) {
+      if (pipeline.isSaturated()) {
         // A buffer that a delivering sink is emptying is waited on (BUFFER_FULL_WAIT), with the body unread but for
         // what Node has read from the socket before TCP holds the rest back: that much is counted as in flight
         // while the request waits, so that the waiting requests together stay inside MAX_INFLIGHT_BYTES.
         if (fullWaitMs === 0 || inflight.bytes + WAITING_REQUEST_BYTES > maxInflightBytes) {
-          return done(err as Error)
+          try {
+            pipeline.assertNotSaturated()
+          } catch (err) {
+            return done(err as Error)
+          }
+          return admit(done)
         }
         inflight.bytes += WAITING_REQUEST_BYTES
         pipeline.whenNotSaturated(fullWaitMs).then(

@@ -135,7 +135,15 @@ describe('Pipeline', () => {
     it('resolves as soon as a batch finishes and makes room, without waiting out its time', async () => {
       const gated = gatedSink('a')
       const { pipeline } = await createPipeline([gated.sink], { maxBufferedEvents: 20 })
-      pipeline.accept(makeEvents(20))
+      expect(pipeline.isSaturated()).toBe(false)
+      pipeline.accept(makeEvents(10))
+      // At the high-water mark (90%) and not past it: not saturated; past it, saturated, and the check agrees with
+      // the refusal the sources make.
+      pipeline.accept(makeEvents(8))
+      expect(pipeline.isSaturated()).toBe(false)
+      expect(() => pipeline.assertNotSaturated()).not.toThrow()
+      pipeline.accept(makeEvents(2))
+      expect(pipeline.isSaturated()).toBe(true)
       expect(() => pipeline.assertNotSaturated()).toThrow(QueueFullError)
       let settled: string | undefined
       const waiting = pipeline.whenNotSaturated(3_600_000).then(

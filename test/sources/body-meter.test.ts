@@ -264,10 +264,12 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
     let full = true
     let makeRoom = () => {}
     const pipeline = started.pipeline as unknown as {
+      isSaturated: () => boolean
       assertNotSaturated: () => void
       whenNotSaturated: (ms: number) => Promise<void>
     }
-    const { assertNotSaturated, whenNotSaturated } = pipeline
+    const { isSaturated, assertNotSaturated, whenNotSaturated } = pipeline
+    pipeline.isSaturated = () => full
     pipeline.assertNotSaturated = () => {
       if (full) throw new QueueFullError('the buffer of sink "file" is full', 1000)
     }
@@ -290,6 +292,7 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
     await gone.closed
     // The server reads no more of a waiting request's socket: it learns of the reset once the wait ends.
     makeRoom()
+    pipeline.isSaturated = isSaturated
     pipeline.assertNotSaturated = assertNotSaturated
     pipeline.whenNotSaturated = whenNotSaturated
     await until(

@@ -305,6 +305,7 @@ describe('POST /logs: back-pressure and shutdown', () => {
     // A saturated buffer that the test empties when it says: the first request waits, holding 64 KiB of the 100.
     let full = true
     let makeRoom: () => void = () => {}
+    vi.spyOn(app.pipeline, 'isSaturated').mockImplementation(() => full)
     vi.spyOn(app.pipeline, 'assertNotSaturated').mockImplementation(() => {
       if (full) throw new QueueFullError('the buffer of sink "file" is full', 1000)
     })
