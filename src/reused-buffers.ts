@@ -29,7 +29,9 @@ export class ReusedBuffers {
 
   /** Only once nothing reads `buffer` any more: the write (or the compression) that used it has settled. */
   giveBack(buffer: Buffer): void {
-    if (this.free.includes(buffer)) throw new Error('a reused buffer was given back twice')
+    // By memory, not by object: a lent Buffer comes back as a new view of the same memory.
+    if (this.free.some((free) => free.buffer === buffer.buffer))
+      throw new Error('a reused buffer was given back twice')
     if (this.free.length < this.maxFree) {
       this.free.push(buffer)
       return

@@ -44,10 +44,10 @@ function module() {
   return made
 }
 
-/** The CRC32C of `data` continued from `crc` (0 to start), as a signed 32-bit number. */
+/** Gives the CRC32C of `data` continued from `crc` (0 to start), as a signed 32-bit number. */
 export type Crc32cUpdate = (crc: number, data: Uint8Array) => number
 
-/** In WebAssembly: for a platform @node-rs/crc32 has no binary for. */
+/** In WebAssembly: inputs under 256 KiB, and all of them on a platform @node-rs/crc32 has no binary for. */
 export const wasmUpdate: Crc32cUpdate = (crc, data) => {
   const { update, memory } = module()
   for (let at = 0; at < data.length; at += PIECE_BYTES) {
@@ -72,7 +72,8 @@ export function nativeUpdate(): Crc32cUpdate | undefined {
 /**
  * Inputs from this size on are hashed natively. Loading the native binary costs 3.6 MiB of RSS once, which pays for
  * hashing megabyte objects (gcs at saturation: 20 µs less CPU per 100-entry request) but not gzip's objects of tens of
- * KiB: with it, gcs gzip at saturation peaked at 124 and 129 MiB, against 121 and 122 without.
+ * KiB: with it, gcs gzip at saturation peaked at 124 and 129 MiB, against 121 and 122 without. (Logs that compress
+ * less than the bench's, to gzip objects of 256 KiB or more, load it too.)
  */
 const NATIVE_FROM_BYTES = 256 * 1024
 

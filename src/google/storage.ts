@@ -79,7 +79,8 @@ export async function createObject(
       contentType: 'application/x-ndjson',
       metadata: {
         ...(options.contentEncoding ? { contentEncoding: options.contentEncoding } : {}),
-        // The CRC32C (crc32c.ts, WebAssembly) costs a third of what the client's MD5 did (22% of the main thread).
+        // The CRC32C (crc32c.ts: native for an upload from 256 KiB, else WebAssembly) costs a twentieth of what the
+        // client's MD5 did (22% of the main thread).
         crc32c: crc32cOf(data),
       },
       // Cloud Storage checks the hash above; the client hashing the stream again would only check it after the fact.

@@ -129,8 +129,8 @@ export interface AtomicRoot {
   readonly root: string
   write(path: string, data: string | Buffer, options?: { signal?: AbortSignal }): Promise<void>
   /**
-   * Writes what `fill` puts into a Buffer of at least `bytes` (it returns the part it filled from the start, or a
-   * Buffer of its own), called before the first await. With a writer thread the Buffer is one of the root's, lent to
+   * Writes what `fill` puts into a Buffer of at least `bytes` (it returns the part of it that it filled, or a Buffer
+   * of its own), called before the first await. With a writer thread the Buffer is one of the root's, lent to
    * the thread and reused once it is back, instead of a new one per file.
    */
   writeFrom(
@@ -192,6 +192,7 @@ export async function openAtomicRoot(root: string, rootOptions: AtomicRootOption
               path,
               dir,
               lent.buffer as ArrayBuffer,
+              (data as Buffer).byteOffset,
               data.length,
               (back) => lendable?.giveBack(Buffer.from(back)),
               options.signal,
@@ -225,7 +226,8 @@ export async function openAtomicRoot(root: string, rootOptions: AtomicRootOption
         lendable.giveBack(target)
         throw err
       }
-      if (data.buffer === target.buffer && data.byteOffset === 0) return write(path, data, options, target)
+      // Any view of the target is lent with it (never given back while the write may still read it).
+      if (data.buffer === target.buffer) return write(path, data, options, target)
       lendable.giveBack(target)
       return write(path, data, options)
     },

@@ -14,7 +14,7 @@ parentPort.on('message', (m) => {
   let fd
   try {
     fd = fs.openSync(m.temp, 'wx')
-    const data = new Uint8Array(m.data, 0, m.length)
+    const data = new Uint8Array(m.data, m.offset, m.length)
     for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at, data.length - at)
     fs.fsyncSync(fd)
     fs.closeSync(fd)
@@ -79,25 +79,26 @@ export class FileWorker {
     const payload = owned
       ? (data.buffer as ArrayBuffer)
       : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)
-    return this.send(temp, path, dir, payload as ArrayBuffer, data.byteLength, undefined, signal)
+    return this.send(temp, path, dir, payload as ArrayBuffer, 0, data.byteLength, undefined, signal)
   }
 
   /**
-   * As write, for the first `length` bytes of `lent`, memory the caller owns whole and lends: detached here, and given
-   * to `back` once the thread is done with it (written, failed or aborted). Lost with a thread that dies. Nothing is
-   * lent when `signal` has already aborted (it throws first).
+   * As write, for `length` bytes from `offset` of `lent`, memory the caller owns whole and lends: detached here, and
+   * given to `back` once the thread is done with it (written, failed or aborted). Lost with a thread that dies.
+   * Nothing is lent when `signal` has already aborted (it throws first).
    */
   writeLent(
     temp: string,
     path: string,
     dir: string,
     lent: ArrayBuffer,
+    offset: number,
     length: number,
     back: (bytes: ArrayBuffer) => void,
     signal?: AbortSignal,
   ): Promise<void> {
     signal?.throwIfAborted()
-    return this.send(temp, path, dir, lent, length, back, signal)
+    return this.send(temp, path, dir, lent, offset, length, back, signal)
   }
 
   private send(
@@ -105,6 +106,7 @@ export class FileWorker {
     path: string,
     dir: string,
     payload: ArrayBuffer,
+    offset: number,
     length: number,
     back: ((bytes: ArrayBuffer) => void) | undefined,
     signal: AbortSignal | undefined,
@@ -119,7 +121,7 @@ export class FileWorker {
     }).finally(() => signal?.removeEventListener('abort', onAbort))
     // While a write is in flight the thread keeps the process alive (a drain may be waiting on nothing else).
     if (this.waiting.size === 1) worker.ref()
-    worker.postMessage({ id, temp, path, dir, data: payload, length, abort }, [payload])
+    worker.postMessage({ id, temp, path, dir, data: payload, offset, length, abort }, [payload])
     return done
   }
 

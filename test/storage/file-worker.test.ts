@@ -90,7 +90,7 @@ describe('FileWorker', () => {
     const give = (bytes: ArrayBuffer) => back.push(bytes)
 
     const written = lend()
-    await w.writeLent(join(dir, '.l.tmp'), join(dir, 'l.jsonl'), dir, written, 1000, give)
+    await w.writeLent(join(dir, '.l.tmp'), join(dir, 'l.jsonl'), dir, written, 0, 1000, give)
     // Handed over, not copied; back whole, and the file holds only the length asked for.
     expect(written.byteLength).toBe(0)
     expect(back.map((b) => b.byteLength)).toEqual([64 * 1024])
@@ -102,6 +102,7 @@ describe('FileWorker', () => {
       join(dir, 'not-a-dir', 'f'),
       join(dir, 'not-a-dir'),
       lend(),
+      0,
       10,
       give,
     )
@@ -115,6 +116,7 @@ describe('FileWorker', () => {
       join(dir, 'a'),
       dir,
       big,
+      0,
       big.byteLength,
       give,
       controller.signal,
@@ -126,10 +128,16 @@ describe('FileWorker', () => {
     // Aborted before: nothing is lent, the caller keeps its memory.
     const kept = lend()
     expect(() =>
-      w.writeLent(join(dir, '.k.tmp'), join(dir, 'k'), dir, kept, 10, give, controller.signal),
+      w.writeLent(join(dir, '.k.tmp'), join(dir, 'k'), dir, kept, 0, 10, give, controller.signal),
     ).toThrow('attempt timed out')
     expect(kept.byteLength).toBe(64 * 1024)
-    expect((await readdir(dir)).sort()).toEqual(['l.jsonl', 'not-a-dir'])
+
+    // From an offset: those bytes only.
+    const offset = lend()
+    Buffer.from(offset).write('from here', 100)
+    await w.writeLent(join(dir, '.o.tmp'), join(dir, 'o.jsonl'), dir, offset, 100, 9, give)
+    expect(await readFile(join(dir, 'o.jsonl'), 'utf8')).toBe('from here')
+    expect((await readdir(dir)).sort()).toEqual(['l.jsonl', 'not-a-dir', 'o.jsonl'])
   })
 })
 
@@ -169,6 +177,23 @@ describe('an atomic root written off the event loop', () => {
     expect(targets[1]?.buffer.byteLength).toBe(0)
     expect(await readFile(join(root, 'a.jsonl'), 'utf8')).toBe('first\n')
     expect(await readFile(join(root, 'b.jsonl'), 'utf8')).toBe('second\n')
+    await files.close()
+  })
+
+  it('lends a view of its Buffer that starts past 0 too, so no other write can take the Buffer meanwhile', async () => {
+    const root = await tempDir()
+    const files = await openAtomicRoot(root, { offThread: true })
+    // Both start at once: had the first Buffer gone back to the pool while its view waited to be written, the
+    // second would have taken it and written its own bytes over the first file's (an adversarial review's case).
+    await Promise.all([
+      files.writeFrom(join(root, 'a.jsonl'), 10, (target) => {
+        target.write('xxaaaa\n')
+        return target.subarray(2, 7)
+      }),
+      files.writeFrom(join(root, 'b.jsonl'), 10, (target) => target.subarray(0, target.write('bbbbbbb\n'))),
+    ])
+    expect(await readFile(join(root, 'a.jsonl'), 'utf8')).toBe('aaaa\n')
+    expect(await readFile(join(root, 'b.jsonl'), 'utf8')).toBe('bbbbbbb\n')
     await files.close()
   })
 
