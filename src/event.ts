@@ -74,10 +74,21 @@ export class ChunkEvent implements LogEvent {
  * No line holds a raw newline (JSON escapes it in strings), so the newlines are where the lines end.
  */
 export class EventRun {
-  /** Whoever holds the run: its maker until it lets go, and each batch slice of it until that batch is done. */
+  /** Whoever holds the run: its maker until it lets go, and each batch part of it until that batch is done. */
   private holds = 1
+  /**
+   * Where the lines are: the slab's Buffer (from `offset`) or the run's own. Not a view of them: a Buffer object per
+   * request, kept until its batch was written, was promoted and freed by full collections (a third of what a 1-entry
+   * request left to the old generation).
+   */
+  private readonly memory: Buffer
+  private readonly offset: number
+  /** The slab's generation when the run was written into it. */
+  private readonly generation: number
+  readonly bytes: number
+
   constructor(
-    readonly chunk: Buffer,
+    chunk: Buffer,
     readonly count: number,
     /** Each line's id, or the built-in id number (see newEventId) of the first line when every line has the next. */
     private readonly keys: readonly (string | number)[] | number,
@@ -85,13 +96,24 @@ export class EventRun {
     private readonly slab?: Slab,
   ) {
     this.generation = slab?.generation ?? 0
+    this.bytes = chunk.length
+    if (slab !== undefined && chunk.buffer === slab.buffer.buffer) {
+      this.memory = slab.buffer
+      this.offset = chunk.byteOffset - slab.buffer.byteOffset
+    } else {
+      this.memory = chunk
+      this.offset = 0
+    }
   }
 
-  /** The slab's generation when the run was written into it. */
-  private readonly generation: number
+  /** The lines, each followed by its newline: a new view of them at each call. */
+  get chunk(): Buffer {
+    return this.memory.subarray(this.offset, this.offset + this.bytes)
+  }
 
-  get bytes(): number {
-    return this.chunk.length
+  /** Where the line that starts at byte `at` ends, its newline included. */
+  lineEnd(at: number): number {
+    return this.memory.indexOf(10, this.offset + at) + 1 - this.offset
   }
 
   /** One more holder (a batch's slice of the run): its slab is not reused until every holder let go. */
@@ -114,7 +136,8 @@ export class EventRun {
   /** Copies bytes `start` to `start + bytes` of the run into `target` at `at`. */
   copy(target: Buffer, at: number, start: number, bytes: number): number {
     this.check()
-    return this.chunk.copy(target, at, start, start + bytes)
+    const from = this.offset + start
+    return this.memory.copy(target, at, from, from + bytes)
   }
 
   /**
@@ -163,7 +186,8 @@ export class FormedBatch implements Batch {
   constructor(
     readonly name: string,
     readonly openedAt: Date,
-    readonly parts: readonly (LogEvent | RunSlice)[],
+    /** Whole runs, the slices of runs that straddle batches, and single events. */
+    readonly parts: readonly (LogEvent | EventRun | RunSlice)[],
     readonly count: number,
     readonly bytes: number,
   ) {}
@@ -172,7 +196,9 @@ export class FormedBatch implements Batch {
     if (this.made === undefined) {
       const events: LogEvent[] = []
       for (const part of this.parts) {
-        if (part instanceof RunSlice) {
+        if (part instanceof EventRun) {
+          for (const event of part.events()) events.push(event)
+        } else if (part instanceof RunSlice) {
           for (const event of part.run.events(part.from, part.count, part.start)) events.push(event)
         } else {
           events.push(part)
@@ -188,7 +214,10 @@ export class FormedBatch implements Batch {
    * after the last write of the batch settled; a batch whose events were taken out pinned their slabs first.
    */
   letGo(): void {
-    for (const part of this.parts) if (part instanceof RunSlice) part.run.release()
+    for (const part of this.parts) {
+      if (part instanceof EventRun) part.release()
+      else if (part instanceof RunSlice) part.run.release()
+    }
   }
 
   /** Writes the batch as JSONL into `target` from `at` and returns where it stopped (see copyLines). */
@@ -196,14 +225,19 @@ export class FormedBatch implements Batch {
     const { parts } = this
     let i = 0
     while (i < parts.length) {
-      const part = parts[i] as LogEvent | RunSlice
+      const part = parts[i] as LogEvent | EventRun | RunSlice
+      if (part instanceof EventRun) {
+        at += part.copy(target, at, 0, part.bytes)
+        i++
+        continue
+      }
       if (part instanceof RunSlice) {
         at += part.run.copy(target, at, part.start, part.bytes)
         i++
         continue
       }
       let j = i + 1
-      while (j < parts.length && !(parts[j] instanceof RunSlice)) j++
+      while (j < parts.length && !(parts[j] instanceof RunSlice || parts[j] instanceof EventRun)) j++
       at = copyLines(parts.slice(i, j) as LogEvent[], target, at)
       i = j
     }

@@ -23,7 +23,7 @@ export interface BatcherOptions {
 
 export class Batcher {
   /** The open batch: single events, and requests' runs or the slices of them that fit. */
-  private open: (LogEvent | RunSlice)[] = []
+  private open: (LogEvent | EventRun | RunSlice)[] = []
   private openCount = 0
   private openBytes = 0
   private openedAt = new Date(0)
@@ -109,11 +109,13 @@ export class Batcher {
    */
   private offerRun(run: EventRun): void {
     const { maxBatchEvents, maxBatchBytes } = this.options
-    const { chunk } = run
+    const { bytes: runBytes } = run
     // An empty request (`[]`) holds nothing: it must neither sit in the open batch nor start its age timer.
     if (run.count === 0) return
-    if (this.openCount + run.count <= maxBatchEvents && this.openBytes + chunk.length <= maxBatchBytes) {
-      this.append(this.slice(run, 0, run.count, 0, chunk.length), run.count, chunk.length)
+    if (this.openCount + run.count <= maxBatchEvents && this.openBytes + runBytes <= maxBatchBytes) {
+      // The whole run is the batch's part: held, with no slice object of its own.
+      run.hold()
+      this.append(run, run.count, runBytes)
       if (this.openCount >= maxBatchEvents || this.openBytes >= maxBatchBytes) this.flush()
       return
     }
@@ -130,8 +132,8 @@ export class Batcher {
       count = 0
       bytes = 0
     }
-    for (let at = 0; at < chunk.length; ) {
-      const lineBytes = chunk.indexOf(10, at) + 1 - at
+    for (let at = 0; at < runBytes; ) {
+      const lineBytes = run.lineEnd(at) - at
       at += lineBytes
       if (this.openCount + count > 0 && this.openBytes + bytes + lineBytes > maxBatchBytes) {
         cut()
@@ -154,7 +156,7 @@ export class Batcher {
   }
 
   /** Adds a part of `count` events and `bytes` to the open batch, opening it (and its age timer) if need be. */
-  private append(part: LogEvent | RunSlice, count: number, bytes: number): void {
+  private append(part: LogEvent | EventRun | RunSlice, count: number, bytes: number): void {
     if (this.openCount === 0) {
       this.openedAt = new Date()
       this.timer = setTimeout(() => this.flush(), this.options.flushIntervalMs)

@@ -8,6 +8,7 @@ import {
   type FormedBatch,
   formatEventId,
   type LogEvent,
+  RunSlice,
 } from '../../src/event.js'
 import { batchJsonl } from '../../src/jsonl.js'
 import { Batcher, type BatcherOptions } from '../../src/pipeline/batcher.js'
@@ -91,6 +92,27 @@ describe('Batcher', () => {
     await vi.advanceTimersByTimeAsync(50)
     expect(sink.batches.map((batch) => countOf(batch))).toEqual([1])
     expect((sink.batches[0] as FormedBatch).parts).toHaveLength(1)
+  })
+
+  it('keeps a run that fits whole as its batch part, with no slice, and slices only a run cut between batches', async () => {
+    const sink = manualDeliver()
+    const batcher = createBatcher({ deliver: sink.deliver, maxBatchEvents: 3 })
+    const run = (text: string, count: number) =>
+      new EventRun(Buffer.from(`{"t":"${text}"}\n`.repeat(count)), count, 0)
+    const a = run('a', 1)
+    const b = run('b', 3)
+    batcher.offer(a)
+    batcher.offer(b)
+    batcher.flush()
+    await vi.advanceTimersByTimeAsync(0)
+    const [first, second] = sink.batches as FormedBatch[]
+    // a whole, then the two lines of b that fit; b's last line in the next batch.
+    expect(first?.parts[0]).toBe(a)
+    expect(first?.parts[1]).toBeInstanceOf(RunSlice)
+    expect(second?.parts.map((part) => part instanceof RunSlice)).toEqual([true])
+    expect(batchJsonl(first as FormedBatch).toString()).toBe('{"t":"a"}\n{"t":"b"}\n{"t":"b"}\n')
+    expect(batchJsonl(second as FormedBatch).toString()).toBe('{"t":"b"}\n')
+    expect(first?.events.map((event) => event.line)).toEqual(['{"t":"a"}', '{"t":"b"}', '{"t":"b"}'])
   })
 
   it('flushes FLUSH_INTERVAL after the first entry of a batch, not after the last', async () => {
