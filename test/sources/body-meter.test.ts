@@ -40,12 +40,13 @@ function partialUpload(port: number, body: string, sent: number) {
 }
 
 /** A sidelog listening on a port, with 4 KiB bodies at most and 6 KiB in flight. */
-async function startWithSmallBounds() {
-  const config = testConfig(await tempDir(), {
-    MAX_BODY_BYTES: '4KiB',
-    MAX_INFLIGHT_BYTES: '6KiB',
-    FLUSH_INTERVAL: '0.1',
-  })
+function startWithSmallBounds() {
+  return startListening({ MAX_BODY_BYTES: '4KiB', MAX_INFLIGHT_BYTES: '6KiB', FLUSH_INTERVAL: '0.1' })
+}
+
+/** A sidelog with these settings, listening on a port of 127.0.0.1. */
+async function startListening(settings: Record<string, string>) {
+  const config = testConfig(await tempDir(), settings)
   const started = await createApp(config, {
     logger: silentLogger,
     stdout: new PassThrough(),
@@ -248,19 +249,11 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
   // A request waiting for room (BUFFER_FULL_WAIT) has no hold yet, and the server reads no more of its socket: if its
   // client goes away meanwhile, the hold made once the wait ends must not keep what Node had read of the body.
   it('gives back what a client held when it went away while its request waited for room', async () => {
-    const config = testConfig(await tempDir(), {
+    const { port, app: started } = await startListening({
       MAX_BODY_BYTES: '64KiB',
       MAX_INFLIGHT_BYTES: '200KiB',
       BUFFER_FULL_WAIT: '20',
     })
-    const started = await createApp(config, {
-      logger: silentLogger,
-      stdout: new PassThrough(),
-      instanceId: 'test',
-    })
-    app = started
-    await started.server.listen({ host: '127.0.0.1', port: 0 })
-    const { port } = started.server.server.address() as { port: number }
     let full = true
     let makeRoom = () => {}
     const pipeline = started.pipeline as unknown as {
@@ -318,10 +311,7 @@ describe('MAX_INFLIGHT_BYTES and clients that go away', () => {
 
 describe('a body arriving in pieces', () => {
   it('is taken whole when cut inside an entry and inside a character (read-body.ts joins the pieces)', async () => {
-    const config = testConfig(await tempDir(), { FLUSH_INTERVAL: '0.1' })
-    app = await createApp(config, { logger: silentLogger, stdout: new PassThrough(), instanceId: 'test' })
-    await app.server.listen({ host: '127.0.0.1', port: 0 })
-    const { port } = app.server.server.address() as { port: number }
+    const { port, config, app: started } = await startListening({ FLUSH_INTERVAL: '0.1' })
     const body = Buffer.from('{"event_id":"a","msg":"café"}\n{"event_id":"b","msg":"naïve"}\n')
     // Cut between the two bytes of "é".
     const cut = body.indexOf('é') + 1
@@ -341,7 +331,7 @@ describe('a body arriving in pieces', () => {
     socket.write(body.subarray(cut))
     expect(await answer).toBe('HTTP/1.1 202 Accepted')
     socket.destroy()
-    await app.close()
+    await started.close()
     app = undefined
     const rows = (await readJsonlTree(config.DATA_DIR)).sort((x, y) =>
       String(x.event_id).localeCompare(String(y.event_id)),
